@@ -1,0 +1,26 @@
+"""sparq kernels: packed sparse int8 formats, Numba kernels (AVX-512 VNNI + portable) and a
+drop-in ``nn.Linear`` replacement.
+
+Public API::
+
+    SparseInt8Linear.from_linear(linear, format="csr"|"block1x4"|"nm"|"dense", bits=8,
+                                 weight_scale=None, act_scale=None)
+    convert_model(model, format="csr", filter=None, ...)      # swaps encoder Linears in place
+    packed_bytes(packed) / packed_model_bytes(model)           # exact bytes (encoder_bytes_packed)
+    save(path, packed_or_dict) / load(path)                    # raises PackedFormatError
+    pack(weight, format, bias=None, bits=8, scale=None)        # numpy-level packing
+    linear(x, packed, act_scale=None)                          # numpy-level kernel call
+"""
+
+from .cpu import cpu_flags_string, has_vnni512
+from .formats import FORMATS, PackedLinear, pack, packed_bytes, quantize_weight
+from .io import PackedFormatError, load, save
+from .linear import (SparseInt8Linear, convert_model, load_packed_into, packed_layers,
+                     packed_model_bytes)
+from .ops import linear, reference
+
+__all__ = [
+    "FORMATS", "PackedFormatError", "PackedLinear", "SparseInt8Linear", "convert_model",
+    "cpu_flags_string", "has_vnni512", "linear", "load", "load_packed_into", "pack",
+    "packed_bytes", "packed_layers", "packed_model_bytes", "quantize_weight", "reference", "save",
+]

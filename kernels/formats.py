@@ -1,0 +1,352 @@
+"""Packed int8/int4 weight formats for y = x @ W.T + b.
+
+Every format stores integer weights with a per-output-channel float32 scale (W ~= q * scale[:,
+None]) and an optional float32 bias. ``nbytes`` is the exact packed size (values + indices +
+scales + bias); it is what the suite logs as ``encoder_bytes_packed``.
+
+* ``dense``    - int8 values [N, K] (reference).
+* ``csr``      - unstructured: row pointers, uint16 column indices (int32 when K > 65536), values.
+* ``block1x4`` - 1x4 blocks along K: row pointers, uint16 block (K/4) indices, 4 values a block.
+* ``nm``       - N:M along K with M=4 (2:4 by default): exactly n values per group of 4 and 2-bit
+                 in-group indices packed 4 per byte.
+
+``bits=4`` packs values two per byte (low nibble first) in any format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+FORMATS: dict[str, type[PackedLinear]] = {}
+
+
+def register(cls):
+    FORMATS[cls.format] = cls
+    return cls
+
+
+# ----------------------------------------------------------------------------- value packing
+def pack_nibbles(q: np.ndarray) -> np.ndarray:
+    """int8 values in [-8, 7] -> uint8, two per byte, low nibble first."""
+    q = np.asarray(q, dtype=np.int8).ravel()
+    if q.size and (q.min() < -8 or q.max() > 7):
+        raise ValueError("4-bit packing needs values in [-8, 7]")
+    u = (q.astype(np.uint8) & 0x0F)
+    if u.size % 2:
+        u = np.concatenate([u, np.zeros(1, np.uint8)])
+    return (u[0::2] | (u[1::2] << 4)).astype(np.uint8)
+
+
+def unpack_nibbles(p: np.ndarray, count: int) -> np.ndarray:
+    p = np.asarray(p, dtype=np.uint8)
+    out = np.empty(p.size * 2, dtype=np.uint8)
+    out[0::2] = p & 0x0F
+    out[1::2] = p >> 4
+    out = out[:count].astype(np.int8)
+    out[out > 7] -= 16
+    return out
+
+
+def pack_2bit(idx: np.ndarray) -> np.ndarray:
+    """Values in [0, 3] -> uint8, four per byte, lowest bits first."""
+    i = np.asarray(idx, dtype=np.uint8).ravel()
+    pad = (-i.size) % 4
+    if pad:
+        i = np.concatenate([i, np.zeros(pad, np.uint8)])
+    i = i.reshape(-1, 4)
+    return (i[:, 0] | (i[:, 1] << 2) | (i[:, 2] << 4) | (i[:, 3] << 6)).astype(np.uint8)
+
+
+def unpack_2bit(p: np.ndarray, count: int) -> np.ndarray:
+    p = np.asarray(p, dtype=np.uint8)
+    out = np.stack([p & 3, (p >> 2) & 3, (p >> 4) & 3, (p >> 6) & 3], axis=1).ravel()
+    return out[:count].astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- quantization
+def qmax_for(bits: int) -> int:
+    if bits not in (4, 8):
+        raise ValueError(f"bits={bits!r}: supported values are 4 and 8")
+    return 127 if bits == 8 else 7
+
+
+def quantize_weight(w: np.ndarray, bits: int = 8, scale: np.ndarray | None = None):
+    """Symmetric per-output-channel quantization. Returns (q int8 [N, K], scale float32 [N]).
+
+    Without ``scale``: scale = max|w_row| / qmax (1.0 for all-zero rows). With a given scale
+    (e.g. from a QAT fake-quant observer) values are clamped to [-qmax-1, qmax]. Zeros stay zeros.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    qm = qmax_for(bits)
+    if scale is None:
+        amax = np.abs(w).max(axis=1) if w.size else np.zeros(w.shape[0])
+        scale = np.where(amax > 0, amax / qm, 1.0)
+    scale = np.broadcast_to(np.asarray(scale, dtype=np.float64).ravel(), (w.shape[0],))
+    if np.any(scale <= 0) or not np.all(np.isfinite(scale)):
+        raise ValueError("weight scales must be positive and finite")
+    q = np.clip(np.rint(w / scale[:, None]), -qm - 1, qm).astype(np.int8)
+    return q, scale.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- base class
+@dataclass(eq=False)
+class PackedLinear:
+    """Base of all packed formats. Subclasses define ``format``, their index arrays and
+    ``int_weight()``; ``arrays()`` lists exactly what is stored (and counted in ``nbytes``)."""
+
+    format: ClassVar[str] = ""
+    out_features: int
+    in_features: int
+    bits: int
+    scale: np.ndarray
+    bias: np.ndarray | None
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # --- to be provided by subclasses
+    def index_arrays(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def int_weight(self) -> np.ndarray:
+        raise NotImplementedError
+
+    @classmethod
+    def from_int(cls, q: np.ndarray, scale, bias=None, bits: int = 8, **kw) -> PackedLinear:
+        raise NotImplementedError
+
+    # --- shared
+    def meta(self) -> dict:
+        return {}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        a = dict(self.index_arrays())
+        a["scale"] = self.scale
+        if self.bias is not None:
+            a["bias"] = self.bias
+        return a
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(v.nbytes for v in self.arrays().values()))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.out_features, self.in_features)
+
+    def dequantize(self) -> np.ndarray:
+        return self.int_weight().astype(np.float32) * self.scale[:, None]
+
+    @property
+    def sparsity(self) -> float:
+        q = self.int_weight()
+        return float((q == 0).mean()) if q.size else 0.0
+
+    def _values_store(self, vals: np.ndarray) -> np.ndarray:
+        vals = np.ascontiguousarray(vals, dtype=np.int8).ravel()
+        return pack_nibbles(vals) if self.bits == 4 else vals
+
+    def _values_load(self, stored: np.ndarray, count: int) -> np.ndarray:
+        if self.bits == 4:
+            return unpack_nibbles(stored, count)
+        return np.asarray(stored, dtype=np.int8)[:count]
+
+    def blocks(self):
+        """Execution form shared by all VNNI kernels (cached): 1x4 blocks along K.
+
+        Returns (ptr int32 [N+1], cols int32 [nb] (group index k//4), vals int32 [nb] (the 4 int8
+        weights of the block, little-endian), comp int32 [N] = 128 * sum(q_row)).
+        """
+        if "blocks" not in self._cache:
+            self._cache["blocks"] = blocks_from_int(self.int_weight())
+        return self._cache["blocks"]
+
+
+def blocks_from_int(q: np.ndarray):
+    n, k = q.shape
+    g = (k + 3) // 4
+    qp = np.zeros((n, g * 4), dtype=np.int8)
+    qp[:, :k] = q
+    q4 = qp.reshape(n, g, 4)
+    mask = (q4 != 0).any(axis=2)
+    counts = mask.sum(axis=1)
+    ptr = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(counts, out=ptr[1:])
+    rows, cols = np.nonzero(mask)
+    vals = np.ascontiguousarray(q4[rows, cols]).view(np.int32).ravel()
+    comp = (q.astype(np.int64).sum(axis=1) * 128).astype(np.int32)
+    return ptr, cols.astype(np.int32), np.ascontiguousarray(vals), comp
+
+
+def _index_dtype(limit: int):
+    return np.uint16 if limit <= 65536 else np.int32
+
+
+# ----------------------------------------------------------------------------- formats
+@register
+@dataclass(eq=False)
+class DenseInt8(PackedLinear):
+    format: ClassVar[str] = "dense"
+    values: np.ndarray = None
+
+    @classmethod
+    def from_int(cls, q, scale, bias=None, bits=8, **kw):
+        n, k = q.shape
+        obj = cls(n, k, bits, _f32(scale), _f32o(bias))
+        obj.values = obj._values_store(q)
+        return obj
+
+    def index_arrays(self):
+        return {"values": self.values}
+
+    def int_weight(self):
+        n, k = self.shape
+        return self._values_load(self.values, n * k).reshape(n, k)
+
+
+@register
+@dataclass(eq=False)
+class CSRInt8(PackedLinear):
+    format: ClassVar[str] = "csr"
+    indptr: np.ndarray = None
+    indices: np.ndarray = None
+    values: np.ndarray = None
+
+    @classmethod
+    def from_int(cls, q, scale, bias=None, bits=8, **kw):
+        n, k = q.shape
+        rows, cols = np.nonzero(q)
+        indptr = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+        obj = cls(n, k, bits, _f32(scale), _f32o(bias))
+        obj.indptr, obj.indices = indptr, cols.astype(_index_dtype(k))
+        obj.values = obj._values_store(q[rows, cols])
+        return obj
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indptr[-1])
+
+    def index_arrays(self):
+        return {"indptr": self.indptr, "indices": self.indices, "values": self.values}
+
+    def int_weight(self):
+        n, k = self.shape
+        q = np.zeros((n, k), dtype=np.int8)
+        rows = np.repeat(np.arange(n), np.diff(self.indptr))
+        q[rows, self.indices.astype(np.int64)] = self._values_load(self.values, self.nnz)
+        return q
+
+
+@register
+@dataclass(eq=False)
+class Block1x4Int8(PackedLinear):
+    format: ClassVar[str] = "block1x4"
+    indptr: np.ndarray = None
+    blocks_idx: np.ndarray = None
+    values: np.ndarray = None
+
+    @classmethod
+    def from_int(cls, q, scale, bias=None, bits=8, **kw):
+        n, k = q.shape
+        ptr, cols, vals, _ = blocks_from_int(q)
+        obj = cls(n, k, bits, _f32(scale), _f32o(bias))
+        obj.indptr, obj.blocks_idx = ptr, cols.astype(_index_dtype((k + 3) // 4))
+        obj.values = obj._values_store(vals.view(np.int8))
+        return obj
+
+    @property
+    def nblocks(self) -> int:
+        return int(self.indptr[-1])
+
+    def index_arrays(self):
+        return {"indptr": self.indptr, "blocks": self.blocks_idx, "values": self.values}
+
+    def int_weight(self):
+        n, k = self.shape
+        g = (k + 3) // 4
+        q = np.zeros((n, g, 4), dtype=np.int8)
+        rows = np.repeat(np.arange(n), np.diff(self.indptr))
+        vals = self._values_load(self.values, self.nblocks * 4).reshape(-1, 4)
+        q[rows, self.blocks_idx.astype(np.int64)] = vals
+        return np.ascontiguousarray(q.reshape(n, g * 4)[:, :k])
+
+
+@register
+@dataclass(eq=False)
+class NMInt8(PackedLinear):
+    """N:4 structured sparsity along K (2:4 by default). The last, partial group of a row whose
+    K is not a multiple of 4 is treated as zero-padded."""
+
+    format: ClassVar[str] = "nm"
+    n: int = 2
+    m: int = 4
+    values: np.ndarray = None
+    idx: np.ndarray = None
+
+    @classmethod
+    def from_int(cls, q, scale, bias=None, bits=8, n=2, m=4, **kw):
+        if m != 4 or not 1 <= n <= 3:
+            raise ValueError(f"nm format: n:m={n}:{m}; supported m=4 with n in 1..3")
+        rows, k = q.shape
+        g = (k + 3) // 4
+        qp = np.zeros((rows, g * 4), dtype=np.int8)
+        qp[:, :k] = q
+        q4 = qp.reshape(rows, g, 4)
+        nz = (q4 != 0).sum(axis=2)
+        if np.any(nz > n):
+            r, c = np.argwhere(nz > n)[0]
+            raise ValueError(f"weight is not {n}:{m} sparse (row {r}, group {c} has {nz[r, c]} "
+                             f"nonzeros); prune it to {n}:{m} first")
+        # stable order: nonzeros first (by position), then fill with zero positions
+        key = np.where(q4 != 0, 0, 1) * 4 + np.arange(4)
+        order = np.argsort(key, axis=2, kind="stable")[:, :, :n]
+        order = np.sort(order, axis=2)
+        vals = np.take_along_axis(q4, order, axis=2)
+        obj = cls(rows, k, bits, _f32(scale), _f32o(bias))
+        obj.n, obj.m = n, m
+        obj.values = obj._values_store(vals)
+        obj.idx = pack_2bit(order.astype(np.uint8))
+        return obj
+
+    def meta(self):
+        return {"n": self.n, "m": self.m}
+
+    def index_arrays(self):
+        return {"values": self.values, "idx": self.idx}
+
+    def int_weight(self):
+        rows, k = self.shape
+        g = (k + 3) // 4
+        cnt = rows * g * self.n
+        vals = self._values_load(self.values, cnt).reshape(rows, g, self.n)
+        idx = unpack_2bit(self.idx, cnt).reshape(rows, g, self.n).astype(np.int64)
+        q4 = np.zeros((rows, g, 4), dtype=np.int8)
+        np.put_along_axis(q4, idx, vals, axis=2)
+        return np.ascontiguousarray(q4.reshape(rows, g * 4)[:, :k])
+
+
+def _f32(a) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a, dtype=np.float32).ravel())
+
+
+def _f32o(a):
+    return None if a is None else _f32(a)
+
+
+def pack(weight: np.ndarray, format: str = "csr", bias=None, bits: int = 8, scale=None,
+         **kw) -> PackedLinear:
+    """Quantize a float weight [N, K] (per-output-channel) and pack it in ``format``."""
+    if format not in FORMATS:
+        raise ValueError(f"format={format!r}: choose one of {sorted(FORMATS)}")
+    w = np.asarray(weight, dtype=np.float32)
+    if w.ndim != 2:
+        raise ValueError(f"weight must be 2-D [out, in], got shape {w.shape}")
+    q, s = quantize_weight(w, bits=bits, scale=scale)
+    return FORMATS[format].from_int(q, s, bias, bits=bits, **kw)
+
+
+def packed_bytes(packed: PackedLinear) -> int:
+    """Exact packed byte count: values + indices + scales + bias."""
+    return packed.nbytes

@@ -1,0 +1,97 @@
+"""Dispatch: y = x @ W.T + b on a packed layer, activation quantization fused.
+
+``linear(x, packed, act_scale=None)``: x float32 [M, K] -> float32 [M, N]. Per-tensor dynamic
+activation scale (max|x| / 127) unless a static ``act_scale`` is given. Uses the AVX-512 VNNI
+path when the CPU has it (and the JIT is on), otherwise the portable per-format kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import cpu, portable
+from .formats import PackedLinear, unpack_2bit
+
+_VNNI = None
+
+
+def vnni_available() -> bool:
+    global _VNNI
+    if _VNNI is None:
+        _VNNI = cpu.has_vnni512()
+    return _VNNI and not cpu.jit_disabled()
+
+
+def act_scale_of(x: np.ndarray, act_scale: float | None) -> float:
+    if act_scale is not None:
+        if not act_scale > 0:
+            raise ValueError(f"act_scale must be > 0, got {act_scale}")
+        return float(act_scale)
+    a = float(portable.absmax(x)) if x.size else 0.0
+    if not np.isfinite(a):
+        raise ValueError("input contains inf/nan")
+    return a / 127.0 if a > 0 else 1.0
+
+
+def _bias(p: PackedLinear) -> np.ndarray:
+    if "bias0" not in p._cache:
+        p._cache["bias0"] = p.bias if p.bias is not None else np.zeros(p.out_features, np.float32)
+    return p._cache["bias0"]
+
+
+def linear(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
+           path: str | None = None) -> np.ndarray:
+    """x: float32 [M, K] (C-contiguous). ``path``: None (best), "vnni" or "portable"."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    m, k = x.shape
+    if k != p.in_features:
+        raise ValueError(f"input has {k} features, layer expects {p.in_features}")
+    sx = act_scale_of(x, act_scale)
+    y = np.empty((m, p.out_features), dtype=np.float32)
+    if m == 0:
+        return y
+    use_vnni = vnni_available() if path is None else path == "vnni"
+    if use_vnni:
+        from . import vnni
+
+        ptr, cols, vals, comp = p.blocks()
+        mpad = (m + 15) // 16 * 16
+        xl = vnni.quantize_layout(x, np.float32(1.0 / sx), mpad)
+        vnni.block_gemm(xl, mpad, m, ptr, cols, vals, comp, p.scale, _bias(p), sx, y, 16)
+        return y
+    xt = portable.quantize_t(x, np.float32(1.0 / sx))
+    _portable(p, xt, sx, y)
+    return y
+
+
+def _portable(p: PackedLinear, xt, sx, y) -> None:
+    b = _bias(p)
+    fmt = p.format
+    if fmt == "dense":
+        q = p._cache.setdefault("q", p.int_weight())
+        portable.dense_kernel(xt, q, p.scale, b, sx, y)
+    elif fmt == "csr":
+        vals = p._cache.setdefault("vals8", p._values_load(p.values, p.nnz))
+        portable.csr_kernel(xt, p.indptr, p.indices, vals, p.scale, b, sx, y)
+    elif fmt == "block1x4":
+        vals = p._cache.setdefault("vals8", p._values_load(p.values, p.nblocks * 4))
+        portable.block1x4_kernel(xt, p.indptr, p.blocks_idx, vals, p.scale, b, sx, y)
+    elif fmt == "nm":
+        if "nm" not in p._cache:
+            g = (p.in_features + 3) // 4
+            cnt = p.out_features * g * p.n
+            p._cache["nm"] = (p._values_load(p.values, cnt).reshape(p.out_features, -1),
+                              unpack_2bit(p.idx, cnt).reshape(p.out_features, -1))
+        vals, idx = p._cache["nm"]
+        portable.nm_kernel(xt, vals, idx, p.n, p.scale, b, sx, y)
+    else:  # pragma: no cover - registry guards formats
+        raise ValueError(f"no kernel for format {fmt!r}")
+
+
+def reference(x: np.ndarray, p: PackedLinear, act_scale: float | None = None) -> np.ndarray:
+    """float64 reference of exactly what the kernels compute (same quantization of x)."""
+    x = np.asarray(x, dtype=np.float32)
+    sx = act_scale_of(x, act_scale) if x.size else 1.0
+    xq = np.clip(np.rint(x * np.float32(1.0 / sx)), -128, 127).astype(np.float64)
+    y = (xq @ p.int_weight().astype(np.float64).T) * sx * p.scale.astype(np.float64)
+    return y + (0.0 if p.bias is None else p.bias.astype(np.float64))

@@ -1,0 +1,225 @@
+"""AVX-512 VNNI kernels (``vpdpbusd``) emitted from Numba through llvmlite IR intrinsics.
+
+Execution form (shared by every packed format, see ``PackedLinear.blocks``): 1x4 blocks along
+K, block values as one int32 (4 x int8), group index per block, per-row compensation.
+
+Activations are quantized per tensor and laid out [K/4][Mpad][4] as uint8 with a +128 offset
+(vpdpbusd multiplies unsigned by signed bytes); the compensation 128 * sum(q_row) is subtracted
+in the epilogue. One row of blocks is multiplied against R = 8/4/2/1 chunks of 16 activation
+rows held in zmm registers (register blocking), so each block costs one broadcast plus R
+(load, vpdpbusd) pairs. Quantization + layout is one fused pass.
+
+Import this module only when ``cpu.has_vnni512()`` is true: compiling it elsewhere fails.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_V16 = ir.VectorType(_I32, 16)
+
+
+def _make_rowdot(nchunks: int, unroll: int = 1):
+    """Intrinsic: out[o + 16*i + l] = sum over blocks b in [start, end) of
+    vpdpbusd(x[cols[b] * rowstride + xoff + 64*i], broadcast(vals[b])) for i < nchunks.
+    ``unroll`` > 1 (only with nchunks == 1) keeps that many independent accumulators."""
+
+    @intrinsic
+    def rowdot(typingctx, xl, vals, cols, start, end, xoff, rowstride, out, ooff):
+        sig = types.void(xl, vals, cols, start, end, xoff, rowstride, out, ooff)
+
+        def codegen(context, builder, signature, args):
+            xa, va, ca, start_, end_, xoff_, rs_, oa, ooff_ = args
+            tys = signature.args
+            xptr = context.make_array(tys[0])(context, builder, xa).data
+            vptr = context.make_array(tys[1])(context, builder, va).data
+            cptr = context.make_array(tys[2])(context, builder, ca).data
+            optr = context.make_array(tys[7])(context, builder, oa).data
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(_V16, [_V16, _V16, _V16]),
+                "llvm.x86.avx512.vpdpbusd.512")
+            zero = ir.Constant(_V16, None)
+            nacc = nchunks * unroll
+            accs = [cgutils.alloca_once_value(builder, zero) for _ in range(nacc)]
+            bcast_mask = ir.Constant(_V16, [0] * 16)
+            start_ = builder.sext(start_, _I64) if start_.type.width < 64 else start_
+            end_ = builder.sext(end_, _I64) if end_.type.width < 64 else end_
+            vx = builder.bitcast(xptr, ir.IntType(8).as_pointer())
+
+            def one_block(b, acc_group):
+                col = builder.sext(builder.load(builder.gep(cptr, [b])), _I64)
+                val = builder.load(builder.gep(vptr, [b]))
+                wv = builder.insert_element(ir.Constant(_V16, ir.Undefined), val,
+                                            ir.Constant(_I32, 0))
+                wv = builder.shuffle_vector(wv, wv, bcast_mask)
+                base = builder.add(builder.mul(col, rs_), xoff_)
+                for i in range(nchunks):
+                    p = builder.gep(vx, [builder.add(base, ir.Constant(_I64, 64 * i))])
+                    xv = builder.load(builder.bitcast(p, _V16.as_pointer()), align=1)
+                    slot = accs[acc_group * nchunks + i]
+                    builder.store(builder.call(fn, [builder.load(slot), xv, wv]), slot)
+
+            if unroll > 1:
+                n = builder.sub(end_, start_)
+                main = builder.mul(builder.sdiv(n, ir.Constant(_I64, unroll)),
+                                   ir.Constant(_I64, unroll))
+                mid = builder.add(start_, main)
+                with cgutils.for_range_slice(builder, start_, mid, ir.Constant(_I64, unroll),
+                                             intp=_I64) as (b, _):
+                    for u in range(unroll):
+                        one_block(builder.add(b, ir.Constant(_I64, u)), u)
+                with cgutils.for_range_slice(builder, mid, end_, ir.Constant(_I64, 1), intp=_I64) as (b, _):
+                    one_block(b, 0)
+            else:
+                with cgutils.for_range_slice(builder, start_, end_, ir.Constant(_I64, 1), intp=_I64) as (b, _):
+                    one_block(b, 0)
+            o = builder.bitcast(optr, _I32.as_pointer())
+            for i in range(nchunks):
+                total = builder.load(accs[i])
+                for u in range(1, unroll):
+                    total = builder.add(total, builder.load(accs[u * nchunks + i]))
+                p = builder.gep(o, [builder.add(ooff_, ir.Constant(_I64, 16 * i))])
+                builder.store(total, builder.bitcast(p, _V16.as_pointer()), align=1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return rowdot
+
+
+_F32 = ir.FloatType()
+_VF16 = ir.VectorType(_F32, 16)
+_LO = ir.Constant(_V16, [v for j in range(8) for v in (j, 16 + j)])
+_HI = ir.Constant(_V16, [v for j in range(8, 16) for v in (j, 16 + j)])
+
+
+@intrinsic
+def _epilogue16(typingctx, buf, boff, bstride, sc, off, y, yoff, ystride):
+    """Transpose a 16x16 int32 tile buf[boff + j*bstride + l] (row j = output feature, lane l =
+    activation row) in registers, dequantize with per-feature sc/off and store 16 contiguous
+    floats to y[yoff + l*ystride : +16] for each l. Four interleave stages = a 16x16 transpose."""
+    sig = types.void(buf, boff, bstride, sc, off, y, yoff, ystride)
+
+    def codegen(context, builder, signature, args):
+        ba, boff_, bs_, sa, oa, ya, yoff_, ys_ = args
+        tys = signature.args
+        bp = builder.bitcast(context.make_array(tys[0])(context, builder, ba).data,
+                             _I32.as_pointer())
+        sp = builder.bitcast(context.make_array(tys[3])(context, builder, sa).data,
+                             _VF16.as_pointer())
+        op = builder.bitcast(context.make_array(tys[4])(context, builder, oa).data,
+                             _VF16.as_pointer())
+        yp = builder.bitcast(context.make_array(tys[5])(context, builder, ya).data,
+                             _F32.as_pointer())
+        rows = []
+        for j in range(16):
+            idx = builder.add(boff_, builder.mul(bs_, ir.Constant(_I64, j)))
+            p = builder.bitcast(builder.gep(bp, [idx]), _V16.as_pointer())
+            rows.append(builder.load(p, align=1))
+        for _ in range(4):
+            new = []
+            for i in range(8):
+                new.append(builder.shuffle_vector(rows[i], rows[i + 8], _LO))
+                new.append(builder.shuffle_vector(rows[i], rows[i + 8], _HI))
+            rows = new
+        scv = builder.load(sp, align=1)
+        ofv = builder.load(op, align=1)
+        for lane in range(16):
+            f = builder.sitofp(rows[lane], _VF16)
+            f = builder.fadd(builder.fmul(f, scv), ofv)
+            idx = builder.add(yoff_, builder.mul(ys_, ir.Constant(_I64, lane)))
+            p = builder.bitcast(builder.gep(yp, [idx]), _VF16.as_pointer())
+            builder.store(f, p, align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_rowdot8 = _make_rowdot(8)
+_rowdot4 = _make_rowdot(4)
+_rowdot2 = _make_rowdot(2)
+_rowdot1 = _make_rowdot(1, unroll=4)
+
+
+@njit(parallel=True, cache=True)
+def quantize_layout(x, inv, mpad):
+    """float32 [M, K] -> uint8 [ceil(K/4) * mpad * 4]: u8 = clamp(rint(x * inv), -128, 127) + 128
+    at [k // 4][m][k % 4]; padding (k >= K) is 128, i.e. zero."""
+    m, k = x.shape
+    g = (k + 3) // 4
+    out = np.empty(g * mpad, dtype=np.uint32)
+    for gg in prange(g):
+        k0 = gg * 4
+        row = gg * mpad
+        if k0 + 4 <= k:
+            for i in range(m):
+                word = np.uint32(0)
+                for j in range(4):
+                    v = np.rint(x[i, k0 + j] * inv)
+                    v = min(max(v, np.float32(-128.0)), np.float32(127.0))
+                    word |= np.uint32(np.int32(v) + 128) << np.uint32(8 * j)
+                out[row + i] = word
+        else:
+            for i in range(m):
+                word = np.uint32(0)
+                for j in range(4):
+                    u = np.int32(128)
+                    if k0 + j < k:
+                        v = np.rint(x[i, k0 + j] * inv)
+                        v = min(max(v, np.float32(-128.0)), np.float32(127.0))
+                        u = np.int32(v) + 128
+                    word |= np.uint32(u) << np.uint32(8 * j)
+                out[row + i] = word
+        for i in range(m, mpad):
+            out[row + i] = np.uint32(0x80808080)
+    return out.view(np.uint8)
+
+
+@njit(parallel=True, cache=True)
+def block_gemm(xl, mpad, m, ptr, cols, vals, comp, scale, bias, xscale, y, tile):
+    """y[:m, :] = dequant(x_layout @ blocks.T) ; one tile of output rows per parallel task."""
+    n_out = ptr.shape[0] - 1
+    ntiles = (n_out + tile - 1) // tile
+    nch = mpad // 16
+    rs = np.int64(mpad) * 4
+    for t in prange(ntiles):
+        n0 = t * tile
+        n1 = min(n_out, n0 + tile)
+        buf = np.empty(tile * mpad, dtype=np.int32)
+        for n in range(n0, n1):
+            o = np.int64(n - n0) * mpad
+            s, e = ptr[n], ptr[n + 1]
+            c = 0
+            while c + 8 <= nch:
+                _rowdot8(xl, vals, cols, s, e, np.int64(c * 64), rs, buf, o + c * 16)
+                c += 8
+            if c + 4 <= nch:
+                _rowdot4(xl, vals, cols, s, e, np.int64(c * 64), rs, buf, o + c * 16)
+                c += 4
+            if c + 2 <= nch:
+                _rowdot2(xl, vals, cols, s, e, np.int64(c * 64), rs, buf, o + c * 16)
+                c += 2
+            if c < nch:
+                _rowdot1(xl, vals, cols, s, e, np.int64(c * 64), rs, buf, o + c * 16)
+        nt = n1 - n0
+        sc = np.zeros(tile, dtype=np.float32)
+        off = np.zeros(tile, dtype=np.float32)
+        for j in range(nt):
+            sc[j] = np.float32(xscale * scale[n0 + j])
+            off[j] = np.float32(bias[n0 + j] - np.float64(comp[n0 + j]) * sc[j])
+        done = 0
+        if tile == 16 and nt == 16:
+            ystride = np.int64(y.shape[1])
+            while done + 16 <= m:
+                _epilogue16(buf, np.int64(done), np.int64(mpad), sc, off, y,
+                            np.int64(done) * ystride + n0, ystride)
+                done += 16
+        for i in range(done, m):
+            for j in range(nt):
+                y[i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
