@@ -1,0 +1,73 @@
+"""What compression buys: measured sparsity and the papers' nominal compression (pure functions).
+
+Prunable weights are the encoder's Linear layers unless patterns say otherwise; embeddings, the
+pooler and task heads are excluded by default, as in Prune OFA.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+DEFAULT_INCLUDE = ("*encoder.layer.*", "*transformer.layer.*", "*encoder.layers.*")
+
+
+def prunable_linears(model: nn.Module, include: Sequence[str] = DEFAULT_INCLUDE,
+                     exclude: Sequence[str] = ()) -> dict[str, nn.Linear]:
+    """Linear layers whose qualified name matches an include pattern and no exclude pattern."""
+    return {name: module for name, module in model.named_modules()
+            if isinstance(module, nn.Linear)
+            and any(fnmatch.fnmatchcase(name, p) for p in include)
+            and not any(fnmatch.fnmatchcase(name, p) for p in exclude)}
+
+
+def weight_of(module: nn.Module) -> torch.Tensor:
+    """The effective weight (parametrized or not) of a Linear."""
+    return module.weight
+
+
+def measured_sparsity(linears: dict[str, nn.Linear]) -> float:
+    zeros = total = 0
+    for module in linears.values():
+        w = weight_of(module)
+        zeros += int((w == 0).sum())
+        total += w.numel()
+    return zeros / max(1, total)
+
+
+def nominal_compression(sparsity: float, weight_bits: int) -> float:
+    """Paper convention: 32/bits x 1/density, counting values only (no indices, no scales)."""
+    return (32.0 / weight_bits) / max(1e-12, 1.0 - sparsity)
+
+
+def dense_fp32_bytes(linears: dict[str, nn.Linear]) -> int:
+    """Bytes of the prunable layers stored dense in fp32 (weights and biases)."""
+    total = 0
+    for module in linears.values():
+        total += module.weight.numel() * 4
+        if module.bias is not None:
+            total += module.bias.numel() * 4
+    return total
+
+
+def packed_bytes(model: nn.Module, cfg) -> int:
+    """Real bytes of the prunable layers in the format the cell's config implies.
+
+    Dense fp32 is stored as is. Sparse and quantized formats are sized by the packers of the
+    quant/sparsity methods (values, indices, scales), registered in `PACKERS`.
+    """
+    linears = prunable_linears(model)
+    packer = PACKERS.get((cfg.sparsity.method, cfg.quant.method)) or PACKERS.get(("*", cfg.quant.method)) \
+        or PACKERS.get((cfg.sparsity.method, "*"))
+    if packer is None:
+        if cfg.sparsity.method == "dense" and cfg.quant.method == "fp32":
+            return dense_fp32_bytes(linears)
+        raise NotImplementedError(f"no packer for sparsity={cfg.sparsity.method} quant={cfg.quant.method}")
+    return packer(linears, cfg)
+
+
+# (sparsity.method | "*", quant.method | "*") -> packer(linears, cfg) -> bytes
+PACKERS: dict = {}

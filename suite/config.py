@@ -1,0 +1,196 @@
+"""Typed configs for every Hydra group, stored in Hydra's ConfigStore and validated up front.
+
+`validate(cfg)` turns the composed DictConfig into a `RunConfig` (dataclasses all the way down),
+running every `__post_init__` check; the polymorphic groups (sparsity, quant, distill) are typed
+by the config class that their method registered. Any bad value raises `ConfigError` naming the
+key and the allowed values, before anything is loaded or logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from suite.errors import ConfigError
+
+TASK_KINDS = ("classification", "regression", "qa")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(key, message)
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # label used in results (minilm, bert_base, ...)
+    name_or_path: str | None = None  # hub id or local directory; wins over `package`
+    package: str | None = None  # Python package that ships the weights (the embedded default)
+    revision: str | None = None  # hub revision, for reproducible hub loads
+    # Dense small baselines (sparse-vs-small claim): keep every k-th layer / shrink FFN width.
+    shrink_keep_every: int = 1
+    shrink_intermediate: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name_or_path or self.package), "model.name_or_path",
+                 "set a hub id or local directory (or model.package)")
+        _require(self.shrink_keep_every >= 1, "model.shrink_keep_every", "must be >= 1")
+
+    @property
+    def label(self) -> str:
+        return self.name_or_path if (self.name_or_path and self.package) else self.name
+
+
+@dataclass
+class TaskConfig:
+    """A task is data: where its files are, which columns hold what, and how it is scored."""
+
+    name: str = MISSING
+    kind: str = MISSING  # classification | regression | qa
+    version: int = 1
+    files: dict[str, str] = field(default_factory=dict)  # split -> path under the data dir
+    header: bool = True
+    columns: dict[str, int] = field(default_factory=dict)  # text_a / text_b / label -> TSV index
+    labels: list[str] = field(default_factory=list)  # label strings in class-id order
+    metric: str = "glue"  # metric module shipped in suite/metrics/modules
+    metric_config: str = "accuracy"  # which metric set the module computes
+    primary: str = "accuracy"  # headline metric, reported as eval_primary (percent)
+    hub_path: str | None = None  # hub dataset used when the data dir lacks the files
+    hub_name: str | None = None
+    hub_columns: dict[str, str] = field(default_factory=dict)
+    hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "eval": "validation"})
+    eval_split_of_dev: float = 0.5  # when there is no train file: fraction of dev kept for eval
+    max_length: int = 128
+    doc_stride: int = 128  # qa only
+    max_answer_length: int = 30  # qa only
+    n_best: int = 20  # qa only
+
+    def __post_init__(self) -> None:
+        _require(self.kind in TASK_KINDS, "task.kind", f"'{self.kind}'; allowed: {', '.join(TASK_KINDS)}")
+        _require(self.kind != "classification" or len(self.labels) >= 2, "task.labels",
+                 "a classification task needs at least two labels")
+        _require("eval" in self.files, "task.files", "needs an 'eval' file")
+        _require(0.0 < self.eval_split_of_dev < 1.0, "task.eval_split_of_dev", "must be in (0, 1)")
+        _require(8 <= self.max_length <= 4096, "task.max_length", "must be in [8, 4096]")
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.kind == "regression" else len(self.labels)
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 3.0
+    lr: float = 5e-5
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    dropout: float | None = None  # override the model's hidden dropout
+
+    def __post_init__(self) -> None:
+        _require(self.epochs > 0, "train.epochs", "must be > 0")
+        _require(self.lr > 0, "train.lr", "must be > 0")
+        _require(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        _require(0 <= self.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")
+
+
+@dataclass
+class ProfileConfig:
+    """How big a run is: smoke (tests), quick (laptop CPU, default), full (paper scale)."""
+
+    name: str = MISSING
+    train_samples: int | None = None  # cap on training examples (None: all)
+    eval_samples: int | None = None  # cap on eval examples (None: the whole dev set)
+    max_steps: int | None = None  # cap on optimizer steps
+    epochs: float | None = None  # overrides train.epochs when set
+
+    def __post_init__(self) -> None:
+        for key in ("train_samples", "eval_samples", "max_steps"):
+            value = getattr(self, key)
+            _require(value is None or value >= 1, f"profile.{key}", "must be >= 1 or null")
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = MISSING
+    task: TaskConfig = MISSING
+    train: TrainConfig = MISSING
+    profile: ProfileConfig = MISSING
+    sparsity: Any = MISSING  # typed by the registered pruner's config class
+    quant: Any = MISSING  # typed by the registered quantizer's config class
+    distill: Any = MISSING  # typed by the registered distiller's config class
+    experiment: str = "default"
+    seed: int = 42
+    device: str = "auto"
+    threads: int = 0  # 0: all cores
+    data_dir: str | None = None  # GLUE/SQuAD files; null: the Hugging Face hub
+    cache_dir: str | None = None  # teachers and other reusable artifacts; null: <project>/.cache
+    force: bool = False  # re-run a cell that already has a FINISHED run
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.device in DEVICES, "device", f"'{self.device}'; allowed: {', '.join(DEVICES)}")
+        _require(self.threads >= 0, "threads", "must be >= 0")
+        _require(self.seed >= 0, "seed", "must be >= 0")
+
+
+def register_configs() -> None:
+    """Store the schemas; the YAML files in conf/ are validated against them when composed."""
+    cs = ConfigStore.instance()
+    cs.store(name="sparq_schema", node=RunConfig)
+
+
+# Polymorphic groups: key -> (registry getter). Imported lazily to keep this module light.
+def _method_registries() -> dict[str, Any]:
+    from suite.distill import DISTILLERS
+    from suite.prune import PRUNERS
+    from suite.quant import QUANTIZERS
+
+    return {"sparsity": PRUNERS, "quant": QUANTIZERS, "distill": DISTILLERS}
+
+
+def _typed(section: DictConfig, cls: type, key: str) -> Any:
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), section))
+    except ConfigError:
+        raise
+    except OmegaConfBaseException as e:
+        bad = getattr(e, "full_key", None) or ""
+        raise ConfigError(f"{key}.{bad}".rstrip("."), str(e).splitlines()[0]) from None
+
+
+def validate(cfg: DictConfig) -> RunConfig:
+    """Resolve and type-check a composed config; raises ConfigError (one line) on bad input."""
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(getattr(e, "full_key", "config") or "config", str(e).splitlines()[0]) from None
+    plain.pop("hydra", None)
+    typed_sections = {}
+    for key, registry in _method_registries().items():
+        section = plain.pop(key, None)
+        if not isinstance(section, dict) or "method" not in section:
+            raise ConfigError(f"{key}.method", f"missing; allowed: {', '.join(registry.names())}")
+        cls = registry.config_class(section["method"])
+        typed_sections[key] = _typed(OmegaConf.create(section), cls, key)
+        plain[key] = None  # filled with the typed section below
+    run: RunConfig = _typed(OmegaConf.create(plain), RunConfig, "config")
+    for key, value in typed_sections.items():
+        setattr(run, key, value)
+    _check_combination(run)
+    return run
+
+
+def _check_combination(run: RunConfig) -> None:
+    """Cross-group rules that no single group can check alone."""
+    for key in ("sparsity", "quant", "distill"):
+        check = getattr(getattr(run, key), "check_run", None)
+        if check is not None:
+            check(run)

@@ -1,0 +1,35 @@
+"""Batched inference over a featurized eval set, then the task's metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from suite.config import TaskConfig
+from suite.metrics import compute_metrics
+
+
+@torch.no_grad()
+def predict(model: nn.Module, features, collate: Callable, batch_size: int, output_keys: tuple,
+            device: torch.device = torch.device("cpu"), progress: bool = False) -> dict[str, torch.Tensor]:
+    model.to(device).eval()
+    loader = DataLoader(features, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    collected: dict[str, list[torch.Tensor]] = {k: [] for k in output_keys}
+    for batch in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
+        batch = {k: v.to(device) for k, v in batch.items()
+                 if k not in ("labels", "start_positions", "end_positions")}
+        outputs = model(**batch)
+        for k in output_keys:
+            collected[k].append(outputs[k].detach().cpu())
+    return {k: torch.cat(v) for k, v in collected.items()}
+
+
+def evaluate_model(model: nn.Module, task_kind, task: TaskConfig, eval_ds, features, collate: Callable,
+                   batch_size: int, device: torch.device, progress: bool = False) -> dict[str, float]:
+    outputs = predict(model, features, collate, batch_size, task_kind.output_keys, device, progress)
+    inputs = task_kind.metric_inputs(task, outputs, eval_ds, features)
+    return compute_metrics(task, **inputs)

@@ -1,0 +1,235 @@
+"""One grid cell, end to end: `python -m suite.run [overrides]` (a Hydra app; `-m` sweeps).
+
+validate -> (skip if recorded) -> load model, tokenizer, data -> build modifiers -> fine-tune ->
+evaluate -> measure compression -> record in MLflow. Every check on user input happens before the
+MLflow run is opened, so bad input logs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from suite.config import RunConfig, register_configs, validate
+from suite.errors import SparqError
+from suite.paths import CONF_DIR
+
+log = logging.getLogger("sparq")
+
+
+@dataclass
+class CellResult:
+    cell_id: str
+    status: str  # FINISHED | SKIPPED | FAILED
+    run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SparqError("device: cuda requested but no GPU is available; allowed here: auto, cpu")
+    return torch.device(name)
+
+
+def preflight(cfg: RunConfig) -> list[Path]:
+    """Cheap checks of everything the run will read; returns the data files (for hashing)."""
+    from suite.models import resolve_model_dir
+    from suite.tasks import check_task_files
+
+    resolve_model_dir(cfg.model)
+    check_task_files(cfg.task, cfg.data_dir)
+    pick_device(cfg.device)
+    if cfg.data_dir is None:
+        return []
+    root = Path(cfg.data_dir)
+    return [root / f for f in cfg.task.files.values() if (root / f).is_file()]
+
+
+def build_modifiers(cfg: RunConfig, ctx) -> list:
+    from suite.distill import DISTILLERS
+    from suite.prune import PRUNERS
+    from suite.quant import QUANTIZERS
+
+    modifiers = []
+    for registry, section in ((PRUNERS, cfg.sparsity), (DISTILLERS, cfg.distill), (QUANTIZERS, cfg.quant)):
+        modifiers += registry.get(section.method)(section, ctx)
+    return modifiers
+
+
+def run_cell(cfg: RunConfig) -> CellResult:
+    """Run one validated cell and record it. Raises SparqError on bad input before logging."""
+    from suite import tracking
+
+    data_files = preflight(cfg)
+    cid = tracking.cell_id(cfg)
+    experiment = tracking.experiment_name(cfg)
+    mlflow = tracking.setup_mlflow(experiment)
+    if not cfg.force and (done := tracking.finished_run(experiment, cid)) is not None:
+        log.info("cell %s already recorded (run %s); skipping (force=true re-runs)", cid, done.info.run_id)
+        return CellResult(cid, "SKIPPED", done.info.run_id, dict(done.data.metrics))
+    threads = cfg.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    seed_everything(cfg.seed)
+    with mlflow.start_run(run_name=f"{cfg.model.label}-{cfg.task.name}-{cfg.sparsity.method}"
+                          f"-{cfg.quant.method}-{cfg.distill.method}-s{cfg.seed}") as run:
+        mlflow.set_tags({"cell_id": cid, "suite.version": tracking.__version__,
+                         "git_sha": tracking.git_sha(), "threads": str(threads)})
+        tracking.log_params(mlflow, tracking.run_params(cfg))
+        mlflow.log_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)), "config.yaml")
+        mlflow.log_dict(tracking.environment(data_files), "environment.json")
+        try:
+            metrics, tags = execute(cfg, threads)
+        except Exception as e:
+            mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])
+            mlflow.end_run(status="FAILED")
+            raise
+        mlflow.set_tags(tags)
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict({"cell_id": cid, "config": tracking.config_dict(cfg), "metrics": metrics,
+                         "tags": tags}, "result.json")
+        return CellResult(cid, "FINISHED", run.info.run_id, metrics)
+
+
+def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, str]]:
+    """The compute of a cell: returns (metrics, tags)."""
+    from suite import compression
+    from suite.evaluation import evaluate_model
+    from suite.lifecycle import RunContext
+    from suite.models import load_model, load_tokenizer
+    from suite.tasks import TASK_KINDS, load_task_data
+    from suite.teacher import teacher_provider
+    from suite.train import fine_tune, train_loader
+
+    start = time.perf_counter()
+    device = pick_device(cfg.device)
+    kind = TASK_KINDS.get(cfg.task.kind)
+    tokenizer = load_tokenizer(cfg.model)
+    data = load_task_data(cfg.task, cfg.data_dir)
+    train_ds = subset(data.train, cfg.profile.train_samples, cfg.seed)
+    eval_ds = subset(data.eval, cfg.profile.eval_samples, cfg.seed)
+    train_features = kind.featurize(train_ds, tokenizer, cfg.task, train=True)
+    eval_features = kind.featurize(eval_ds, tokenizer, cfg.task, train=False)
+    collate = kind.collator(tokenizer)
+    loader = train_loader(train_features, collate, cfg.train.batch_size, cfg.seed)
+
+    seed_everything(cfg.seed)
+    model = load_model(cfg.model, cfg.task, cfg.train.dropout)
+    ctx = RunContext(cfg=cfg, task=kind, train_loader=loader, device=device,
+                     teacher=teacher_provider(cfg, train_features, collate, device))
+    modifiers = build_modifiers(cfg, ctx)
+    train_stats = fine_tune(model, loader, cfg.train, cfg.profile, modifiers, device, cfg.progress,
+                            desc=f"{cfg.task.name} {cfg.sparsity.method}/{cfg.quant.method}")
+    metrics = evaluate_model(model, kind, cfg.task, eval_ds, eval_features, collate,
+                             cfg.train.eval_batch_size, device, cfg.progress)
+    linears = compression.prunable_linears(model)
+    sparsity = compression.measured_sparsity(linears)
+    dense_bytes = compression.dense_fp32_bytes(linears)
+    packed = compression.packed_bytes(model, cfg)
+    metrics.update(train_stats)
+    metrics.update({
+        "sparsity_measured": sparsity,
+        "compression_nominal": compression.nominal_compression(sparsity, cfg.quant.weight_bits),
+        "encoder_bytes_dense_fp32": float(dense_bytes), "encoder_bytes_packed": float(packed),
+        "compression_packed": dense_bytes / packed, "train_examples": float(len(train_ds)),
+        "eval_examples": float(len(eval_ds)), "wall_seconds": time.perf_counter() - start,
+    })
+    for m in modifiers:
+        metrics.update(m.metrics(model))
+    tags = {"data_source": data.source, "train_from_dev": str(data.train_from_dev).lower(),
+            "task_version": str(cfg.task.version), "device": str(device)}
+    return metrics, tags
+
+
+def subset(ds, n: int | None, seed: int):
+    """A seeded random subset of `n` rows (all rows when n is None or larger)."""
+    if n is None or n >= len(ds):
+        return ds
+    return ds.shuffle(seed=seed).select(range(n))
+
+
+# ---------------------------------------------------------------- command line
+
+def fail(message: str) -> None:
+    print(f"sparq: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def precheck(overrides: list[str]) -> None:
+    """Compose the config before Hydra runs it, so unknown options fail in one clear line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_configs()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        fail(one_line_compose_error(e))
+    try:
+        preflight(validate(cfg))
+    except SparqError as e:
+        fail(str(e))
+
+
+def one_line_compose_error(e: Exception) -> str:
+    text = str(e)
+    if "Could not find" in text or "Could not override" in text or "Could not load" in text:
+        group = text.split("'")[1].split("/")[0] if "'" in text else "config"
+        allowed = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        bad = text.split("'")[1] if "'" in text else text
+        if allowed:
+            return f"{group}: unknown option '{bad.split('/')[-1]}'; allowed: {', '.join(allowed)}"
+    key = getattr(e, "full_key", None)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), text)
+    return f"{key}: {first}" if key else first
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def main(dcfg: DictConfig) -> float | None:
+    try:
+        cfg = validate(dcfg)
+        result = run_cell(cfg)
+    except SparqError as e:
+        fail(str(e))
+    log.info("%s %s %s", result.status, result.cell_id, json.dumps(
+        {k: round(v, 4) for k, v in result.metrics.items() if k.startswith("eval_")}))
+    return result.metrics.get("eval_primary")
+
+
+def cli() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    args = sys.argv[1:]
+    if not any(a in ("-m", "--multirun", "--help", "-h", "--cfg", "-c", "--info") or a.startswith("--cfg")
+               for a in args):
+        precheck([a for a in args if not a.startswith("-")])
+    register_configs()
+    main()
+
+
+if __name__ == "__main__":
+    cli()

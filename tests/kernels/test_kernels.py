@@ -1,0 +1,104 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from _kernels_helpers import sparse_weight
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kernels
+from kernels import ops
+
+RNG = np.random.default_rng(1)
+PATHS = ["portable"] + (["vnni"] if ops.vnni_available() else [])
+PATTERN = {"csr": "unstructured", "block1x4": "block1x4", "nm": "nm", "dense": "unstructured"}
+
+
+def _check(x, p, path, act_scale=None):
+    y = kernels.linear(x, p, act_scale=act_scale, path=path)
+    ref = kernels.reference(x, p, act_scale=act_scale)
+    assert y.shape == ref.shape and y.dtype == np.float32
+    # integer accumulation is exact; only the float32 epilogue rounds
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * (np.abs(ref).max() + 1))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("fmt", ["csr", "block1x4", "nm", "dense"])
+@pytest.mark.parametrize("m,k,n", [(1, 13, 7), (37, 70, 33), (16, 64, 16), (130, 101, 35),
+                                   (3, 1, 2)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.9, 0.99])
+def test_kernel_matches_reference(path, fmt, m, k, n, sparsity):
+    w = sparse_weight(RNG, n, k, sparsity, PATTERN[fmt])
+    w[n // 2] = 0  # all-zero row
+    p = kernels.pack(w, fmt, bias=RNG.standard_normal(n))
+    _check(RNG.standard_normal((m, k)).astype(np.float32), p, path)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("fmt", ["csr", "block1x4", "nm"])
+def test_int4_static_scale_and_zero_input(path, fmt):
+    w = sparse_weight(RNG, 19, 45, 0.8, PATTERN[fmt])
+    p = kernels.pack(w, fmt, bits=4)
+    x = RNG.standard_normal((21, 45)).astype(np.float32) * 3
+    _check(x, p, path, act_scale=0.01)  # static scale: many values clip at -128/127
+    y = kernels.linear(np.zeros((4, 45), np.float32), p, path=path)
+    np.testing.assert_array_equal(y, 0)
+
+
+def test_quantization_error_is_small():
+    w = RNG.standard_normal((64, 96)).astype(np.float32)
+    x = RNG.standard_normal((8, 96)).astype(np.float32)
+    y = kernels.linear(x, kernels.pack(w, "dense"))
+    exact = x.astype(np.float64) @ w.T
+    assert np.abs(y - exact).max() < 0.02 * np.abs(exact).max()
+
+
+def test_bad_inputs():
+    p = kernels.pack(np.ones((3, 8), np.float32), "csr")
+    with pytest.raises(ValueError, match="features"):
+        kernels.linear(np.ones((2, 7), np.float32), p)
+    with pytest.raises(ValueError, match="act_scale"):
+        kernels.linear(np.ones((2, 8), np.float32), p, act_scale=0.0)
+    assert kernels.linear(np.ones((0, 8), np.float32), p).shape == (0, 3)
+
+
+@settings(max_examples=15, deadline=None)
+@given(m=st.integers(1, 40), k=st.integers(1, 40), n=st.integers(1, 20),
+       sparsity=st.sampled_from([0.0, 0.5, 0.95]),
+       fmt=st.sampled_from(["csr", "block1x4", "nm"]), seed=st.integers(0, 2**16))
+def test_property_all_paths_agree(m, k, n, sparsity, fmt, seed):
+    rng = np.random.default_rng(seed)
+    p = kernels.pack(sparse_weight(rng, n, k, sparsity, PATTERN[fmt]), fmt,
+                     bias=rng.standard_normal(n))
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    for path in PATHS:
+        _check(x, p, path)
+
+
+_NOJIT = r"""
+import numpy as np, kernels
+from kernels import ops
+assert not ops.vnni_available()
+rng = np.random.default_rng(0)
+for fmt in ["csr", "block1x4", "nm", "dense"]:
+    w = rng.standard_normal((5, 10)).astype(np.float32)
+    if fmt == "nm":
+        w[:, 1::2] = 0
+    else:
+        w[rng.random(w.shape) < 0.6] = 0
+    p = kernels.pack(w, fmt, bias=np.ones(5))
+    x = rng.standard_normal((3, 10)).astype(np.float32)
+    np.testing.assert_allclose(kernels.linear(x, p), kernels.reference(x, p), rtol=1e-5, atol=1e-5)
+print("NOJIT-OK")
+"""
+
+
+def test_kernels_with_jit_disabled():
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, "-c", _NOJIT], env=env, cwd=root, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "NOJIT-OK" in r.stdout
