@@ -1,0 +1,186 @@
+"""``python -m kernels.bench``: layer benchmark of sparq kernels vs PyTorch / ONNX Runtime.
+
+Quick default: BERT-base shapes, M in {1, 128}, sparsity {2:4, 0.9}, unstructured + 1x4
+blocks. ``--full`` runs the whole grid; ``--model`` runs the end-to-end encoders instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import warnings
+
+import numpy as np
+
+from .. import cpu
+from .common import REPO, log_mlflow, measure_bandwidth_gbs, measure_int8_peak_gmacs, set_threads, timeit
+
+SHAPES = {"bert-base": ["768x768", "768x3072", "3072x768"],
+          "minilm": ["384x384", "384x1536", "1536x384"]}
+FORMAT_OF = {"unstructured": "csr", "block1x4": "block1x4", "nm": "nm"}
+COLUMNS = ["k", "n", "m", "sparsity", "pattern", "backend", "median_ms", "min_ms", "max_ms",
+           "speedup_vs_fp32", "speedup_vs_onednn", "roofline_ms", "roofline_frac", "packed_bytes",
+           "threads", "cpu_flags"]
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__)
+    ap.add_argument("--shapes", help="KxN list, e.g. 768x3072,3072x768 (K = in, N = out)")
+    ap.add_argument("--m", help="activation rows, e.g. 1,128")
+    ap.add_argument("--sparsity", help="e.g. 0.9,2:4")
+    ap.add_argument("--pattern", help="unstructured,block1x4 (2:4 always uses nm)")
+    ap.add_argument("--backends", help="comma list; default all")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--csv", default=os.path.join(REPO, "results", "kernels", "bench.csv"))
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--full", action="store_true", help="whole grid (both models)")
+    ap.add_argument("--model", action="store_true", help="end-to-end encoders instead of layers")
+    ap.add_argument("--models", default="minilm,bert-base", help="with --model")
+    ap.add_argument("--batches", default="1,8", help="with --model")
+    ap.add_argument("--no-mlflow", action="store_true")
+    a = ap.parse_args(argv)
+    shapes = a.shapes or ",".join(SHAPES["bert-base"] + (SHAPES["minilm"] if a.full else []))
+    a.shape_list = [tuple(int(v) for v in s.lower().split("x")) for s in shapes.split(",")]
+    a.m_list = [int(v) for v in (a.m or ("1,16,128,512" if a.full else "1,128")).split(",")]
+    a.sp_list = (a.sparsity or ("2:4,0.8,0.9,0.95" if a.full else "2:4,0.9")).split(",")
+    a.pat_list = (a.pattern or "unstructured,block1x4").split(",")
+    return a
+
+
+def make_weight(rng, n, k, sp, pattern):
+    """Random weight pruned to exactly the given sparsity (by count) in the given pattern."""
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    if sp == "2:4":
+        g4 = np.abs(w).reshape(n, k // 4, 4)
+        drop = np.argsort(g4, axis=2)[:, :, :2]
+        np.put_along_axis(w.reshape(n, k // 4, 4), drop, 0.0, axis=2)
+        return w
+    s = float(sp)
+    if pattern == "block1x4":
+        g = np.abs(w).reshape(n, k // 4, 4).sum(2).ravel()
+        kill = np.argsort(g)[: int(round(s * g.size))]
+        mask = np.ones(g.size, bool)
+        mask[kill] = False
+        return w * np.repeat(mask.reshape(n, k // 4), 4, axis=1)
+    flat = np.abs(w).ravel()
+    kill = np.argsort(flat)[: int(round(s * flat.size))]
+    w.ravel()[kill] = 0.0
+    return w
+
+
+def main(argv=None):
+    a = parse(argv)
+    warnings.filterwarnings("ignore")
+    set_threads(a.threads)
+    if a.model:
+        from .model import run_model_bench
+
+        return run_model_bench(a)
+    import torch
+
+    from ..linear import SparseInt8Linear
+    from .baselines import BASELINES
+
+    flags = cpu.cpu_flags_string()
+    print(f"cpu: {flags}\nthreads: {a.threads}  vnni path: {cpu.has_vnni512()}")
+    bw = measure_bandwidth_gbs()
+    peak, peak_src = measure_int8_peak_gmacs()
+    print(f"measured bandwidth {bw:.1f} GB/s, dense int8 peak {peak:.0f} GMAC/s ({peak_src})")
+    wanted = set(a.backends.split(",")) if a.backends else None
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, n in a.shape_list:
+        for m in a.m_list:
+            x = rng.standard_normal((m, k)).astype(np.float32)
+            b = rng.standard_normal(n).astype(np.float32)
+            dense_ref = {}
+            w0 = rng.standard_normal((n, k)).astype(np.float32)
+            for name in ("torch_fp32", "torch_int8_fbgemm", "torch_int8_onednn", "onnxruntime_int8"):
+                if wanted and name not in wanted and name != "torch_fp32":
+                    continue
+                try:
+                    fn = BASELINES[name](w0, b, x)
+                    dense_ref[name] = timeit(fn, a.repeats)
+                except Exception as e:  # backend missing on this machine
+                    print(f"  {name}: skipped ({e})")
+            for sp in a.sp_list:
+                pats = ["nm"] if sp == "2:4" else a.pat_list
+                for pat in pats:
+                    w = make_weight(rng, n, k, sp, pat)
+                    res = dict(dense_ref)
+                    if not wanted or "torch_csr_fp32" in wanted:
+                        res["torch_csr_fp32"] = timeit(BASELINES["torch_csr_fp32"](w, b, x), a.repeats)
+                    fmt = FORMAT_OF[pat]
+                    lin = torch.nn.Linear(k, n)
+                    with torch.no_grad():
+                        lin.weight.copy_(torch.from_numpy(w))
+                        lin.bias.copy_(torch.from_numpy(b))
+                    layer = SparseInt8Linear.from_linear(lin, format=fmt)
+                    xt = torch.from_numpy(x)
+                    ours = f"sparq_{fmt}"
+                    res[ours] = timeit(lambda: layer(xt), a.repeats)
+                    nnz = int((w != 0).sum())
+                    nbytes = layer.packed_bytes + 4 * m * k + 4 * m * n
+                    roof = max(nbytes / (bw * 1e9), nnz * m / (peak * 1e9)) * 1e3
+                    fp = res["torch_fp32"][0]
+                    one = res.get("torch_int8_onednn", (np.nan,))[0]
+                    for be, (med, lo, hi) in res.items():
+                        if wanted and be not in wanted and not be.startswith("sparq"):
+                            continue
+                        rows.append({"k": k, "n": n, "m": m, "sparsity": sp, "pattern": pat,
+                                     "backend": be, "median_ms": med, "min_ms": lo, "max_ms": hi,
+                                     "speedup_vs_fp32": fp / med, "speedup_vs_onednn": one / med,
+                                     "roofline_ms": roof if be == ours else "",
+                                     "roofline_frac": roof / med if be == ours else "",
+                                     "packed_bytes": layer.packed_bytes if be == ours else "",
+                                     "threads": a.threads, "cpu_flags": flags})
+                    _print_block(k, n, m, sp, pat, res, ours, roof)
+    os.makedirs(os.path.dirname(os.path.abspath(a.csv)), exist_ok=True)
+    with open(a.csv, "w", newline="") as fh:
+        wr = csv.DictWriter(fh, COLUMNS)
+        wr.writeheader()
+        wr.writerows(rows)
+    print(f"wrote {a.csv} ({len(rows)} rows)")
+    _summary(rows)
+    if not a.no_mlflow:
+        mets = {f"{r['backend']}_{r['k']}x{r['n']}_m{r['m']}_{r['sparsity']}_{r['pattern']}_ms"
+                .replace(":", "-"): r["median_ms"] for r in rows}
+        mets.update(bandwidth_gbs=bw, int8_peak_gmacs=peak)
+        run = log_mlflow("kernels-bench", {"argv": " ".join(sys.argv[1:]), "threads": a.threads,
+                                           "cpu_flags": flags, "shapes": a.shape_list,
+                                           "m": a.m_list, "sparsity": a.sp_list,
+                                           "patterns": a.pat_list}, mets, [a.csv])
+        print(f"mlflow run {run}")
+    return rows
+
+
+def _print_block(k, n, m, sp, pat, res, ours, roof):
+    fp = res["torch_fp32"][0]
+    print(f"\n{k}x{n} M={m} sparsity={sp} pattern={pat}")
+    for be, (med, lo, hi) in sorted(res.items(), key=lambda kv: kv[1][0]):
+        extra = f"  roofline {roof:.3f} ms -> {roof / med:.0%} of bound" if be == ours else ""
+        print(f"  {be:20s} {med:8.3f} ms [{lo:.3f}-{hi:.3f}]  x{fp / med:5.2f} vs fp32{extra}")
+
+
+def _summary(rows):
+    print("\nsummary (median ms; ratio = torch_fp32 / backend):")
+    print(f"{'shape':>9} {'M':>4} {'sparsity':>8} {'pattern':>12} {'ours':>7} {'fp32':>7} "
+          f"{'onednn':>7} {'fbgemm':>7} {'ort':>7} {'csr32':>7} {'vs fp32':>7} {'vs onednn':>9}")
+    key = {}
+    for r in rows:
+        key.setdefault((r["k"], r["n"], r["m"], r["sparsity"], r["pattern"]), {})[r["backend"]] = r
+    for (k, n, m, sp, pat), d in key.items():
+        ours = next(v for b, v in d.items() if b.startswith("sparq"))
+
+        def g(b):
+            return d[b]["median_ms"] if b in d else float("nan")
+        print(f"{k}x{n:<4} {m:>4} {sp:>8} {pat:>12} {ours['median_ms']:7.3f} {g('torch_fp32'):7.3f} "
+              f"{g('torch_int8_onednn'):7.3f} {g('torch_int8_fbgemm'):7.3f} "
+              f"{g('onnxruntime_int8'):7.3f} {g('torch_csr_fp32'):7.3f} "
+              f"{ours['speedup_vs_fp32']:6.2f}x {ours['speedup_vs_onednn']:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Timing, machine measurements (bandwidth, int8 peak) and MLflow logging for the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def set_threads(n: int) -> None:
+    import numba
+
+    torch.set_num_threads(n)
+    numba.set_num_threads(n)
+
+
+def timeit(fn, repeats: int = 20, warmup: int = 3, min_time: float = 0.0):
+    """Median/min/max in ms over ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    t_end = time.perf_counter() + min_time
+    while len(ts) < repeats or time.perf_counter() < t_end:
+        s = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - s) * 1e3)
+        if len(ts) >= 10 * repeats:
+            break
+    return statistics.median(ts), min(ts), max(ts)
+
+
+def measure_bandwidth_gbs() -> float:
+    """Copy of a 128 MiB buffer: (read + write bytes) / time, best of 5 (torch copy, threaded)."""
+    a = torch.empty(32 * 2**20, dtype=torch.float32).fill_(1.0)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    best = min(timeit(lambda: b.copy_(a), repeats=5, warmup=1)[1:2])
+    return 2 * a.numel() * 4 / (best * 1e-3) / 1e9
+
+
+def measure_int8_peak_gmacs() -> tuple[float, str]:
+    """Dense int8 peak: best of torch._int_mm and our dense VNNI kernel, 512x1024x1024."""
+    m = k = n = 1024
+    res = {}
+    try:
+        a = torch.randint(-127, 127, (512, k), dtype=torch.int8)
+        bm = torch.randint(-127, 127, (k, n), dtype=torch.int8)
+        t = timeit(lambda: torch._int_mm(a, bm), repeats=5)[1]
+        res["torch._int_mm"] = 512 * k * n / (t * 1e-3) / 1e9
+    except Exception:
+        pass
+    try:
+        from .. import ops
+        from ..formats import pack
+
+        if ops.vnni_available():
+            p = pack(np.random.default_rng(0).standard_normal((n, k)).astype(np.float32), "dense")
+            x = np.random.default_rng(1).standard_normal((512, k)).astype(np.float32)
+            t = timeit(lambda: ops.linear(x, p), repeats=5)[1]
+            res["sparq_dense_vnni"] = 512 * k * n / (t * 1e-3) / 1e9
+    except Exception:
+        pass
+    del m
+    if not res:
+        return float("nan"), "none"
+    best = max(res, key=res.get)
+    return res[best], best
+
+
+def log_mlflow(experiment: str, params: dict, metrics: dict, artifacts: list[str]) -> str | None:
+    try:
+        import mlflow
+    except ImportError:
+        print("mlflow not installed: skipping MLflow logging")
+        return None
+    uri = os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{REPO}/mlflow.db")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run() as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        for a in artifacts:
+            mlflow.log_artifact(a)
+        return run.info.run_id

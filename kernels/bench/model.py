@@ -1,0 +1,143 @@
+"""``python -m kernels.bench --model``: end-to-end encoders (random weights, encoder Linear
+layers pruned to exactly 90%), seq 128, packed on sparq kernels vs torch fp32, torch dynamic
+int8 (fbgemm, oneDNN) and ONNX Runtime dynamic int8 (torch.onnx.export + quantize_dynamic)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import os
+import tempfile
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import cpu
+from ..linear import convert_model, packed_model_bytes
+from .baselines import ort_quantize_dynamic, ort_session, quantize_dynamic_torch
+from .common import REPO, log_mlflow, timeit
+
+CONFIGS = {
+    "minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                   intermediate_size=1536),
+    "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                      intermediate_size=3072),
+}
+SEQ = 128
+
+
+def build_encoder(name: str, sparsity: float = 0.9, pattern: str = "unstructured",
+                  seed: int = 0) -> nn.Module:
+    import transformers
+
+    cfg = transformers.BertConfig(vocab_size=30522, max_position_embeddings=512,
+                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                  attn_implementation="eager", **CONFIGS[name])
+    torch.manual_seed(seed)
+    model = transformers.BertModel(cfg, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        for mname, mod in model.named_modules():
+            if isinstance(mod, nn.Linear) and mname.startswith("encoder."):
+                prune_exact_(mod.weight, sparsity, pattern)
+    return model
+
+
+def prune_exact_(w: torch.Tensor, sparsity: float, pattern: str) -> None:
+    """Zero exactly round(sparsity * count) smallest-magnitude weights (or 1x4 blocks)."""
+    if pattern == "block1x4":
+        n, k = w.shape
+        score = w.abs().reshape(n, k // 4, 4).sum(2).flatten()
+        kill = torch.argsort(score)[: int(round(sparsity * score.numel()))]
+        mask = torch.ones_like(score, dtype=torch.bool)
+        mask[kill] = False
+        w.mul_(mask.reshape(n, k // 4, 1).expand(n, k // 4, 4).reshape(n, k))
+    else:
+        kill = torch.argsort(w.abs().flatten())[: int(round(sparsity * w.numel()))]
+        w.view(-1)[kill] = 0
+
+
+class _Wrap(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input_ids, attention_mask):
+        return self.m(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def ort_model(model: nn.Module, ids, mask, threads: int):
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "enc.onnx")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_Wrap(model), (ids, mask), p, input_names=["input_ids", "attention_mask"],
+                              output_names=["h"], opset_version=17, dynamo=False,
+                              dynamic_axes={"input_ids": {0: "b", 1: "s"},
+                                            "attention_mask": {0: "b", 1: "s"}})
+        sess = ort_session(ort_quantize_dynamic(p), threads)
+    feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+    return lambda: sess.run(None, feed)[0]
+
+
+def run_model_bench(a):
+    flags = cpu.cpu_flags_string()
+    print(f"cpu: {flags}\nthreads: {a.threads}")
+    rows = []
+    for name in a.models.split(","):
+        base = build_encoder(name)
+        blk = build_encoder(name, pattern="block1x4")
+        variants = {"torch_fp32": base}
+        for eng in ("fbgemm", "onednn"):
+            variants[f"torch_int8_{eng}"] = quantize_dynamic_torch(copy.deepcopy(base), eng)
+        sparq_csr = convert_model(copy.deepcopy(base), format="csr")
+        sparq_blk = convert_model(copy.deepcopy(blk), format="block1x4")
+        variants.update(sparq_csr=sparq_csr, sparq_block1x4=sparq_blk)
+        print(f"{name}: packed encoder bytes csr {packed_model_bytes(sparq_csr):,}, "
+              f"block1x4 {packed_model_bytes(sparq_blk):,}")
+        for bsz in [int(v) for v in a.batches.split(",")]:
+            ids = torch.randint(1000, 30000, (bsz, SEQ))
+            mask = torch.ones(bsz, SEQ, dtype=torch.long)
+            res = {}
+            for be, model in variants.items():
+                eng = be.rsplit("_", 1)[-1] if be.startswith("torch_int8") else None
+
+                def run(model=model, eng=eng):
+                    if eng:
+                        torch.backends.quantized.engine = eng
+                    with torch.inference_mode():
+                        return model(input_ids=ids, attention_mask=mask).last_hidden_state
+                res[be] = timeit(run, repeats=max(5, a.repeats // (2 if bsz > 1 else 1)), warmup=2)
+            try:
+                res["onnxruntime_int8"] = timeit(ort_model(base, ids, mask, a.threads),
+                                                 repeats=max(5, a.repeats // 2), warmup=2)
+            except Exception as e:
+                print(f"  onnxruntime_int8 skipped: torch.onnx.export/ORT failed ({str(e)[:200]})")
+            fp = res["torch_fp32"][0]
+            ort = res.get("onnxruntime_int8", (float("nan"),))[0]
+            print(f"\n{name} batch {bsz} x seq {SEQ}")
+            for be, (med, lo, hi) in sorted(res.items(), key=lambda kv: kv[1][0]):
+                print(f"  {be:20s} {med:9.2f} ms [{lo:.2f}-{hi:.2f}]  x{fp / med:5.2f} vs fp32"
+                      f"  x{ort / med:5.2f} vs ORT int8")
+                rows.append({"model": name, "batch": bsz, "seq": SEQ, "sparsity": 0.9,
+                             "backend": be, "median_ms": med, "min_ms": lo, "max_ms": hi,
+                             "speedup_vs_fp32": fp / med, "speedup_vs_ort": ort / med,
+                             "threads": a.threads, "cpu_flags": flags})
+    path = a.csv if a.csv and "model" in os.path.basename(a.csv) else os.path.join(
+        REPO, "results", "kernels", "bench_model.csv")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        wr = csv.DictWriter(fh, list(rows[0]))
+        wr.writeheader()
+        wr.writerows(rows)
+    print(f"wrote {path}")
+    if not a.no_mlflow:
+        mets = {f"{r['model']}_b{r['batch']}_{r['backend']}_ms": r["median_ms"] for r in rows}
+        log_mlflow("kernels-bench", {"mode": "model", "threads": a.threads, "cpu_flags": flags,
+                                     "models": a.models, "batches": a.batches}, mets, [path])
+    return rows
+
+
+_ = (io, np)
