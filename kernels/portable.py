@@ -11,21 +11,29 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def absmax(x):
-    """max |x| over a 2-D float32 array (parallel over rows)."""
+@njit(parallel=True, cache=True)
+def absmax_bits(x):
+    """Bit pattern (int32) of max |x| over a C-contiguous 2-D float32 array. Integer max over
+    the sign-cleared bits orders finite floats correctly and vectorizes well; a result >=
+    0x7F800000 means inf/nan was present."""
     m = x.shape[0]
-    part = np.zeros(m, dtype=np.float32)
+    part = np.zeros(max(m, 1), dtype=np.int32)
     for i in prange(m):
-        r = np.float32(0.0)
-        for j in range(x.shape[1]):
-            r = max(r, abs(x[i, j]))
+        row = x[i].view(np.int32)
+        r = np.int32(0)
+        for j in range(row.shape[0]):
+            v = row[j] & np.int32(0x7FFFFFFF)
+            r = v if v > r else r
         part[i] = r
-    best = np.float32(0.0)
-    for i in range(m):
-        if part[i] > best:
-            best = part[i]
-    return best
+    return part.max()
+
+
+def absmax(x) -> float:
+    """max |x| (float); inf when x holds inf or nan."""
+    bits = int(absmax_bits(np.ascontiguousarray(x, dtype=np.float32)))
+    if bits >= 0x7F800000:
+        return float("inf")
+    return float(np.array([bits], dtype=np.int32).view(np.float32)[0])
 
 
 @njit(parallel=True, cache=True)

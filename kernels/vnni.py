@@ -150,34 +150,21 @@ _rowdot1 = _make_rowdot(1, unroll=4)
 @njit(parallel=True, cache=True)
 def quantize_layout(x, inv, mpad):
     """float32 [M, K] -> uint8 [ceil(K/4) * mpad * 4]: u8 = clamp(rint(x * inv), -128, 127) + 128
-    at [k // 4][m][k % 4]; padding (k >= K) is 128, i.e. zero."""
+    at [k // 4][m][k % 4]; padding (k >= K, m >= M) is 128, i.e. zero. One activation row per
+    task: a vectorized quantize into a contiguous row, then one 32-bit store per 4 values."""
     m, k = x.shape
     g = (k + 3) // 4
     out = np.empty(g * mpad, dtype=np.uint32)
-    for gg in prange(g):
-        k0 = gg * 4
-        row = gg * mpad
-        if k0 + 4 <= k:
-            for i in range(m):
-                word = np.uint32(0)
-                for j in range(4):
-                    v = np.rint(x[i, k0 + j] * inv)
-                    v = min(max(v, np.float32(-128.0)), np.float32(127.0))
-                    word |= np.uint32(np.int32(v) + 128) << np.uint32(8 * j)
-                out[row + i] = word
-        else:
-            for i in range(m):
-                word = np.uint32(0)
-                for j in range(4):
-                    u = np.int32(128)
-                    if k0 + j < k:
-                        v = np.rint(x[i, k0 + j] * inv)
-                        v = min(max(v, np.float32(-128.0)), np.float32(127.0))
-                        u = np.int32(v) + 128
-                    word |= np.uint32(u) << np.uint32(8 * j)
-                out[row + i] = word
-        for i in range(m, mpad):
-            out[row + i] = np.uint32(0x80808080)
+    for i in prange(mpad):
+        tmp = np.full(g * 4, 128, dtype=np.uint8)
+        if i < m:
+            for kk in range(k):
+                v = np.rint(x[i, kk] * inv)
+                v = min(max(v, np.float32(-128.0)), np.float32(127.0))
+                tmp[kk] = np.uint8(np.int32(v) + 128)
+        t32 = tmp.view(np.uint32)
+        for gg in range(g):
+            out[gg * mpad + i] = t32[gg]
     return out.view(np.uint8)
 
 

@@ -102,3 +102,14 @@ def test_kernels_with_jit_disabled():
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "NOJIT-OK" in r.stdout
+
+
+def test_non_finite_input_rejected():
+    p = kernels.pack(np.ones((3, 8), np.float32), "csr")
+    x = np.ones((2, 8), np.float32)
+    x[1, 3] = np.nan
+    with pytest.raises(ValueError, match="inf/nan"):
+        kernels.linear(x, p)
+    from kernels import portable
+    y = -np.arange(40, dtype=np.float32).reshape(5, 8) / 7
+    assert portable.absmax(y) == pytest.approx(39 / 7)
