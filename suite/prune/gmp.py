@@ -1,0 +1,48 @@
+"""`sparsity=gmp`: unstructured gradual magnitude pruning (Zhu & Gupta; Prune OFA; SparseBERT)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from suite.compression import DEFAULT_INCLUDE
+from suite.errors import ConfigError
+from suite.prune.base import PRUNERS, SparsityConfig
+
+SCOPES = ("layer", "global")
+SCHEDULES = ("gradual", "oneshot")
+
+
+@dataclass
+class GmpConfig(SparsityConfig):
+    method: str = "gmp"
+    target: float = 0.9  # fraction of prunable weights that are zero at the end
+    scope: str = "layer"  # layer: every layer at target | global: one threshold over all layers
+    schedule: str = "gradual"  # gradual (cubic) | oneshot (prune at train start, then fine-tune)
+    start: float = 0.0  # fraction of training where gradual pruning starts
+    end: float = 0.7  # ... and where it reaches the target (then masks are locked)
+    every: int = 10  # optimizer steps between mask updates
+    include: list[str] = field(default_factory=lambda: list(DEFAULT_INCLUDE))  # module-name patterns
+    exclude: list[str] = field(default_factory=list)
+
+    pattern = "unstructured"  # class attribute: the mask pattern (not a config key)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.target < 1.0:
+            raise ConfigError("sparsity.target", f"{self.target}; must be in [0, 1)")
+        if self.scope not in SCOPES:
+            raise ConfigError("sparsity.scope", f"'{self.scope}'; allowed: {', '.join(SCOPES)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError("sparsity.schedule", f"'{self.schedule}'; allowed: {', '.join(SCHEDULES)}")
+        if not 0.0 <= self.start <= self.end <= 1.0:
+            raise ConfigError("sparsity.start", f"start={self.start}, end={self.end}; need 0 <= start <= end <= 1")
+        if self.every < 1:
+            raise ConfigError("sparsity.every", f"{self.every}; must be >= 1")
+        if not self.include:
+            raise ConfigError("sparsity.include", "needs at least one module-name pattern")
+
+
+@PRUNERS.register("gmp", config=GmpConfig)
+def build_gmp(cfg: GmpConfig, ctx) -> list:
+    from suite.prune.modifier import PruningModifier
+
+    return [PruningModifier(cfg)]

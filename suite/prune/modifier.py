@@ -1,0 +1,118 @@
+"""Pruning plumbing: modifiers that compute masks on a schedule and keep them locked.
+
+Usable on any nn.Module: pass the Linear layers to prune (`{name: module}`) or let the modifier
+pick them by include/exclude patterns at train start. The maths is in masks.py / schedule.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from suite.lifecycle import Modifier, TrainState
+from suite.prune import masks as M
+from suite.prune import schedule as S
+
+
+def raw_weight(module: nn.Module) -> torch.Tensor:
+    """The trainable weight of a Linear, under any parametrization (e.g. QAT fake-quant)."""
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original
+    return module.weight
+
+
+def resolve_linears(model: nn.Module, include: Sequence[str] | None = None,
+                    exclude: Sequence[str] = ()) -> dict[str, nn.Linear]:
+    from suite.compression import DEFAULT_INCLUDE, prunable_linears
+
+    return prunable_linears(model, tuple(include) if include else DEFAULT_INCLUDE, tuple(exclude or ()))
+
+
+class LockedMaskModifier(Modifier):
+    """Keep given masks (e.g. transferred from upstream pruning) applied after every step.
+
+    `masks` maps module names (as in `model.named_modules()`) to bool masks of their weight."""
+
+    def __init__(self, masks: Mapping[str, torch.Tensor], linears: Mapping[str, nn.Module] | None = None):
+        self.masks = {k: v.bool() for k, v in masks.items()}
+        self.linears = dict(linears) if linears is not None else None
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        return {name: raw_weight(self.linears[name]) for name in self.masks}
+
+    def on_train_start(self, model: nn.Module, state: TrainState) -> None:
+        if self.linears is None:
+            self.linears = {name: model.get_submodule(name) for name in self.masks}
+        for name, mask in self.masks.items():
+            w = raw_weight(self.linears[name])
+            if tuple(mask.shape) != tuple(w.shape):
+                raise ValueError(f"mask for {name} has shape {tuple(mask.shape)}, weight {tuple(w.shape)}")
+            self.masks[name] = mask.to(w.device)
+        M.apply_masks(self._weights(), self.masks)
+
+    def on_step_end(self, model: nn.Module, state: TrainState) -> None:
+        M.apply_masks(self._weights(), self.masks)
+
+    def on_train_end(self, model: nn.Module, state: TrainState) -> None:
+        M.apply_masks(self._weights(), self.masks)
+
+    def sha256(self) -> str:
+        return M.mask_sha256(self.masks)
+
+    def metrics(self, model: nn.Module) -> dict[str, float]:
+        return {"mask_sparsity": M.mask_sparsity(self.masks)}
+
+
+class PruningModifier(LockedMaskModifier):
+    """Magnitude pruning (unstructured, 1xB blocks or N:M) to `cfg.target`, gradual on the cubic
+    schedule (`schedule: gradual`, `start`, `end`, `every`) or at train start (`oneshot`); the
+    masks then stay locked: pruned weights are exactly 0 after every optimizer step.
+
+    `cfg` needs: target, scope, schedule, start, end, every, and optionally pattern ('unstructured'
+    | 'block' | 'nm'), block, n, m, include, exclude."""
+
+    def __init__(self, cfg, linears: Mapping[str, nn.Module] | None = None):
+        super().__init__({}, linears)
+        self.cfg = cfg
+        self.pattern = getattr(cfg, "pattern", "unstructured")
+        self.current = 0.0
+
+    def _compute(self, sparsity: float) -> None:
+        c = self.cfg
+        weights = {name: raw_weight(mod) for name, mod in self.linears.items()}
+        self.masks = M.compute_masks(weights, sparsity, self.pattern, getattr(c, "scope", "layer"),
+                                     getattr(c, "block", 4), getattr(c, "n", 2), getattr(c, "m", 4))
+        self.current = sparsity
+        M.apply_masks(weights, self.masks)
+
+    def _target_at(self, step: int, total: int) -> float:
+        c = self.cfg
+        if c.schedule == "oneshot":
+            return c.target
+        return S.scheduled_sparsity(step, total, c.target, c.start, c.end, c.every)
+
+    def on_train_start(self, model: nn.Module, state: TrainState) -> None:
+        if self.linears is None:
+            self.linears = resolve_linears(model, getattr(self.cfg, "include", None),
+                                           getattr(self.cfg, "exclude", ()))
+        if not self.linears:
+            raise ValueError("no prunable Linear layer matches sparsity.include / sparsity.exclude")
+        self._compute(self._target_at(0, state.total_steps))
+
+    def on_step_end(self, model: nn.Module, state: TrainState) -> None:
+        c = self.cfg
+        if c.schedule != "oneshot" and S.is_update_step(state.step, state.total_steps, c.start, c.end, c.every):
+            s = self._target_at(state.step, state.total_steps)
+            if s != self.current or s > 0:
+                self._compute(s)
+                state.logs["sparsity_schedule"] = s
+                return
+        super().on_step_end(model, state)
+
+    def on_train_end(self, model: nn.Module, state: TrainState) -> None:
+        if self.current != self.cfg.target:  # training stopped before the schedule ended
+            self._compute(self.cfg.target)
+        super().on_train_end(model, state)

@@ -1,0 +1,40 @@
+"""`sparsity=nm`: N:M fine-grained structured sparsity along the input dim (2:4 by default).
+
+The target is 1 - n/m (set automatically). Gradual: the smallest of the final N:M candidates are
+pruned on the cubic schedule, so the N:M pattern holds exactly once the target is reached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from suite.errors import ConfigError
+from suite.prune.base import PRUNERS
+from suite.prune.gmp import GmpConfig
+
+
+@dataclass
+class NMConfig(GmpConfig):
+    method: str = "nm"
+    target: float | None = None  # derived: 1 - n/m (a different explicit value is an error)
+    n: int = 2
+    m: int = 4
+
+    pattern = "nm"
+
+    def __post_init__(self) -> None:
+        if not (self.m >= 2 and 1 <= self.n < self.m):
+            raise ConfigError("sparsity.n", f"{self.n}:{self.m}; need 1 <= n < m (e.g. 2:4, 1:4)")
+        derived = 1.0 - self.n / self.m
+        if self.target is not None and abs(self.target - derived) > 1e-9:
+            raise ConfigError("sparsity.target", f"{self.target}; N:M {self.n}:{self.m} fixes it at {derived}")
+        self.target = derived
+        if self.scope != "layer":
+            raise ConfigError("sparsity.scope", f"'{self.scope}'; N:M groups are local: allowed: layer")
+        super().__post_init__()
+
+
+@PRUNERS.register("nm", config=NMConfig)
+def build_nm(cfg: NMConfig, ctx) -> list:
+    from suite.prune.modifier import PruningModifier
+
+    return [PruningModifier(cfg)]
