@@ -1,0 +1,208 @@
+"""Figures (matplotlib Agg, PNG + SVG): accuracy vs packed compression with the Pareto front,
+accuracy vs measured latency, kernel speedup vs sparsity per backend.
+
+The data each figure shows is computed by pure functions (`*_series`, `pareto_front`); only
+`render_*` draws and writes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from suite.report.records import PROFILE_ORDER, Group
+
+MARKERS = {"fp32": "o", "ptq": "s", "qat": "^"}
+
+
+@dataclass
+class Figure:
+    name: str  # file stem under plots/
+    title: str
+    png: Path
+    svg: Path
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Point:
+    x: float
+    y: float
+    label: str  # config label (legend text, escaped for mathtext)
+    series: str  # colour group (sparsity method)
+    marker: str  # quant method
+    cell_ids: tuple = ()
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (higher x and higher y are better),
+    ordered by x."""
+    idx = [i for i, (x, y) in enumerate(points) if math.isfinite(x) and math.isfinite(y)]
+    front = [i for i in idx if not any(
+        points[j][0] >= points[i][0] and points[j][1] >= points[i][1] and points[j] != points[i]
+        for j in idx)]
+    return sorted(front, key=lambda i: (points[i][0], points[i][1]))
+
+
+def _label(g: Group) -> str:
+    text = f"{g.model_label} {g.sparsity_label} {g.bits_label}" + (f" {g.distill_method}" if g.distill_method != "none" else "")
+    return text.replace("$", r"\$")
+
+
+def _keyed(groups: Sequence[Group]) -> dict[tuple[str, str], list[Group]]:
+    out: dict[tuple[str, str], list[Group]] = defaultdict(list)
+    for g in groups:
+        out[(g.profile, g.task)].append(g)
+    return dict(sorted(out.items(), key=lambda kv: (PROFILE_ORDER.get(kv[0][0], 9), kv[0])))
+
+
+def compression_series(groups: Sequence[Group]) -> dict[tuple[str, str], list[Point]]:
+    return {k: [Point(g.mean("compression_packed"), g.mean(), _label(g), g.sparsity_method, g.quant_method,
+                      tuple(g.cell_ids)) for g in gs if math.isfinite(g.mean("compression_packed"))]
+            for k, gs in _keyed(groups).items()}
+
+
+def latency_series(groups: Sequence[Group]) -> dict[tuple[str, str, str], list[Point]]:
+    """(profile, task, backend) -> points: latency of each cell on that backend vs accuracy."""
+    out: dict[tuple[str, str, str], list[Point]] = defaultdict(list)
+    for (profile, task), gs in _keyed(groups).items():
+        for g in gs:
+            for backend, ms in sorted(g.latency().items()):
+                out[(profile, task, backend)].append(Point(ms, g.mean(), _label(g), g.sparsity_method,
+                                                           g.quant_method, tuple(g.cell_ids)))
+    return dict(out)
+
+
+def kernel_series(rows: Sequence[dict]) -> dict[str, list[tuple[float, float]]]:
+    """backend -> [(sparsity, median speedup over shapes)], sorted by sparsity."""
+    acc: dict[tuple[str, float], list[float]] = defaultdict(list)
+    for r in rows:
+        s, v = r.get("sparsity_value"), r.get("speedup_vs_fp32")
+        pattern = r.get("pattern") or ""
+        backend = str(r.get("backend", ""))
+        if backend.startswith("sparq") and pattern:
+            backend = f"{backend} ({pattern})" if pattern not in backend else backend
+        if s is not None and v is not None and math.isfinite(v):
+            acc[(backend, s)].append(v)
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for (backend, s), vs in sorted(acc.items()):
+        out[backend].append((s, statistics.median(vs)))
+    return dict(out)
+
+
+# ------------------------------------------------------------------ drawing
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "sparq", "figure.dpi": 100, "font.size": 9})
+    return plt
+
+
+def _save(fig, out: Path, name: str, title: str, caption: str = "") -> Figure:
+    out.mkdir(parents=True, exist_ok=True)
+    png, svg = out / f"{name}.png", out / f"{name}.svg"
+    fig.savefig(png, bbox_inches="tight", metadata={"Software": None})
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    svg.write_text(buf.getvalue())
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return Figure(name, title, png, svg, caption)
+
+
+def _scatter(ax, points: Sequence[Point]) -> None:
+    plt = _plt()
+    methods = sorted({p.series for p in points})
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    seen = set()
+    for p in points:
+        key = (p.series, p.marker)
+        ax.scatter([p.x], [p.y], color=colours[p.series], marker=MARKERS.get(p.marker, "D"), s=36,
+                   label=f"{p.series} / {p.marker}" if key not in seen else None, zorder=3)
+        seen.add(key)
+
+
+def render_compression(series: dict[tuple[str, str], list[Point]], out: Path) -> list[Figure]:
+    plt = _plt()
+    figs = []
+    for (profile, task), points in series.items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        _scatter(ax, points)
+        front = [points[i] for i in pareto_front([(p.x, p.y) for p in points])]
+        if front:
+            ax.plot([p.x for p in front], [p.y for p in front], "k--", lw=1, label="Pareto front", zorder=2)
+            for p in front:
+                ax.annotate(p.label, (p.x, p.y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("compression, packed (dense fp32 encoder bytes / packed bytes)")
+        ax.set_ylabel("eval_primary (%)")
+        ax.set_title(f"{task} ({profile}): accuracy vs packed compression")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        figs.append(_save(fig, out, f"accuracy_vs_compression_{_slug(profile)}_{_slug(task)}",
+                          f"{task} ({profile}): accuracy vs packed compression",
+                          f"{len(points)} configurations; dashed: Pareto front (no point is both smaller and "
+                          "more accurate)."))
+    return figs
+
+
+def render_latency(series: dict[tuple[str, str, str], list[Point]], out: Path) -> list[Figure]:
+    plt = _plt()
+    figs = []
+    by_task: dict[tuple[str, str], dict[str, list[Point]]] = defaultdict(dict)
+    for (profile, task, backend), pts in series.items():
+        by_task[(profile, task)][backend] = pts
+    for (profile, task), backends in by_task.items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for i, (backend, pts) in enumerate(sorted(backends.items())):
+            ax.scatter([p.x for p in pts], [p.y for p in pts], marker="osD^v<>"[i % 7], s=36,
+                       label=backend.replace("$", r"\$"), zorder=3)
+            everything = [(-p.x, p.y) for p in pts]
+            front = [pts[j] for j in pareto_front(everything)]
+            if len(front) > 1:
+                ax.plot([p.x for p in front], [p.y for p in front], "--", lw=0.8, alpha=0.6)
+        ax.set_xscale("log")
+        ax.set_xlabel("latency (ms, median; log scale)")
+        ax.set_ylabel("eval_primary (%)")
+        ax.set_title(f"{task} ({profile}): accuracy vs measured latency")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        figs.append(_save(fig, out, f"accuracy_vs_latency_{_slug(profile)}_{_slug(task)}",
+                          f"{task} ({profile}): accuracy vs measured latency",
+                          "One marker per backend (latency_ms_<backend>); dashed: per-backend Pareto front."))
+    return figs
+
+
+def render_kernels(series: dict[str, list[tuple[float, float]]], out: Path, source: str) -> list[Figure]:
+    if not series:
+        return []
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (backend, pts) in enumerate(sorted(series.items())):
+        pts = sorted(pts)
+        ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], marker="osD^v<>p*"[i % 9],
+                linestyle="-" if len(pts) > 1 else "none", label=backend.replace("$", r"\$"))
+    ax.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("weight sparsity (%) (N:M as 1 - N/M)")
+    ax.set_ylabel("speedup over torch fp32 (median over shapes)")
+    ax.set_yscale("log")
+    ax.set_title("kernel speedup vs sparsity, per backend")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return [_save(fig, out, "kernel_speedup_vs_sparsity", "Kernel speedup vs sparsity, per backend",
+                  f"From {source}.")]
