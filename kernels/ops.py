@@ -13,6 +13,8 @@ from . import cpu, portable
 from .formats import PackedLinear, unpack_2bit
 
 _VNNI = None
+SLAB_GROUPS = 64  # K/4 groups per L1 slab (64 groups x 128 rows x 4 B = 32 KiB)
+SLAB_MIN_DENSITY = 0.2
 
 
 def vnni_available() -> bool:
@@ -57,7 +59,17 @@ def linear(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
         ptr, cols, vals, comp = p.blocks()
         mpad = (m + 15) // 16 * 16
         xl = vnni.quantize_layout(x, np.float32(1.0 / sx), mpad)
-        vnni.block_gemm(xl, mpad, m, ptr, cols, vals, comp, p.scale, _bias(p), sx, y, 16)
+        groups = (p.in_features + 3) // 4
+        density = cols.size / max(1, p.out_features * groups)
+        if mpad >= 64 and density >= SLAB_MIN_DENSITY and groups > SLAB_GROUPS:
+            # dense-ish block rows (e.g. unstructured 90% -> ~34% of 1x4 groups): walk K in
+            # L1-sized slabs; measured 20-25% faster there, slower for sparse block rows.
+            if "slabs" not in p._cache:
+                p._cache["slabs"] = vnni.slab_pointers(ptr, cols, SLAB_GROUPS)
+            vnni.block_gemm_slab(xl, mpad, m, p._cache["slabs"], cols, vals, comp, p.scale,
+                                 _bias(p), sx, y, 16)
+        else:
+            vnni.block_gemm(xl, mpad, m, ptr, cols, vals, comp, p.scale, _bias(p), sx, y, 16)
         return y
     xt = portable.quantize_t(x, np.float32(1.0 / sx))
     _portable(p, xt, sx, y)

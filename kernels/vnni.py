@@ -25,10 +25,11 @@ _I64 = ir.IntType(64)
 _V16 = ir.VectorType(_I32, 16)
 
 
-def _make_rowdot(nchunks: int, unroll: int = 1):
+def _make_rowdot(nchunks: int, unroll: int = 1, accumulate: bool = False):
     """Intrinsic: out[o + 16*i + l] = sum over blocks b in [start, end) of
     vpdpbusd(x[cols[b] * rowstride + xoff + 64*i], broadcast(vals[b])) for i < nchunks.
-    ``unroll`` > 1 (only with nchunks == 1) keeps that many independent accumulators."""
+    ``unroll`` > 1 (only with nchunks == 1) keeps that many independent accumulators;
+    ``accumulate`` adds to what ``out`` holds instead of overwriting it."""
 
     @intrinsic
     def rowdot(typingctx, xl, vals, cols, start, end, xoff, rowstride, out, ooff):
@@ -47,6 +48,12 @@ def _make_rowdot(nchunks: int, unroll: int = 1):
             zero = ir.Constant(_V16, None)
             nacc = nchunks * unroll
             accs = [cgutils.alloca_once_value(builder, zero) for _ in range(nacc)]
+            o = builder.bitcast(optr, _I32.as_pointer())
+            if accumulate:
+                for i in range(nchunks):
+                    p = builder.gep(o, [builder.add(ooff_, ir.Constant(_I64, 16 * i))])
+                    builder.store(builder.load(builder.bitcast(p, _V16.as_pointer()), align=1),
+                                  accs[i])
             bcast_mask = ir.Constant(_V16, [0] * 16)
             start_ = builder.sext(start_, _I64) if start_.type.width < 64 else start_
             end_ = builder.sext(end_, _I64) if end_.type.width < 64 else end_
@@ -79,7 +86,6 @@ def _make_rowdot(nchunks: int, unroll: int = 1):
             else:
                 with cgutils.for_range_slice(builder, start_, end_, ir.Constant(_I64, 1), intp=_I64) as (b, _):
                     one_block(b, 0)
-            o = builder.bitcast(optr, _I32.as_pointer())
             for i in range(nchunks):
                 total = builder.load(accs[i])
                 for u in range(1, unroll):
@@ -145,6 +151,10 @@ _rowdot8 = _make_rowdot(8)
 _rowdot4 = _make_rowdot(4)
 _rowdot2 = _make_rowdot(2)
 _rowdot1 = _make_rowdot(1, unroll=4)
+_rowacc8 = _make_rowdot(8, accumulate=True)
+_rowacc4 = _make_rowdot(4, accumulate=True)
+_rowacc2 = _make_rowdot(2, accumulate=True)
+_rowacc1 = _make_rowdot(1, unroll=4, accumulate=True)
 
 
 @njit(parallel=True, cache=True)
@@ -194,6 +204,75 @@ def block_gemm(xl, mpad, m, ptr, cols, vals, comp, scale, bias, xscale, y, tile)
                 c += 2
             if c < nch:
                 _rowdot1(xl, vals, cols, s, e, np.int64(c * 64), rs, buf, o + c * 16)
+        nt = n1 - n0
+        sc = np.zeros(tile, dtype=np.float32)
+        off = np.zeros(tile, dtype=np.float32)
+        for j in range(nt):
+            sc[j] = np.float32(xscale * scale[n0 + j])
+            off[j] = np.float32(bias[n0 + j] - np.float64(comp[n0 + j]) * sc[j])
+        done = 0
+        if tile == 16 and nt == 16:
+            ystride = np.int64(y.shape[1])
+            while done + 16 <= m:
+                _epilogue16(buf, np.int64(done), np.int64(mpad), sc, off, y,
+                            np.int64(done) * ystride + n0, ystride)
+                done += 16
+        for i in range(done, m):
+            for j in range(nt):
+                y[i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
+
+
+def slab_pointers(ptr, cols, slab_groups: int) -> np.ndarray:
+    """sp[n, s] = first block of row n whose group index >= s * slab_groups (cols sorted)."""
+    n = ptr.shape[0] - 1
+    ns = int(cols.max()) // slab_groups + 1 if cols.size else 1
+    sp = np.empty((n, ns + 1), dtype=np.int32)
+    for r in range(n):
+        seg = cols[ptr[r]:ptr[r + 1]] // slab_groups
+        sp[r] = ptr[r] + np.searchsorted(seg, np.arange(ns + 1), side="left")
+    sp[:, ns] = ptr[1:]
+    return sp
+
+
+@njit(parallel=True, cache=True)
+def block_gemm_slab(xl, mpad, m, sp, cols, vals, comp, scale, bias, xscale, y, tile):
+    """Like ``block_gemm`` but K is walked in slabs (``sp`` from ``slab_pointers``) so that one
+    slab of activations stays in L1 while every row of the tile uses it."""
+    n_out = sp.shape[0]
+    nslab = sp.shape[1] - 1
+    ntiles = (n_out + tile - 1) // tile
+    nch = mpad // 16
+    rs = np.int64(mpad) * 4
+    for t in prange(ntiles):
+        n0 = t * tile
+        n1 = min(n_out, n0 + tile)
+        buf = np.zeros(tile * mpad, dtype=np.int32)
+        c0 = 0
+        while c0 < nch:
+            r = min(8, nch - c0)
+            if r >= 8:
+                r = 8
+            elif r >= 4:
+                r = 4
+            elif r >= 2:
+                r = 2
+            else:
+                r = 1
+            xo = np.int64(c0 * 64)
+            for s_ in range(nslab):
+                for n in range(n0, n1):
+                    o = np.int64(n - n0) * mpad + c0 * 16
+                    s, e = sp[n, s_], sp[n, s_ + 1]
+                    if e > s:
+                        if r == 8:
+                            _rowacc8(xl, vals, cols, s, e, xo, rs, buf, o)
+                        elif r == 4:
+                            _rowacc4(xl, vals, cols, s, e, xo, rs, buf, o)
+                        elif r == 2:
+                            _rowacc2(xl, vals, cols, s, e, xo, rs, buf, o)
+                        else:
+                            _rowacc1(xl, vals, cols, s, e, xo, rs, buf, o)
+            c0 += r
         nt = n1 - n0
         sc = np.zeros(tile, dtype=np.float32)
         off = np.zeros(tile, dtype=np.float32)

@@ -27,7 +27,7 @@ def _check(x, p, path, act_scale=None):
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("fmt", ["csr", "block1x4", "nm", "dense"])
 @pytest.mark.parametrize("m,k,n", [(1, 13, 7), (37, 70, 33), (16, 64, 16), (130, 101, 35),
-                                   (3, 1, 2)])
+                                   (3, 1, 2), (80, 523, 17)])
 @pytest.mark.parametrize("sparsity", [0.0, 0.9, 0.99])
 def test_kernel_matches_reference(path, fmt, m, k, n, sparsity):
     w = sparse_weight(RNG, n, k, sparsity, PATTERN[fmt])
