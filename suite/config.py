@@ -118,6 +118,18 @@ class ProfileConfig:
 
 
 @dataclass
+class DebugConfig:
+    """Test hooks, off by default; never set them for real results."""
+
+    nan_at_step: int | None = None  # force a NaN loss at this optimizer step (failure-isolation tests)
+    step_sleep: float = 0.0  # seconds to sleep per step and print a progress line (kill tests); no effect on results
+
+    def __post_init__(self) -> None:
+        _require(self.nan_at_step is None or self.nan_at_step >= 0, "debug.nan_at_step", "must be >= 0 or null")
+        _require(self.step_sleep >= 0, "debug.step_sleep", "must be >= 0")
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = MISSING
     task: TaskConfig = MISSING
@@ -126,7 +138,7 @@ class RunConfig:
     sparsity: Any = MISSING  # typed by the registered pruner's config class
     quant: Any = MISSING  # typed by the registered quantizer's config class
     distill: Any = MISSING  # typed by the registered distiller's config class
-    experiment: str = "default"
+    experiment_name: str = "default"  # MLflow experiment = <experiment_name>-<profile>; set by conf/experiment/*
     seed: int = 42
     device: str = "auto"
     threads: int = 0  # 0: all cores
@@ -134,6 +146,7 @@ class RunConfig:
     cache_dir: str | None = None  # teachers and other reusable artifacts; null: <project>/.cache
     force: bool = False  # re-run a cell that already has a FINISHED run
     progress: bool = True
+    debug: DebugConfig = field(default_factory=DebugConfig)  # test hooks (see DebugConfig)
 
     def __post_init__(self) -> None:
         _require(self.device in DEVICES, "device", f"'{self.device}'; allowed: {', '.join(DEVICES)}")
@@ -194,3 +207,15 @@ def _check_combination(run: RunConfig) -> None:
         check = getattr(getattr(run, key), "check_run", None)
         if check is not None:
             check(run)
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Compose conf/ with Hydra overrides and validate it (for tests, notebooks and scripts)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from suite.paths import CONF_DIR
+
+    register_configs()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return validate(hydra_compose("config", overrides=list(overrides)))

@@ -75,7 +75,9 @@ def build_modifiers(cfg: RunConfig, ctx) -> list:
     modifiers = []
     for registry, section in ((PRUNERS, cfg.sparsity), (DISTILLERS, cfg.distill), (QUANTIZERS, cfg.quant)):
         modifiers += registry.get(section.method)(section, ctx)
-    return modifiers
+    from suite.grid import debug_modifiers
+
+    return modifiers + debug_modifiers(cfg.debug)  # test hooks; none unless debug.* is set
 
 
 def run_cell(cfg: RunConfig) -> CellResult:
@@ -89,13 +91,15 @@ def run_cell(cfg: RunConfig) -> CellResult:
     if not cfg.force and (done := tracking.finished_run(experiment, cid)) is not None:
         log.info("cell %s already recorded (run %s); skipping (force=true re-runs)", cid, done.info.run_id)
         return CellResult(cid, "SKIPPED", done.info.run_id, dict(done.data.metrics))
+    tracking.close_orphans(experiment, cid)  # RUNNING runs of this cell whose process died
     threads = cfg.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     seed_everything(cfg.seed)
     with mlflow.start_run(run_name=f"{cfg.model.label}-{cfg.task.name}-{cfg.sparsity.method}"
                           f"-{cfg.quant.method}-{cfg.distill.method}-s{cfg.seed}") as run:
         mlflow.set_tags({"cell_id": cid, "suite.version": tracking.__version__,
-                         "git_sha": tracking.git_sha(), "threads": str(threads)})
+                         "git_sha": tracking.git_sha(), "threads": str(threads),
+                         "seed": str(cfg.seed), **tracking.run_owner()})
         tracking.log_params(mlflow, tracking.run_params(cfg))
         mlflow.log_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)), "config.yaml")
         mlflow.log_dict(tracking.environment(data_files), "environment.json")
@@ -157,8 +161,15 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
     })
     for m in modifiers:
         metrics.update(m.metrics(model))
+    teacher = getattr(ctx.teacher, "cache", {})
+    if "reused" in teacher:  # distilling cells: was the dense teacher read from the cache?
+        metrics["teacher_reused"] = float(teacher["reused"])
     tags = {"data_source": data.source, "train_from_dev": str(data.train_from_dev).lower(),
             "task_version": str(cfg.task.version), "device": str(device)}
+    if "reused" in teacher:
+        from suite.teacher import teacher_key
+
+        tags.update({"teacher_reused": str(teacher["reused"]).lower(), "teacher_key": teacher_key(cfg)})
     return metrics, tags
 
 
@@ -229,6 +240,10 @@ def cli() -> None:
         precheck([a for a in args if not a.startswith("-")])
     register_configs()
     main()
+    from suite.grid import exit_code
+
+    if code := exit_code():  # a grid with failed or missing cells (summary printed above)
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

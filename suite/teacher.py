@@ -1,7 +1,10 @@
 """The dense fine-tuned teacher of a model x task x seed x train config: trained once, cached.
 
 Stored as safetensors under a content hash of its config, with a sha256 checksum beside it; an
-entry whose checksum does not match (partial write, corruption) is rebuilt, never used.
+entry whose checksum does not match (partial write, corruption) is rebuilt, never used. Writes
+are atomic (temporary file + rename, checksum last), and building an entry holds an exclusive
+lock on `teachers/<key>.lock`, so cells running in parallel train a teacher once and the others
+wait and reuse it (the kernel drops the lock of a killed process).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -57,11 +61,34 @@ def load_cached(cfg: RunConfig, model: torch.nn.Module) -> bool:
     weights, checksum = entry / "model.safetensors", entry / "model.sha256"
     if not (weights.is_file() and checksum.is_file()):
         return False
-    if _checksum(weights) != checksum.read_text().strip():
-        log.warning("teacher cache entry %s is corrupt; rebuilding", entry)
+    if _checksum(weights) != checksum.read_text(errors="replace").strip():
+        log.warning("teacher cache entry %s is corrupt (checksum mismatch); rebuilding", entry)
         return False
-    model.load_state_dict(load_file(str(weights)), strict=True)
+    try:
+        model.load_state_dict(load_file(str(weights)), strict=True)
+    except Exception as e:  # noqa: BLE001 - an entry we cannot load is rebuilt, never half-used
+        log.warning("teacher cache entry %s does not load (%s); rebuilding", entry, e)
+        return False
     return True
+
+
+@contextmanager
+def _building(entry: Path):
+    """Exclusive lock while an entry is checked and built (no-op where flock is unsupported)."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+
+        handle = open(entry.parent / f"{entry.name}.lock", "a+")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def save(cfg: RunConfig, model: torch.nn.Module) -> Path:
@@ -76,6 +103,9 @@ def save(cfg: RunConfig, model: torch.nn.Module) -> Path:
     os.replace(tmp, entry / "model.safetensors")
     (entry / f"model.sha256.tmp{os.getpid()}").write_text(digest)
     os.replace(entry / f"model.sha256.tmp{os.getpid()}", entry / "model.sha256")
+    meta = {"key": teacher_key(cfg), "model": dataclasses.asdict(cfg.model), "task": cfg.task.name,
+            "train": dataclasses.asdict(cfg.train), "profile": dataclasses.asdict(cfg.profile), "seed": cfg.seed}
+    (entry / "meta.json").write_text(json.dumps(meta, indent=1, default=str))  # for humans only
     return entry
 
 
@@ -88,12 +118,17 @@ def get_teacher(cfg: RunConfig, features, collate, device: torch.device) -> tupl
     t = teacher_config(cfg)
     seed_everything(t.seed)
     model = load_model(t.model, t.task, t.train.dropout)
-    reused = load_cached(t, model)
-    if not reused:
-        log.info("training dense teacher %s", teacher_key(t))
-        loader = train_loader(features, collate, t.train.batch_size, t.seed)
-        fine_tune(model, loader, t.train, t.profile, (), device, t.progress, desc=f"teacher {t.task.name}")
-        save(t, model)
+    with _building(teacher_path(t)):
+        reused = load_cached(t, model)
+        if not reused:
+            log.info("training dense teacher %s", teacher_key(t))
+            seed_everything(t.seed)  # a fresh model: a failed load may have touched the first one
+            model = load_model(t.model, t.task, t.train.dropout)
+            loader = train_loader(features, collate, t.train.batch_size, t.seed)
+            fine_tune(model, loader, t.train, t.profile, (), device, t.progress, desc=f"teacher {t.task.name}")
+            save(t, model)
+        else:
+            log.info("reusing cached dense teacher %s", teacher_key(t))
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -32,6 +32,10 @@ def config_dict(cfg: RunConfig) -> dict:
 def cell_id(cfg: RunConfig) -> str:
     """Stable hash of the resolved config minus run-irrelevant keys."""
     d = {k: v for k, v in config_dict(cfg).items() if k not in RUN_IRRELEVANT}
+    # Test hooks count only when they change results (a forced NaN), so normal cells keep their id.
+    debug = {k: v for k, v in (d.pop("debug", None) or {}).items() if k != "step_sleep" and v is not None}
+    if debug:
+        d["debug"] = debug
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -54,7 +58,7 @@ def run_params(cfg: RunConfig) -> dict[str, str]:
         "seed": str(cfg.seed), "sparsity.method": cfg.sparsity.method,
         "sparsity.target": str(getattr(cfg.sparsity, "target", 0.0)), "quant.method": cfg.quant.method,
         "quant.weight_bits": str(cfg.quant.weight_bits), "quant.act_bits": str(cfg.quant.act_bits),
-        "distill.method": cfg.distill.method, "experiment": cfg.experiment,
+        "distill.method": cfg.distill.method, "experiment": cfg.experiment_name,
     })
     return params
 
@@ -121,7 +125,7 @@ def setup_mlflow(experiment: str):
 
 
 def experiment_name(cfg: RunConfig) -> str:
-    return f"{cfg.experiment}-{cfg.profile.name}"
+    return f"{cfg.experiment_name}-{cfg.profile.name}"
 
 
 def finished_run(experiment: str, cid: str):
@@ -141,3 +145,44 @@ def log_params(mlflow, params: dict[str, str]) -> None:
     items = sorted(params.items())
     for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
         mlflow.log_params(dict(items[i:i + 100]))
+
+
+def run_owner() -> dict[str, str]:
+    """Tags naming the process that runs a cell, so a later run can tell a dead run from a live one."""
+    return {"host": platform.node(), "pid": str(os.getpid())}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_orphans(experiment: str, cid: str) -> int:
+    """Mark KILLED the RUNNING runs of this cell whose process (on this host) is gone.
+
+    A SIGKILLed cell leaves a RUNNING run behind: never trusted (only FINISHED runs are), and
+    closed here so that the store tells the truth. Runs owned by other hosts are left alone."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        return 0
+    runs = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.cell_id = '{cid}' and "
+                              "attributes.status = 'RUNNING'", output_format="list")
+    client, closed = MlflowClient(), 0
+    for run in runs:
+        tags = run.data.tags
+        if tags.get("host") != platform.node() or not tags.get("pid", "").isdigit():
+            continue
+        if int(tags["pid"]) == os.getpid() or _pid_alive(int(tags["pid"])):
+            continue
+        client.set_tag(run.info.run_id, "error", "orphaned: its process died before the run ended")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        closed += 1
+    return closed

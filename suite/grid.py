@@ -1,0 +1,311 @@
+"""Grids that run like a benchmark farm: per-cell status records, progress with ETA, a summary.
+
+A grid is a Hydra multirun (`python -m suite.run -m +experiment=NAME`): the sweep lives in the
+experiment config (`hydra.sweeper.params`) and any launcher runs it (basic, joblib, submitit).
+`GridCallback` (registered in conf/config.yaml) is the farm's bookkeeping:
+
+- `on_multirun_start` (main process) expands the sweep the way the basic sweeper does and writes
+  `<sweep dir>/.grid/plan.json` (number of cells, start time, parallelism);
+- `on_job_end` (wherever the job runs: in process, a joblib worker, a submitit job) writes the
+  cell's record `<sweep dir>/.grid/job-<num>.json` and prints one progress line (bar, done /
+  skipped / failed / remaining, ETA) counted from the records, so it works across processes and
+  hosts sharing the sweep dir;
+- `on_multirun_end` (main process) prints the summary, writes `<sweep dir>/grid_summary.json`,
+  and `exit_code()` turns any failed or missing cell into a non-zero exit of `suite.run`.
+
+Cells never stop the grid: in multirun `suite.run.main` returns a FAILED record instead of
+raising (the MLflow run is already FAILED with its error). `python -m suite.grid SWEEP_DIR`
+prints the summary of a finished or running sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from suite.lifecycle import Modifier
+
+log = logging.getLogger("sparq.grid")
+
+STATE_DIR = ".grid"
+SUMMARY_FILE = "grid_summary.json"
+LAST_SUMMARY: dict[str, Any] | None = None  # set by on_multirun_end in the main process
+
+
+# ---------------------------------------------------------------- run-mode helpers
+
+def is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def launcher_parallelism(launcher: Any) -> int:
+    """How many cells run at once on this machine under a launcher config (1 for sequential)."""
+    if launcher is None:
+        return 1
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target.lower():
+        n = int(launcher.get("n_jobs") or -1)
+        return available_cores() if n < 0 else max(1, n)
+    if "submitit" in target.lower() and "Local" in target:
+        return max(1, int(launcher.get("tasks_per_node") or 1) * int(launcher.get("array_parallelism") or 1))
+    return 1
+
+
+def auto_threads(dcfg: DictConfig) -> int:
+    """Threads per cell when `threads=0`: cores // parallel cells, so parallel cells never
+    oversubscribe the CPU (joblib n_jobs; submitit cpus_per_task; otherwise all cores)."""
+    if int(dcfg.get("threads") or 0) > 0:
+        return int(dcfg.threads)
+    cores = available_cores()
+    if not is_multirun():
+        return cores
+    from hydra.core.hydra_config import HydraConfig
+
+    launcher = HydraConfig.get().launcher
+    if "submitit" in str(launcher.get("_target_", "")).lower() and launcher.get("cpus_per_task"):
+        return max(1, min(cores, int(launcher.cpus_per_task)))  # SLURM: what the job was given
+    return max(1, cores // launcher_parallelism(launcher))
+
+
+def failed_record(dcfg: DictConfig, error: BaseException) -> dict[str, Any]:
+    """The job result of a cell that raised: status FAILED, its error, its cell id if computable."""
+    cid = None
+    try:
+        from suite.config import validate
+        from suite.tracking import cell_id
+
+        cid = cell_id(validate(dcfg))
+    except Exception:  # noqa: BLE001 - a config that does not validate has no cell id
+        pass
+    return {"status": "FAILED", "cell_id": cid, "run_id": None, "metrics": {},
+            "error": f"{type(error).__name__}: {error}"[:2000]}
+
+
+# ---------------------------------------------------------------- the sweep plan
+
+def expand_sweep(config: DictConfig) -> list[list[str]] | None:
+    """The jobs (override lists) a basic-sweeper multirun will launch; None for other sweepers."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweeper = config.hydra.sweeper
+    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+        return None
+    params = sweeper.get("params")
+    params = OmegaConf.to_container(params, resolve=False) if isinstance(params, DictConfig) else {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    return BasicSweeper.split_arguments(overrides, None)[0]
+
+
+def _state_dir(sweep_dir: str | Path) -> Path:
+    return Path(sweep_dir) / STATE_DIR
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def read_plan(sweep_dir: str | Path) -> dict[str, Any]:
+    try:
+        return json.loads((_state_dir(sweep_dir) / "plan.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def read_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    records = []
+    for path in sorted(_state_dir(sweep_dir).glob("job-*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return sorted(records, key=lambda r: r.get("job", 0))
+
+
+# ---------------------------------------------------------------- progress and summary
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def counts(records: list[dict], total: int | None) -> dict[str, int]:
+    c = {"done": 0, "skipped": 0, "failed": 0}
+    for r in records:
+        c[{"FINISHED": "done", "SKIPPED": "skipped"}.get(r.get("status"), "failed")] += 1
+    c["remaining"] = max(0, (total or len(records)) - len(records))
+    return c
+
+
+def eta_seconds(records: list[dict], remaining: int, parallel: int) -> float | None:
+    """Remaining cells x mean wall time of the cells that ran (skips are free) / parallel."""
+    if remaining == 0:
+        return 0.0
+    ran = [r["seconds"] for r in records if r.get("status") != "SKIPPED" and r.get("seconds")]
+    if not ran:
+        return None
+    return remaining * (sum(ran) / len(ran)) / max(1, parallel)
+
+
+def progress_line(plan: dict, records: list[dict], width: int = 24) -> str:
+    total = plan.get("total") or len(records)
+    c = counts(records, total)
+    n = len(records)
+    filled = int(width * n / total) if total else width
+    bar = "#" * filled + "." * (width - filled)
+    elapsed = time.time() - plan["start"] if "start" in plan else None
+    eta = eta_seconds(records, c["remaining"], plan.get("parallel", 1))
+    return (f"[grid {plan.get('experiment', '')}] |{bar}| {n}/{total} cells: done {c['done']}, "
+            f"skipped {c['skipped']}, failed {c['failed']}, remaining {c['remaining']} "
+            f"[elapsed {_fmt_seconds(elapsed)}, eta {_fmt_seconds(eta)}]")
+
+
+def summarize(sweep_dir: str | Path) -> dict[str, Any]:
+    plan, records = read_plan(sweep_dir), read_records(sweep_dir)
+    total = plan.get("total") or len(records)
+    c = counts(records, total)
+    ran = [r for r in records if r.get("status") == "FINISHED"]
+    reused = sum(1 for r in ran if r.get("metrics", {}).get("teacher_reused") == 1.0)
+    trained = sum(1 for r in ran if r.get("metrics", {}).get("teacher_reused") == 0.0)
+    return {"sweep_dir": str(sweep_dir), "experiment": plan.get("experiment"), "total": total, **c,
+            "teacher_reused": reused, "teacher_trained": trained,
+            "wall_seconds": (time.time() - plan["start"]) if "start" in plan else None,
+            "cells": records}
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    lines = [f"[grid {s.get('experiment') or ''}] summary: {s['total']} cells: done {s['done']}, "
+             f"skipped {s['skipped']}, failed {s['failed']}, missing {s['remaining']}; teacher "
+             f"reused {s['teacher_reused']}x, trained {s['teacher_trained']}x; wall "
+             f"{_fmt_seconds(s.get('wall_seconds'))}"]
+    for r in s["cells"]:
+        primary = r.get("metrics", {}).get("eval_primary")
+        what = f"eval_primary={primary:.2f}" if isinstance(primary, (int, float)) else (r.get("error") or "")
+        lines.append(f"  {r.get('status', '?'):8s} #{r.get('job')} {r.get('cell_id') or '-':16s} "
+                     f"{' '.join(r.get('overrides', []))}  {what}")
+    return "\n".join(lines)
+
+
+def exit_code(summary: dict[str, Any] | None = None) -> int:
+    """1 when a grid had failed or missing cells, else 0 (no grid ran: 0)."""
+    s = summary if summary is not None else LAST_SUMMARY
+    if not s:
+        return 0
+    return 1 if (s["failed"] or s["remaining"]) else 0
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class GridCallback(Callback):
+    """Hydra callback: records, progress and summary of a multirun (see the module docstring)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global LAST_SUMMARY
+        LAST_SUMMARY = None
+        try:
+            jobs = expand_sweep(config)
+        except Exception as e:  # noqa: BLE001 - progress must never break a grid
+            log.debug("could not expand the sweep: %s", e)
+            jobs = None
+        parallel = launcher_parallelism(config.hydra.get("launcher"))
+        plan = {"experiment": config.get("experiment_name"), "total": len(jobs) if jobs else None,
+                "start": time.time(), "parallel": parallel,
+                "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]}
+        _write_json(_state_dir(config.hydra.sweep.dir) / "plan.json", plan)
+        _say(f"[grid {plan['experiment']}] {plan['total'] or '?'} cells, {plan['launcher']}, "
+             f"{parallel} at a time; sweep dir {config.hydra.sweep.dir}")
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if not is_multirun():
+            return
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.core.utils import JobStatus
+
+        hc = HydraConfig.get()
+        value = job_return.return_value if job_return.status == JobStatus.COMPLETED else None
+        if isinstance(value, dict) and "status" in value:
+            record = dict(value)
+        elif job_return.status == JobStatus.COMPLETED:
+            record = {"status": "FAILED", "error": f"job returned {value!r}, not a cell record"}
+        else:
+            err = job_return._return_value
+            record = {"status": "FAILED", "error": f"{type(err).__name__}: {err}"[:2000]}
+        record.update({"job": int(hc.job.num), "overrides": list(job_return.overrides or []),
+                       "seconds": record.get("seconds"), "host": os.uname().nodename})
+        sweep_dir = hc.sweep.dir
+        _write_json(_state_dir(sweep_dir) / f"job-{int(hc.job.num):05d}.json", record)
+        _say(progress_line(read_plan(sweep_dir), read_records(sweep_dir)))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global LAST_SUMMARY
+        summary = summarize(config.hydra.sweep.dir)
+        _write_json(Path(config.hydra.sweep.dir) / SUMMARY_FILE, summary)
+        LAST_SUMMARY = summary
+        _say(format_summary(summary))
+
+
+# ---------------------------------------------------------------- test hooks (debug.*)
+
+class DebugHooks(Modifier):
+    """`debug.nan_at_step` poisons the loss at that step (the loop then raises, the cell FAILS);
+    `debug.step_sleep` sleeps and prints `sparq-debug: step N` per step (tests kill mid-training).
+    Test hooks only: off by default, never part of a real result."""
+
+    def __init__(self, nan_at_step: int | None, step_sleep: float):
+        self.nan_at_step, self.step_sleep = nan_at_step, step_sleep
+
+    def loss(self, model, batch, outputs, task_loss, state):
+        if self.nan_at_step is not None and state.step >= self.nan_at_step:
+            return task_loss * float("nan")
+        return task_loss
+
+    def on_step_end(self, model, state) -> None:
+        if self.step_sleep:
+            print(f"sparq-debug: step {state.step}", file=sys.stderr, flush=True)
+            time.sleep(self.step_sleep)
+
+
+def debug_modifiers(debug: Any) -> list[Modifier]:
+    if debug is None or (debug.nan_at_step is None and not debug.step_sleep):
+        return []
+    return [DebugHooks(debug.nan_at_step, debug.step_sleep)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0].startswith("-"):
+        print("usage: python -m suite.grid SWEEP_DIR   (print the summary of a sweep)", file=sys.stderr)
+        return 2
+    summary = summarize(args[0])
+    print(format_summary(summary))
+    return exit_code(summary)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
