@@ -219,14 +219,29 @@ def one_line_compose_error(e: Exception) -> str:
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def main(dcfg: DictConfig) -> float | None:
+def main(dcfg: DictConfig) -> float | dict | None:
+    """One cell. In a multirun a failing cell never stops the grid: its MLflow run is FAILED
+    with the error, and the job returns a FAILED record (see suite/grid.py) instead of raising."""
+    from dataclasses import asdict
+
+    from suite import grid
+
+    multirun, start = grid.is_multirun(), time.perf_counter()
     try:
+        dcfg.threads = grid.auto_threads(dcfg)  # threads=0: cores // cells running in parallel
         cfg = validate(dcfg)
         result = run_cell(cfg)
-    except SparqError as e:
-        fail(str(e))
+    except Exception as e:
+        if not multirun:
+            if isinstance(e, SparqError):
+                fail(str(e))
+            raise
+        log.error("cell failed: %s: %s", type(e).__name__, e)
+        return {**grid.failed_record(dcfg, e), "seconds": time.perf_counter() - start}
     log.info("%s %s %s", result.status, result.cell_id, json.dumps(
         {k: round(v, 4) for k, v in result.metrics.items() if k.startswith("eval_")}))
+    if multirun:
+        return {**asdict(result), "seconds": time.perf_counter() - start}
     return result.metrics.get("eval_primary")
 
 
