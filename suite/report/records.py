@@ -19,6 +19,7 @@ IGNORED_PARAMS = {"force", "progress", "device", "threads", "data_dir", "cache_d
                   "seed", "profile.name", "sparsity.n", "sparsity.m"}
 IGNORED_PREFIXES = ("task.", "profile.", "model.")
 PROFILE_ORDER = {"full": 0, "quick": 1, "smoke": 2}
+MISSING_VALUES = (None, "", "None", "null")
 # eval_* metrics that are bookkeeping, not task metrics
 NON_TASK_EVAL = ("examples", "samples", "seconds", "runtime", "loss", "steps", "primary")
 
@@ -83,7 +84,7 @@ class Cell:
         inter = self.params.get("model.shrink_intermediate")
         if keep > 1:
             label += f" (1/{keep} layers)"
-        if inter not in (None, "", "None", "null"):
+        if inter not in MISSING_VALUES:
             label += f" (ffn {inter})"
         return label
 
@@ -261,8 +262,13 @@ def variant_keys(cells: Iterable[Cell]) -> list[str]:
     return sorted(keys)
 
 
+def variant_items(cell: Cell, keys: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The cell's values of the variant keys it has (a key another method lacks is left out)."""
+    return tuple((k, cell.params[k]) for k in keys if cell.params.get(k) not in MISSING_VALUES)
+
+
 def variant_of(cell: Cell, keys: Sequence[str]) -> str:
-    return ", ".join(f"{k}={cell.params.get(k, '')}" for k in keys)
+    return ", ".join(f"{k}={v}" for k, v in variant_items(cell, keys))
 
 
 def latest_per_cell(cells: Iterable[Cell]) -> list[Cell]:
@@ -281,8 +287,8 @@ def group_cells(cells: Iterable[Cell]) -> list[Group]:
     keys = variant_keys(cells)
     groups: dict[tuple, Group] = {}
     for c in sorted(cells, key=lambda c: (c.seed, c.run_id)):
-        variant = variant_of(c, keys) if keys else ""
-        items = tuple((k, c.params.get(k, "")) for k in keys)
+        variant = variant_of(c, keys)
+        items = variant_items(c, keys)
         k = tuple(getattr(c, f) for f in KEY_FIELDS) + (variant,)
         groups.setdefault(k, Group(k, [], variant, items)).cells.append(c)
     return sorted(groups.values(), key=sort_key)
