@@ -22,7 +22,7 @@ SHAPES = {"bert-base": ["768x768", "768x3072", "3072x768"],
 FORMAT_OF = {"unstructured": "csr", "block1x4": "block1x4", "nm": "nm"}
 COLUMNS = ["k", "n", "m", "sparsity", "pattern", "backend", "median_ms", "min_ms", "max_ms",
            "speedup_vs_fp32", "speedup_vs_onednn", "roofline_ms", "roofline_frac", "packed_bytes",
-           "threads", "cpu_flags"]
+           "threads", "cpu_flags", "loadavg"]
 
 
 def parse(argv=None):
@@ -85,6 +85,7 @@ def main(argv=None):
 
     flags = cpu.cpu_flags_string()
     print(f"cpu: {flags}\nthreads: {a.threads}  vnni path: {cpu.has_vnni512()}")
+    load0 = check_load(a.threads)
     bw = measure_bandwidth_gbs()
     peak, peak_src = measure_int8_peak_gmacs()
     print(f"measured bandwidth {bw:.1f} GB/s, dense int8 peak {peak:.0f} GMAC/s ({peak_src})")
@@ -135,7 +136,8 @@ def main(argv=None):
                                      "roofline_ms": roof if be == ours else "",
                                      "roofline_frac": roof / med if be == ours else "",
                                      "packed_bytes": layer.packed_bytes if be == ours else "",
-                                     "threads": a.threads, "cpu_flags": flags})
+                                     "threads": a.threads, "cpu_flags": flags,
+                                     "loadavg": round(os.getloadavg()[0], 2)})
                     _print_block(k, n, m, sp, pat, res, ours, roof)
     os.makedirs(os.path.dirname(os.path.abspath(a.csv)), exist_ok=True)
     with open(a.csv, "w", newline="") as fh:
@@ -144,16 +146,28 @@ def main(argv=None):
         wr.writerows(rows)
     print(f"wrote {a.csv} ({len(rows)} rows)")
     _summary(rows)
+    load1 = check_load(a.threads)
     if not a.no_mlflow:
         mets = {f"{r['backend']}_{r['k']}x{r['n']}_m{r['m']}_{r['sparsity']}_{r['pattern']}_ms"
                 .replace(":", "-"): r["median_ms"] for r in rows}
-        mets.update(bandwidth_gbs=bw, int8_peak_gmacs=peak)
+        mets.update(bandwidth_gbs=bw, int8_peak_gmacs=peak, loadavg_start=load0,
+                    loadavg_end=load1)
         run = log_mlflow("kernels-bench", {"argv": " ".join(sys.argv[1:]), "threads": a.threads,
                                            "cpu_flags": flags, "shapes": a.shape_list,
                                            "m": a.m_list, "sparsity": a.sp_list,
                                            "patterns": a.pat_list}, mets, [a.csv])
         print(f"mlflow run {run}")
     return rows
+
+
+def check_load(threads: int) -> float:
+    """1-minute load average; warns when other processes compete for the cores (figures taken
+    then are not comparable: OpenMP barriers degrade badly under oversubscription)."""
+    load = os.getloadavg()[0]
+    if load > threads + 0.5:
+        print(f"WARNING: load average {load:.1f} > {threads} threads: the machine is busy, "
+              "timings below are contaminated")
+    return load
 
 
 def _print_block(k, n, m, sp, pat, res, ours, roof):

@@ -85,6 +85,9 @@ def ort_model(model: nn.Module, ids, mask, threads: int):
 def run_model_bench(a):
     flags = cpu.cpu_flags_string()
     print(f"cpu: {flags}\nthreads: {a.threads}")
+    from .__main__ import check_load
+
+    check_load(a.threads)
     rows = []
     for name in a.models.split(","):
         base = build_encoder(name)
@@ -124,7 +127,8 @@ def run_model_bench(a):
                 rows.append({"model": name, "batch": bsz, "seq": SEQ, "sparsity": 0.9,
                              "backend": be, "median_ms": med, "min_ms": lo, "max_ms": hi,
                              "speedup_vs_fp32": fp / med, "speedup_vs_ort": ort / med,
-                             "threads": a.threads, "cpu_flags": flags})
+                             "threads": a.threads, "cpu_flags": flags,
+                             "loadavg": round(os.getloadavg()[0], 2)})
     path = a.csv if a.csv and "model" in os.path.basename(a.csv) else os.path.join(
         REPO, "results", "kernels", "bench_model.csv")
     os.makedirs(os.path.dirname(path), exist_ok=True)
