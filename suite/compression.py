@@ -59,6 +59,8 @@ def packed_bytes(model: nn.Module, cfg) -> int:
     Dense fp32 is stored as is. Sparse and quantized formats are sized by the packers of the
     quant/sparsity methods (values, indices, scales), registered in `PACKERS`.
     """
+    import suite.pack  # noqa: F401  (registers the packers)
+
     linears = prunable_linears(model)
     packer = PACKERS.get((cfg.sparsity.method, cfg.quant.method)) or PACKERS.get(("*", cfg.quant.method)) \
         or PACKERS.get((cfg.sparsity.method, "*"))

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from suite.config import ProfileConfig, TrainConfig
 from suite.lifecycle import Modifier, TrainState
 
-NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight", "lsq_scale")
 
 
 def train_loader(features, collate: Callable, batch_size: int, seed: int) -> DataLoader:
@@ -47,11 +47,12 @@ def fine_tune(model: nn.Module, loader: DataLoader, train: TrainConfig, profile:
               progress: bool = True, desc: str = "train") -> dict[str, float]:
     """Train `model` in place; returns train_loss (mean of the last 50 steps), steps, seconds."""
     steps = total_steps(len(loader), train, profile)
-    optimizer, scheduler = make_optimizer(model, train, steps)
     state = TrainState(total_steps=steps)
     model.to(device).train()
     for m in modifiers:
         m.on_train_start(model, state)
+    # after on_train_start: modifiers may add parameters (e.g. QAT's learnable scales)
+    optimizer, scheduler = make_optimizer(model, train, steps)
     extra = {}
     for m in modifiers:
         extra.update(m.forward_kwargs())

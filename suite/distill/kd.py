@@ -1,0 +1,87 @@
+"""`distill=logits|hidden`: knowledge distillation from the cached dense fine-tuned teacher.
+
+loss = alpha_task * task + alpha_kd * KD(+ alpha_hidden * hidden MSE). Classification: KL at
+temperature T; regression: MSE on the outputs; QA: KD on start and end logits (mean).
+Prune OFA: T = 2, 0.5 task + 0.5 KD. SparseBERT's knowledge-aware pruning = sparsity=gmp +
+distill=hidden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from suite.distill import losses as L
+from suite.distill.base import DISTILLERS, DistillConfig
+from suite.errors import ConfigError
+from suite.lifecycle import Modifier
+
+TARGET_KEYS = ("labels", "start_positions", "end_positions")
+
+
+@dataclass
+class LogitsConfig(DistillConfig):
+    method: str = "logits"
+    temperature: float = 2.0
+    alpha_task: float = 0.5
+    alpha_kd: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ConfigError("distill.temperature", f"{self.temperature}; must be > 0")
+        if self.alpha_task < 0 or self.alpha_kd < 0:
+            raise ConfigError("distill.alpha_kd", "alpha_task and alpha_kd must be >= 0")
+
+
+@dataclass
+class HiddenConfig(LogitsConfig):
+    method: str = "hidden"
+    alpha_hidden: float = 1.0  # weight of the per-layer hidden-state MSE
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.alpha_hidden < 0:
+            raise ConfigError("distill.alpha_hidden", f"{self.alpha_hidden}; must be >= 0")
+
+
+class DistillModifier(Modifier):
+    def __init__(self, cfg: LogitsConfig, kind: str, teacher):
+        self.cfg, self.kind, self.teacher = cfg, kind, teacher
+        self.hidden = isinstance(cfg, HiddenConfig) and cfg.alpha_hidden > 0
+
+    def on_train_start(self, model, state) -> None:
+        self.teacher()  # build or load it before the clock of the first step
+
+    def forward_kwargs(self) -> dict:
+        return {"output_hidden_states": True} if self.hidden else {}
+
+    def loss(self, model, batch, outputs, task_loss, state):
+        inputs = {k: v for k, v in batch.items() if k not in TARGET_KEYS}
+        with torch.no_grad():
+            t_out = self.teacher()(**inputs, output_hidden_states=self.hidden)
+        c = self.cfg
+        if self.kind == "qa":
+            kd = 0.5 * (L.kd_logits(outputs.start_logits, t_out.start_logits, c.temperature)
+                        + L.kd_logits(outputs.end_logits, t_out.end_logits, c.temperature))
+        elif self.kind == "regression":
+            kd = L.kd_regression(outputs.logits, t_out.logits)
+        else:
+            kd = L.kd_logits(outputs.logits, t_out.logits, c.temperature)
+        total = c.alpha_task * task_loss + c.alpha_kd * kd
+        state.logs["distill_kd_loss"] = float(kd)
+        if self.hidden:
+            h = L.hidden_mse(outputs.hidden_states, t_out.hidden_states, batch.get("attention_mask"))
+            total = total + c.alpha_hidden * h
+            state.logs["distill_hidden_loss"] = float(h)
+        return total
+
+
+def _build(cfg, ctx) -> list:
+    if ctx.teacher is None:
+        raise ValueError("distillation needs a teacher provider in the run context")
+    return [DistillModifier(cfg, ctx.cfg.task.kind, ctx.teacher)]
+
+
+DISTILLERS.register("logits", config=LogitsConfig)(_build)
+DISTILLERS.register("hidden", config=HiddenConfig)(_build)

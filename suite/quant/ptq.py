@@ -1,0 +1,68 @@
+"""`quant=ptq`: post-training int8 (IntelCaffe-style): fine-tuned fp32 model, then calibrated
+weight and input-activation fake-quant on the prunable Linears; no retraining."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from suite.errors import ConfigError
+from suite.lifecycle import Modifier, TrainState
+from suite.quant import quantizers as Q
+from suite.quant.base import QUANTIZERS, QuantConfig
+
+GRANULARITIES = ("channel", "tensor")
+
+
+def check_bits(cfg) -> None:
+    for key in ("weight_bits", "act_bits"):
+        if getattr(cfg, key) not in Q.BITS:
+            raise ConfigError(f"quant.{key}", f"{getattr(cfg, key)}; allowed: 4, 8 (quant=fp32 for 32)")
+
+
+@dataclass
+class PtqConfig(QuantConfig):
+    method: str = "ptq"
+    weight_bits: int = 8
+    act_bits: int = 8
+    granularity: str = "channel"  # weights: channel (per output row) | tensor
+    calibration: str = "maxabs"  # activations: maxabs | percentile | entropy (KL)
+    calib_batches: int = 8  # train batches observed
+    percentile: float = 99.99  # for calibration=percentile
+
+    def __post_init__(self) -> None:
+        check_bits(self)
+        if self.granularity not in GRANULARITIES:
+            raise ConfigError("quant.granularity", f"'{self.granularity}'; allowed: {', '.join(GRANULARITIES)}")
+        if self.calibration not in Q.CALIBRATIONS:
+            raise ConfigError("quant.calibration", f"'{self.calibration}'; allowed: {', '.join(Q.CALIBRATIONS)}")
+        if self.calib_batches < 1:
+            raise ConfigError("quant.calib_batches", f"{self.calib_batches}; must be >= 1")
+        if not 50.0 < self.percentile <= 100.0:
+            raise ConfigError("quant.percentile", f"{self.percentile}; must be in (50, 100]")
+
+
+class PTQModifier(Modifier):
+    def __init__(self, cfg: PtqConfig, ctx, linears=None):
+        self.cfg, self.ctx, self.linears = cfg, ctx, linears
+
+    def on_train_end(self, model, state: TrainState) -> None:
+        from suite.prune.modifier import raw_weight, resolve_linears
+        from suite.quant import fakequant as F
+
+        c = self.cfg
+        linears = self.linears or resolve_linears(model)
+        device = next(model.parameters()).device
+        batches = F.take_batches(self.ctx.train_loader, c.calib_batches)
+        amax = F.calibrate_activations(model, linears, batches, c.calibration, c.act_bits, c.percentile, device)
+        scales = {n: Q.weight_scale(raw_weight(m), c.weight_bits, c.granularity) for n, m in linears.items()}
+        F.attach(linears, scales, amax, c.weight_bits, c.act_bits, zero_preserving=True, learn=False)
+        self.amax = amax
+
+    def metrics(self, model) -> dict[str, float]:
+        a = list(getattr(self, "amax", {}).values())
+        return {"quant_act_amax_mean": sum(a) / len(a)} if a else {}
+
+
+@QUANTIZERS.register("ptq", config=PtqConfig)
+def build_ptq(cfg: PtqConfig, ctx) -> list:
+    return [PTQModifier(cfg, ctx)]

@@ -1,0 +1,115 @@
+"""`quant=qat`: quantization-aware training (Q8BERT / IBM Deep Compression) with an STE.
+
+Weights and input activations of the prunable Linears are fake-quantized during fine-tuning at
+`weight_bits` / `act_bits` (4 or 8), with learnable (LSQ) scales. IBM's techniques, each
+switchable for ablation:
+  zero_preserving  symmetric mid-tread grid: 0 -> 0 exactly, pruned weights stay 0
+  scale_init       fp32: scales from the fp32 model (weight max-abs per channel, activations
+                   calibrated on train batches); default: constant ranges ([-1, 1] weights,
+                   [-8, 8] activations)
+  dropout_schedule linear: every dropout annealed from its initial p to 0 by `dropout_end`
+                   of training; none: unchanged
+Composes with pruning: the pruning modifier masks the raw weight under the parametrization.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from suite.errors import ConfigError
+from suite.lifecycle import Modifier, TrainState
+from suite.prune.schedule import linear_anneal
+from suite.quant import quantizers as Q
+from suite.quant.base import QUANTIZERS, QuantConfig
+from suite.quant.ptq import GRANULARITIES, check_bits
+
+SCALE_INITS = ("fp32", "default")
+DROPOUT_SCHEDULES = ("linear", "none")
+DEFAULT_WEIGHT_AMAX, DEFAULT_ACT_AMAX = 1.0, 8.0
+
+
+@dataclass
+class QatConfig(QuantConfig):
+    method: str = "qat"
+    weight_bits: int = 8
+    act_bits: int = 8
+    granularity: str = "channel"
+    zero_preserving: bool = True
+    scale_init: str = "fp32"  # fp32 | default
+    learn_scales: bool = True  # LSQ step sizes (else fixed at init)
+    calibration: str = "percentile"  # activation-scale init from the fp32 model
+    calib_batches: int = 4
+    percentile: float = 99.99
+    dropout_schedule: str = "linear"  # linear | none
+    dropout_end: float = 1.0  # fraction of training where dropout reaches 0
+
+    def __post_init__(self) -> None:
+        check_bits(self)
+        if self.granularity not in GRANULARITIES:
+            raise ConfigError("quant.granularity", f"'{self.granularity}'; allowed: {', '.join(GRANULARITIES)}")
+        if self.scale_init not in SCALE_INITS:
+            raise ConfigError("quant.scale_init", f"'{self.scale_init}'; allowed: {', '.join(SCALE_INITS)}")
+        if self.calibration not in Q.CALIBRATIONS:
+            raise ConfigError("quant.calibration", f"'{self.calibration}'; allowed: {', '.join(Q.CALIBRATIONS)}")
+        if self.dropout_schedule not in DROPOUT_SCHEDULES:
+            raise ConfigError("quant.dropout_schedule",
+                              f"'{self.dropout_schedule}'; allowed: {', '.join(DROPOUT_SCHEDULES)}")
+        if not 0.0 < self.dropout_end <= 1.0:
+            raise ConfigError("quant.dropout_end", f"{self.dropout_end}; must be in (0, 1]")
+        if self.calib_batches < 1:
+            raise ConfigError("quant.calib_batches", f"{self.calib_batches}; must be >= 1")
+
+
+class ScheduledDropout(Modifier):
+    """Anneal every nn.Dropout's p linearly to 0 by `end` of training (then restore after)."""
+
+    def __init__(self, end: float = 1.0):
+        self.end, self.initial = end, {}
+
+    def on_train_start(self, model: nn.Module, state: TrainState) -> None:
+        self.initial = {m: m.p for m in model.modules() if isinstance(m, nn.Dropout)}
+
+    def on_step_start(self, model: nn.Module, state: TrainState) -> None:
+        for m, p0 in self.initial.items():
+            m.p = linear_anneal(state.progress, p0, self.end)
+
+    def on_train_end(self, model: nn.Module, state: TrainState) -> None:
+        for m, p0 in self.initial.items():
+            m.p = p0
+
+
+class QATModifier(Modifier):
+    def __init__(self, cfg: QatConfig, ctx, linears=None):
+        self.cfg, self.ctx, self.linears = cfg, ctx, linears
+
+    def on_train_start(self, model: nn.Module, state: TrainState) -> None:
+        from suite.prune.modifier import raw_weight, resolve_linears
+        from suite.quant import fakequant as F
+
+        c = self.cfg
+        self.linears = self.linears or resolve_linears(model)
+        if c.scale_init == "fp32":
+            device = next(model.parameters()).device
+            batches = F.take_batches(self.ctx.train_loader, c.calib_batches)
+            amax = F.calibrate_activations(model, self.linears, batches, c.calibration, c.act_bits,
+                                           c.percentile, device)
+            scales = {n: Q.weight_scale(raw_weight(m), c.weight_bits, c.granularity, c.zero_preserving)
+                      for n, m in self.linears.items()}
+        else:
+            amax = {n: DEFAULT_ACT_AMAX for n in self.linears}
+            scales = {}
+            for n, m in self.linears.items():
+                shape = (m.out_features, 1) if c.granularity == "channel" else ()
+                scales[n] = torch.full(shape, DEFAULT_WEIGHT_AMAX / Q.qmax(c.weight_bits, c.zero_preserving))
+        F.attach(self.linears, scales, amax, c.weight_bits, c.act_bits, c.zero_preserving, c.learn_scales)
+
+
+@QUANTIZERS.register("qat", config=QatConfig)
+def build_qat(cfg: QatConfig, ctx) -> list:
+    mods: list[Modifier] = [QATModifier(cfg, ctx)]
+    if cfg.dropout_schedule == "linear":
+        mods.append(ScheduledDropout(cfg.dropout_end))
+    return mods
