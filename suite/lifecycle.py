@@ -21,6 +21,7 @@ class TrainState:
     total_steps: int = 1
     epoch: int = 0
     logs: dict[str, float] = field(default_factory=dict)  # scalars a modifier wants logged
+    stop_training: bool = False  # a modifier may end training (e.g. PTQ of the cached fp32 model)
 
     @property
     def progress(self) -> float:

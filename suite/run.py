@@ -145,6 +145,7 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
     modifiers = build_modifiers(cfg, ctx)
     train_stats = fine_tune(model, loader, cfg.train, cfg.profile, modifiers, device, cfg.progress,
                             desc=f"{cfg.task.name} {cfg.sparsity.method}/{cfg.quant.method}")
+    _save_as_teacher(cfg, model)
     metrics = evaluate_model(model, kind, cfg.task, eval_ds, eval_features, collate,
                              cfg.train.eval_batch_size, device, cfg.progress)
     linears = compression.prunable_linears(model)
@@ -171,6 +172,18 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
 
         tags.update({"teacher_reused": str(teacher["reused"]).lower(), "teacher_key": teacher_key(cfg)})
     return metrics, tags
+
+
+def _save_as_teacher(cfg: RunConfig, model) -> None:
+    """A dense fp32 undistilled cell *is* the teacher of its config: cache it for KD / PTQ cells."""
+    from suite import teacher
+
+    if (cfg.sparsity.method, cfg.quant.method, cfg.distill.method) != ("dense", "fp32", "none") \
+            or cfg.model.shrink_keep_every != 1 or cfg.model.shrink_intermediate:
+        return
+    t = teacher.teacher_config(cfg)
+    if not (teacher.teacher_path(t) / "model.safetensors").is_file():
+        teacher.save(t, model)
 
 
 def subset(ds, n: int | None, seed: int):

@@ -59,7 +59,7 @@ def fine_tune(model: nn.Module, loader: DataLoader, train: TrainConfig, profile:
     losses: list[float] = []
     start = time.perf_counter()
     bar = tqdm(total=steps, desc=desc, disable=not progress, dynamic_ncols=True)
-    while state.step < steps:
+    while state.step < steps and not state.stop_training:
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
             for m in modifiers:
@@ -88,6 +88,6 @@ def fine_tune(model: nn.Module, loader: DataLoader, train: TrainConfig, profile:
     bar.close()
     for m in modifiers:
         m.on_train_end(model, state)
-    tail = losses[-50:]
-    return {"train_loss": sum(tail) / len(tail), "train_steps": float(steps),
+    tail = losses[-50:] or [float("nan")]
+    return {"train_loss": sum(tail) / len(tail), "train_steps": float(state.step),
             "train_seconds": time.perf_counter() - start, **state.logs}

@@ -11,6 +11,7 @@ from suite.quant import quantizers as Q
 from suite.quant.base import QUANTIZERS, QuantConfig
 
 GRANULARITIES = ("channel", "tensor")
+FP32_SOURCES = ("train", "teacher")
 
 
 def check_bits(cfg) -> None:
@@ -28,6 +29,9 @@ class PtqConfig(QuantConfig):
     calibration: str = "maxabs"  # activations: maxabs | percentile | entropy (KL)
     calib_batches: int = 8  # train batches observed
     percentile: float = 99.99  # for calibration=percentile
+    # train: fine-tune fp32 in this cell, then calibrate | teacher: calibrate the cached dense
+    # fp32 fine-tune of the same config (the teacher; identical model, no training repeated)
+    fp32_source: str = "train"
 
     def __post_init__(self) -> None:
         check_bits(self)
@@ -39,11 +43,24 @@ class PtqConfig(QuantConfig):
             raise ConfigError("quant.calib_batches", f"{self.calib_batches}; must be >= 1")
         if not 50.0 < self.percentile <= 100.0:
             raise ConfigError("quant.percentile", f"{self.percentile}; must be in (50, 100]")
+        if self.fp32_source not in FP32_SOURCES:
+            raise ConfigError("quant.fp32_source", f"'{self.fp32_source}'; allowed: {', '.join(FP32_SOURCES)}")
+
+    def check_run(self, run) -> None:
+        if self.fp32_source == "teacher" and (
+                run.sparsity.method != "dense" or run.distill.method != "none"
+                or run.model.shrink_keep_every != 1 or run.model.shrink_intermediate):
+            raise ConfigError("quant.fp32_source", "teacher only for dense, undistilled, unshrunk cells; use train")
 
 
 class PTQModifier(Modifier):
     def __init__(self, cfg: PtqConfig, ctx, linears=None):
         self.cfg, self.ctx, self.linears = cfg, ctx, linears
+
+    def on_train_start(self, model, state: TrainState) -> None:
+        if self.cfg.fp32_source == "teacher":
+            model.load_state_dict(self.ctx.teacher().state_dict())
+            state.stop_training = True
 
     def on_train_end(self, model, state: TrainState) -> None:
         from suite.prune.modifier import raw_weight, resolve_linears
