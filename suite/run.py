@@ -219,13 +219,14 @@ def precheck(overrides: list[str]) -> None:
 
 
 def one_line_compose_error(e: Exception) -> str:
+    import re
+
     text = str(e)
-    if "Could not find" in text or "Could not override" in text or "Could not load" in text:
-        group = text.split("'")[1].split("/")[0] if "'" in text else "config"
+    found = re.search(r"Could not (?:find|load) '([\w/]+)/([^']+)'", text)
+    if found and (CONF_DIR / found.group(1)).is_dir():
+        group, bad = found.groups()
         allowed = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-        bad = text.split("'")[1] if "'" in text else text
-        if allowed:
-            return f"{group}: unknown option '{bad.split('/')[-1]}'; allowed: {', '.join(allowed)}"
+        return f"{group}: unknown option '{bad}'; allowed: {', '.join(allowed)}"
     key = getattr(e, "full_key", None)
     first = next((line.strip() for line in text.splitlines() if line.strip()), text)
     return f"{key}: {first}" if key else first

@@ -1,0 +1,62 @@
+"""Bad input fails before any compute, in one line naming the key and what is allowed, logging nothing."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from suite.config import compose
+from suite.errors import ConfigError, SparqError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+BAD = {
+    "unknown model": (["model=gpt9"], "model: unknown option 'gpt9'; allowed: bert_base"),
+    "unknown task": (["task=imagenet"], "task: unknown option 'imagenet'; allowed: cola"),
+    "unknown profile": (["profile=huge"], "profile: unknown option 'huge'"),
+    "unknown key": (["train.lrr=1e-4"], "train.lrr"),
+    "bad lr": (["train.lr=-1"], "train.lr: must be > 0"),
+    "bad device": (["device=tpu"], "device: 'tpu'; allowed: auto, cpu, cuda"),
+    "bad type": (["seed=abc"], "seed"),
+    "missing local model": (["model.name_or_path=/nonexistent/model"], "model.name_or_path: local directory"),
+    "missing data file": (["task=mnli"], "task.files.eval: missing data file"),
+    "dense with target": (["sparsity.target=0.5"], "sparsity.target"),
+}
+
+
+def n_runs() -> int:
+    import mlflow
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    return sum(len(mlflow.search_runs([e.experiment_id], output_format="list"))
+               for e in mlflow.search_experiments())
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_cli_rejects_bad_input_in_one_line(case, data_dir):
+    overrides, expected = BAD[case]
+    before = n_runs()
+    proc = subprocess.run([sys.executable, "-m", "suite.run", *overrides], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("sparq: error: ") and expected in lines[0], lines[0]
+    assert n_runs() == before
+
+
+def test_missing_data_dir_is_named(tmp_path):
+    from suite.run import preflight
+
+    cfg = compose([f"data_dir={tmp_path / 'nowhere'}"])
+    with pytest.raises(ConfigError, match="data_dir: data directory .* does not exist"):
+        preflight(cfg)
+
+
+def test_compose_validates_typed_sections():
+    cfg = compose(["seed=7", "task=mrpc"])
+    assert cfg.seed == 7 and cfg.task.name == "mrpc" and cfg.task.num_labels == 2
+    assert cfg.sparsity.method == "dense" and cfg.quant.weight_bits == 32
+    with pytest.raises(SparqError):
+        compose(["train.batch_size=0"])
