@@ -7,7 +7,7 @@ import math
 import re
 
 import pytest
-from test_report_support import EXPECTED, KERNEL_CSV, MALICIOUS, expected_primaries, synthetic_store
+from test_report_support import EXPECTED, KERNEL_CSV, MALICIOUS, expected_primaries, shared_store
 
 from suite.report import build, render
 from suite.report.load import kernel_sparsity, load_store, parse_kernel_csv
@@ -18,7 +18,7 @@ from suite.report.references import REFERENCES, find_reference
 
 @pytest.fixture(scope="module")
 def store_uri(tmp_path_factory):
-    return synthetic_store(tmp_path_factory.mktemp("report-store"))
+    return shared_store(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -151,20 +151,26 @@ def test_outputs_exist_and_html_escapes(built):
     assert "| IC2 |" in claims and "**holds**" in claims and "**not run**" in claims
 
 
-def test_kernel_csv_fallback_and_no_runs(tmp_path):
-    from mlflow.tracking import MlflowClient
+def test_kernel_csv_fallback(store_uri, tmp_path):
+    csv = tmp_path / "bench.csv"
+    csv.write_text(KERNEL_CSV)
+    store = load_store(store_uri, (tmp_path / "missing.csv", csv), environment=False,
+                       kernel_experiment="no-such-experiment")
+    assert store.kernel_source == str(csv) and len(store.kernel_rows) == 5
 
-    uri = f"sqlite:///{tmp_path / 'empty.db'}"
-    MlflowClient(uri).search_experiments()  # creates an empty store
-    out = tmp_path / "out"
-    (out / "kernels").mkdir(parents=True)
-    (out / "kernels" / "bench.csv").write_text(KERNEL_CSV)
-    build(out, uri)
-    assert (out / "plots" / "kernel_speedup_vs_sparsity.png").is_file()
-    claims = (out / "claims.md").read_text()
-    assert "kernel bench" in claims and "2.50x" in claims
-    assert "No finished runs" in (out / "tables.md").read_text()
-    assert "No latency_ms_* metrics" in (out / "plots" / "README.md").read_text()
+
+def test_no_runs_renders_empty_results_with_kernel_verdict(tmp_path):
+    from suite.report import write
+    from suite.report.load import Store
+
+    store = Store("sqlite:///nowhere.db", [], parse_kernel_csv(KERNEL_CSV), "bench.csv")
+    write(render(store), store, tmp_path)
+    assert (tmp_path / "plots" / "kernel_speedup_vs_sparsity.png").is_file()
+    claims = (tmp_path / "claims.md").read_text()
+    assert "kernel bench" in claims and "2.50x" in claims and claims.count("**not run**") == 11
+    assert "No finished runs" in (tmp_path / "tables.md").read_text()
+    assert "No latency_ms_* metrics" in (tmp_path / "plots" / "README.md").read_text()
+    assert json.loads((tmp_path / "leaderboard.json").read_text())["records"] == []
 
 
 def test_cli_builds_from_mlflow_without_running_cells(store_uri, tmp_path):
@@ -186,7 +192,9 @@ def test_report_of_a_real_smoke_cell(run_cell, smoke_overrides, tmp_path):
 
     result = run_cell(smoke_overrides + ["task=sst2", "seed=7"])
     assert result.status in ("FINISHED", "SKIPPED")
-    build(tmp_path, os.environ["MLFLOW_TRACKING_URI"])
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    build(tmp_path, uri)
+    assert os.environ["MLFLOW_TRACKING_URI"] == uri  # the report leaves the process-wide store alone
     recs = json.loads((tmp_path / "leaderboard.json").read_text())["records"]
     mine = [r for r in recs if r["cell_id"] == result.cell_id]
     assert len(mine) == 1 and mine[0]["task"] == "sst2" and mine[0]["profile"] == "smoke"

@@ -96,6 +96,7 @@ def cell_id(params: dict) -> str:
 
 def synthetic_store(root: Path, kernels_in_mlflow: bool = True) -> str:
     """Create the store under `root`; returns its tracking URI."""
+    from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -111,13 +112,11 @@ def synthetic_store(root: Path, kernels_in_mlflow: bool = True) -> str:
             start_time: int | None = None) -> str:
         run = client.create_run(exp_id(name), start_time=start_time)
         rid = run.info.run_id
-        for k, v in params.items():
-            client.log_param(rid, k, v)
-        for k, v in metrics.items():
-            client.log_metric(rid, k, v)
-        for k, v in {"cell_id": cell_id(params), "suite.version": "0.1.0", "git_sha": "abc123", "threads": "2",
-                     "data_source": "data_dir", "train_from_dev": "false", **(tags or {})}.items():
-            client.set_tag(rid, k, v)
+        tags = {"cell_id": cell_id(params), "suite.version": "0.1.0", "git_sha": "abc123", "threads": "2",
+                "data_source": "data_dir", "train_from_dev": "false", **(tags or {})}
+        client.log_batch(rid, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()],
+                         params=[Param(k, v) for k, v in params.items()],
+                         tags=[RunTag(k, v) for k, v in tags.items()])
         client.log_dict(rid, ENVIRONMENT, "environment.json")
         client.set_terminated(rid, status)
         return rid
@@ -138,3 +137,13 @@ def synthetic_store(root: Path, kernels_in_mlflow: bool = True) -> str:
 
 def expected_primaries() -> set[float]:
     return {mk["primary"] for _, _, mk in CELLS}
+
+
+_SHARED: dict[str, str] = {}
+
+
+def shared_store(tmp_path_factory) -> str:
+    """One synthetic store per test session (creating an SQLite MLflow store costs seconds)."""
+    if "uri" not in _SHARED:
+        _SHARED["uri"] = synthetic_store(tmp_path_factory.mktemp("report-store"))
+    return _SHARED["uri"]

@@ -31,17 +31,18 @@ class Store:
     kernel_source: str = ""  # where kernel rows came from ("mlflow:<run_id>/<path>" or a CSV path)
 
 
-def load_store(uri: str, kernel_csvs: tuple[Path, ...] = (), environment: bool = True) -> Store:
-    import mlflow
+def load_store(uri: str, kernel_csvs: tuple[Path, ...] = (), environment: bool = True,
+               kernel_experiment: str = KERNEL_EXPERIMENT) -> Store:
     from mlflow.tracking import MlflowClient
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    mlflow.set_tracking_uri(uri)
+    # A client bound to `uri`; never mlflow.set_tracking_uri, which would also rewrite the
+    # process-wide MLFLOW_TRACKING_URI.
     client = MlflowClient(uri)
     store = Store(uri)
     env_cache: dict[str, dict] = {}
     for exp in client.search_experiments():
-        if exp.name == KERNEL_EXPERIMENT:
+        if exp.name == kernel_experiment:
             continue
         for run in _all_runs(client, exp.experiment_id):
             if "model" not in run.data.params or "eval_primary" not in run.data.metrics:
@@ -52,7 +53,7 @@ def load_store(uri: str, kernel_csvs: tuple[Path, ...] = (), environment: bool =
                                     tags={k: v for k, v in run.data.tags.items()
                                           if not k.startswith("mlflow.")},
                                     environment=env, start_time=run.info.start_time or 0))
-    store.kernel_rows, store.kernel_source = _kernel_rows(client, kernel_csvs)
+    store.kernel_rows, store.kernel_source = _kernel_rows(client, kernel_csvs, kernel_experiment)
     return store
 
 
@@ -99,10 +100,10 @@ def _read_artifact(client, run_id: str, path: str) -> str | None:
         return Path(local).read_text()
 
 
-def _kernel_rows(client, csvs: tuple[Path, ...]) -> tuple[list[dict], str]:
+def _kernel_rows(client, csvs: tuple[Path, ...], experiment: str) -> tuple[list[dict], str]:
     """Rows of the newest kernels-bench run's CSV artifact; else the first CSV that exists."""
     try:
-        exp = client.get_experiment_by_name(KERNEL_EXPERIMENT)
+        exp = client.get_experiment_by_name(experiment)
         if exp is not None:
             for run in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
                                           order_by=["attributes.start_time DESC"], max_results=20):
@@ -110,7 +111,7 @@ def _kernel_rows(client, csvs: tuple[Path, ...]) -> tuple[list[dict], str]:
                     text = _read_artifact(client, run.info.run_id, path)
                     rows = parse_kernel_csv(text or "")
                     if rows:
-                        return rows, f"mlflow:{KERNEL_EXPERIMENT}/{run.info.run_id}/{path}"
+                        return rows, f"mlflow:{experiment}/{run.info.run_id}/{path}"
     except Exception as e:
         log.warning("kernel bench artifact unreadable from MLflow (%s); trying CSV", e)
     for path in csvs:
