@@ -1,0 +1,119 @@
+"""Prune OFA upstream stage + pattern-locked transfer, on the tiny random BERT (seconds)."""
+
+from __future__ import annotations
+
+import builtins
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+UPSTREAM = ["sparsity=gmp", "sparsity.target=0.9", "sparsity.every=1", "upstream.max_sentences=300",
+            "upstream.batch_size=4", "upstream.max_length=32", "experiment_name=ofa_test"]
+
+
+def _runs(experiment: str, stage: str):
+    exp = mlflow.get_experiment_by_name(experiment)
+    return mlflow.search_runs([exp.experiment_id], filter_string=f"tags.stage = '{stage}'", output_format="list")
+
+
+@pytest.fixture
+def upstream(smoke_overrides, run_cell, data_dir, monkeypatch):
+    """Run the upstream cell once with every open() recorded; returns (result, opened paths)."""
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def recording_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", recording_open)
+    result = run_cell(smoke_overrides + UPSTREAM + ["stage=upstream"])
+    monkeypatch.setattr(builtins, "open", real_open)
+    return result, opened
+
+
+def test_upstream_reads_only_train_splits(upstream, data_dir):
+    from suite.upstream.corpus import eval_files
+
+    result, opened = upstream
+    data_reads = {str(Path(p).resolve().relative_to(data_dir)) for p in opened
+                  if Path(p).resolve().is_relative_to(data_dir)}
+    assert {"glue/sst2/train.tsv", "glue/cola/train.tsv", "glue/mrpc/train.tsv"} <= data_reads
+    assert not any("dev" in p for p in data_reads), data_reads
+    assert not data_reads & eval_files()
+    assert result.status in ("FINISHED", "SKIPPED")
+    run = _runs("ofa_test-smoke", "upstream")[0]
+    files = json.loads(run.data.tags["corpus_files"])
+    assert files and not any("dev" in f for f in files)
+    assert run.data.tags["mlm_head"] == "fresh" and run.data.params["stage"] == "upstream"
+    assert run.data.tags["cell_id"] == result.cell_id
+    assert run.data.metrics["sparsity_measured"] == pytest.approx(0.9, abs=0.01)
+    assert run.data.metrics["upstream_mlm_loss"] > 0 and run.data.metrics["corpus_lines"] == 300
+
+
+def test_transfer_masks_bit_identical(upstream, smoke_overrides, run_cell, monkeypatch):
+    """Every transfer run keeps the upstream zeros exactly: same mask_sha256, same zero positions."""
+    import suite.evaluation
+    from suite.upstream.stage import find_entry
+    from suite.config import compose
+
+    seen = {}
+    real_eval = suite.evaluation.evaluate_model
+
+    def spy(model, *args, **kwargs):
+        prefix = model.base_model_prefix + "."
+        seen["zeros"] = {n[len(prefix):]: (m.weight == 0).cpu() for n, m in model.named_modules()
+                         if n.startswith(prefix) and n[len(prefix):] in entry_masks}
+        return real_eval(model, *args, **kwargs)
+
+    monkeypatch.setattr(suite.evaluation, "evaluate_model", spy)
+    result, _ = upstream
+    transfer = smoke_overrides + UPSTREAM + ["stage=transfer"]
+    entry = find_entry(compose(transfer))
+    assert entry.cell_id == result.cell_id
+    entry_masks = entry.masks()
+    for extra in (["task=sst2"], ["task=mrpc", "distill=logits"], ["task=cola", "quant=qat"]):
+        r = run_cell(transfer + extra)
+        assert r.status == "FINISHED", extra
+        run = mlflow.get_run(r.run_id)
+        assert run.data.tags["upstream_cell_id"] == entry.cell_id
+        assert run.data.tags["mask_sha256"] == entry.mask_sha256
+        assert run.data.tags["stage"] == "transfer"
+        assert run.data.metrics["sparsity_measured"] == pytest.approx(0.9, abs=0.01)
+        assert set(seen["zeros"]) == set(entry_masks)
+        for name, mask in entry_masks.items():
+            assert torch.equal(seen["zeros"][name], ~mask), (extra, name)
+    # the upstream was trained once and recorded once, however many transfers used it
+    assert len(_runs("ofa_test-smoke", "upstream")) == 1
+    assert run_cell(smoke_overrides + UPSTREAM + ["stage=upstream"]).status == "SKIPPED"
+
+
+def test_finetune_cell_ids_unchanged(smoke_overrides):
+    from suite import tracking
+    from suite.config import compose
+
+    cfg = compose(smoke_overrides)
+    assert "stage" not in tracking.config_dict(cfg) and "upstream" not in tracking.config_dict(cfg)
+    assert tracking.cell_id(compose(smoke_overrides + ["upstream.steps=7"])) == tracking.cell_id(cfg)
+
+
+def test_stage_config_errors(smoke_overrides):
+    from suite.config import compose
+    from suite.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="stage"):
+        compose(smoke_overrides + ["stage=pretrain"])
+    with pytest.raises(ConfigError, match="sparsity"):
+        compose(smoke_overrides + ["stage=upstream"])  # dense: nothing to prune
+    with pytest.raises(ConfigError, match="upstream.corpus"):
+        compose(smoke_overrides + ["stage=upstream", "sparsity=gmp", "upstream.corpus=web"])
+
+
+def test_upstream_ref_missing_is_one_clear_error(smoke_overrides, run_cell):
+    from suite.errors import SparqError
+
+    with pytest.raises(SparqError, match="upstream.ref"):
+        run_cell(smoke_overrides + ["stage=transfer", "upstream.ref=0123456789abcdef", "experiment_name=ofa_test"])
