@@ -16,6 +16,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from suite.errors import ConfigError
+from suite.upstream.config import UpstreamConfig
 
 TASK_KINDS = ("classification", "regression", "qa")
 DEVICES = ("auto", "cpu", "cuda")
@@ -147,6 +148,8 @@ class RunConfig:
     force: bool = False  # re-run a cell that already has a FINISHED run
     progress: bool = True
     debug: DebugConfig = field(default_factory=DebugConfig)  # test hooks (see DebugConfig)
+    stage: str = "finetune"  # finetune | upstream | transfer (Prune OFA; suite/upstream)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)  # upstream stage / transfer source
 
     def __post_init__(self) -> None:
         _require(self.device in DEVICES, "device", f"'{self.device}'; allowed: {', '.join(DEVICES)}")
@@ -203,6 +206,9 @@ def validate(cfg: DictConfig) -> RunConfig:
 
 def _check_combination(run: RunConfig) -> None:
     """Cross-group rules that no single group can check alone."""
+    from suite.upstream.config import check_stage
+
+    check_stage(run)
     for key in ("sparsity", "quant", "distill"):
         check = getattr(getattr(run, key), "check_run", None)
         if check is not None:

@@ -74,6 +74,11 @@ def build_modifiers(cfg: RunConfig, ctx) -> list:
 
     modifiers = []
     for registry, section in ((PRUNERS, cfg.sparsity), (DISTILLERS, cfg.distill), (QUANTIZERS, cfg.quant)):
+        if registry is PRUNERS and cfg.stage == "transfer":  # upstream masks, locked (suite/upstream)
+            from suite.upstream.transfer import transfer_modifiers
+
+            modifiers += transfer_modifiers(cfg, ctx)
+            continue
         modifiers += registry.get(section.method)(section, ctx)
     from suite.grid import debug_modifiers
 
@@ -84,6 +89,10 @@ def run_cell(cfg: RunConfig) -> CellResult:
     """Run one validated cell and record it. Raises SparqError on bad input before logging."""
     from suite import tracking
 
+    if cfg.stage == "upstream":  # Prune OFA pre-training: its own cell id, cache entry and run
+        from suite.upstream.stage import run_upstream_cell
+
+        return run_upstream_cell(cfg)
     data_files = preflight(cfg)
     cid = tracking.cell_id(cfg)
     experiment = tracking.experiment_name(cfg)
@@ -92,6 +101,11 @@ def run_cell(cfg: RunConfig) -> CellResult:
         log.info("cell %s already recorded (run %s); skipping (force=true re-runs)", cid, done.info.run_id)
         return CellResult(cid, "SKIPPED", done.info.run_id, dict(done.data.metrics))
     tracking.close_orphans(experiment, cid)  # RUNNING runs of this cell whose process died
+    if cfg.stage == "transfer":  # build (or find) and record the upstream model first
+        from suite.upstream.stage import ensure_upstream
+
+        ensure_upstream(cfg)
+        mlflow = tracking.setup_mlflow(experiment)
     threads = cfg.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     seed_everything(cfg.seed)
@@ -160,13 +174,15 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
         "compression_packed": dense_bytes / packed, "train_examples": float(len(train_ds)),
         "eval_examples": float(len(eval_ds)), "wall_seconds": time.perf_counter() - start,
     })
+    stage_tags = {"stage": cfg.stage}
     for m in modifiers:
         metrics.update(m.metrics(model))
+        stage_tags.update(getattr(m, "tags", dict)())  # e.g. transfer: upstream_cell_id, mask_sha256
     teacher = getattr(ctx.teacher, "cache", {})
     if "reused" in teacher:  # distilling cells: was the dense teacher read from the cache?
         metrics["teacher_reused"] = float(teacher["reused"])
     tags = {"data_source": data.source, "train_from_dev": str(data.train_from_dev).lower(),
-            "task_version": str(cfg.task.version), "device": str(device)}
+            "task_version": str(cfg.task.version), "device": str(device), **stage_tags}
     if "reused" in teacher:
         from suite.teacher import teacher_key
 

@@ -26,7 +26,11 @@ PACKAGES = ("torch", "transformers", "datasets", "evaluate", "mlflow", "hydra-co
 
 
 def config_dict(cfg: RunConfig) -> dict:
-    return dataclasses.asdict(cfg)
+    d = dataclasses.asdict(cfg)
+    if d.get("stage", "finetune") == "finetune":  # the default path keeps the cell ids it had
+        d.pop("stage", None)
+        d.pop("upstream", None)
+    return d
 
 
 def cell_id(cfg: RunConfig) -> str:
@@ -59,6 +63,7 @@ def run_params(cfg: RunConfig) -> dict[str, str]:
         "sparsity.target": str(getattr(cfg.sparsity, "target", 0.0)), "quant.method": cfg.quant.method,
         "quant.weight_bits": str(cfg.quant.weight_bits), "quant.act_bits": str(cfg.quant.act_bits),
         "distill.method": cfg.distill.method, "experiment": cfg.experiment_name,
+        "stage": getattr(cfg, "stage", "finetune"),
     })
     return params
 
