@@ -55,7 +55,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .controls{margin:.6em 0}.controls input,.controls select{margin-right:1em}
 .holds{background:#e3f6e3}.fails{background:#fbe3e3}.notrun{color:#777}
 figure{display:inline-block;margin:.5em;max-width:640px}figure img{max-width:100%}
-figcaption{font-size:12px;color:#555}pre{background:#f8f8f8;padding:.6em;overflow:auto;font-size:12px}
+figcaption{font-size:12px;color:#555}.scroll{overflow-x:auto;max-width:100%}pre{background:#f8f8f8;padding:.6em;overflow:auto;font-size:12px}
 """
 
 JS = """
@@ -168,7 +168,7 @@ def page(records: Sequence[dict], claim_rows: Sequence[ClaimRow], figs: Sequence
 <h2>Cells</h2>
 <div class="controls"><label>filter <input id="filter" type="search" placeholder="any text"></label>
 {column_filters(records)}<span id="count"></span></div>
-{cells_table(records)}
+<div class="scroll">{cells_table(records)}</div>
 <h2>Claims</h2>
 {claims_table(claim_rows)}
 <h2>Plots</h2>
