@@ -22,23 +22,27 @@ class SparseInt8Linear(nn.Module):
     leading shape; no autograd."""
 
     def __init__(self, packed: PackedLinear, act_scale: float | None = None,
-                 path: str | None = None):
+                 path: str | None = None, act_qmax: int | None = None):
         super().__init__()
         self.packed = packed
         self.in_features = packed.in_features
         self.out_features = packed.out_features
         self.act_scale = act_scale
+        self.act_qmax = act_qmax
         self.path = path
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, format: str = "csr", bits: int = 8,
                     weight_scale=None, act_scale: float | None = None, n: int = 2, m: int = 4,
-                    path: str | None = None) -> SparseInt8Linear:
+                    path: str | None = None, act_qmax: int | None = None) -> SparseInt8Linear:
         """Pack a (pruned, optionally QAT-trained) ``nn.Linear``.
 
         weight_scale: per-output-channel (or scalar) scales to reuse, e.g. a fake-quant
-        observer's, so results match a fake-quant model; act_scale: static activation scale.
-        n, m: the N:M pattern for ``format="nm"``.
+        observer's, so results match a fake-quant model; act_scale: static activation scale;
+        act_qmax: clamp activation codes to [-act_qmax, act_qmax] (a zero-preserving fake-quant
+        grid: 127 at 8 bits, 7 at 4 bits); default [-128, 127].
+        n, m: the N:M pattern for ``format="nm"``. A parametrized Linear (e.g. fake-quant weight)
+        is packed from its effective weight: with the fake-quant scale, codes are exact.
         """
         if format not in FORMATS:
             raise ValueError(f"format={format!r}: choose one of {sorted(FORMATS)}")
@@ -48,7 +52,7 @@ class SparseInt8Linear(nn.Module):
             weight_scale = weight_scale.detach().cpu().numpy()
         kw = {"n": n, "m": m} if format == "nm" else {}
         packed = pack(w, format, bias=b, bits=bits, scale=weight_scale, **kw)
-        return cls(packed, act_scale=act_scale, path=path)
+        return cls(packed, act_scale=act_scale, path=path, act_qmax=act_qmax)
 
     @property
     def packed_bytes(self) -> int:
@@ -66,7 +70,7 @@ class SparseInt8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x2 = x.detach().reshape(-1, self.in_features).to(torch.float32).contiguous()
-        y = ops.linear(x2.numpy(), self.packed, self.act_scale, self.path)
+        y = ops.linear(x2.numpy(), self.packed, self.act_scale, self.path, self.act_qmax)
         return torch.from_numpy(y).reshape(*lead, self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
@@ -85,12 +89,16 @@ def _default_filter(name: str, module: nn.Linear) -> bool:
 def convert_model(model: nn.Module, format: str = "csr",
                   filter: str | Callable[[str, nn.Linear], bool] | None = None, bits: int = 8,
                   weight_scales: dict | None = None, act_scales: dict | None = None,
-                  path: str | None = None, **kw) -> nn.Module:
+                  path: str | None = None, formats: dict | None = None,
+                  act_qmax: dict | None = None, **kw) -> nn.Module:
     """Replace (in place) every selected ``nn.Linear`` with ``SparseInt8Linear``; returns model.
 
     filter: None (default: names matching ``*.encoder.*`` / ``encoder.*`` or any Linear with
     zeros in its weight), a glob on the qualified module name, or ``f(name, linear) -> bool``.
-    weight_scales / act_scales: optional {qualified name: scale} to match a fake-quant model.
+    weight_scales / act_scales / act_qmax: optional {qualified name: value} to match a
+    fake-quant model; formats: optional {qualified name: format} overriding ``format``.
+    Parametrized Linears (torch.nn.utils.parametrize) are selected too and packed from their
+    effective weight; their hooks (e.g. input fake-quant) go with the replaced module.
     """
     if format not in FORMATS:
         raise ValueError(f"format={format!r}: choose one of {sorted(FORMATS)}")
@@ -104,12 +112,14 @@ def convert_model(model: nn.Module, format: str = "csr",
     else:
         sel = filter
     weight_scales, act_scales = weight_scales or {}, act_scales or {}
+    formats, act_qmax = formats or {}, act_qmax or {}
     targets = [(n, m) for n, m in model.named_modules()
-               if type(m) is nn.Linear and sel(n, m)]
+               if isinstance(m, nn.Linear) and sel(n, m)]
     for name, lin in targets:
-        new = SparseInt8Linear.from_linear(lin, format=format, bits=bits,
+        new = SparseInt8Linear.from_linear(lin, format=formats.get(name, format), bits=bits,
                                            weight_scale=weight_scales.get(name),
-                                           act_scale=act_scales.get(name), path=path, **kw)
+                                           act_scale=act_scales.get(name), path=path,
+                                           act_qmax=act_qmax.get(name), **kw)
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, new)

@@ -41,14 +41,26 @@ def _bias(p: PackedLinear) -> np.ndarray:
     return p._cache["bias0"]
 
 
+def act_range(act_qmax: int | None) -> tuple[np.float32, np.float32]:
+    """Clamp range of the int8 activation codes: [-128, 127] by default; [-q, q] for a
+    zero-preserving fake-quant grid with ``act_qmax=q`` (127 at 8 bits, 7 at 4 bits)."""
+    if act_qmax is None:
+        return np.float32(-128.0), np.float32(127.0)
+    if not 1 <= act_qmax <= 127:
+        raise ValueError(f"act_qmax must be in [1, 127], got {act_qmax}")
+    return np.float32(-act_qmax), np.float32(act_qmax)
+
+
 def linear(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
-           path: str | None = None) -> np.ndarray:
-    """x: float32 [M, K] (C-contiguous). ``path``: None (best), "vnni" or "portable"."""
+           path: str | None = None, act_qmax: int | None = None) -> np.ndarray:
+    """x: float32 [M, K] (C-contiguous). ``path``: None (best), "vnni" or "portable".
+    ``act_qmax``: clamp activation codes to [-act_qmax, act_qmax] (default [-128, 127])."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     m, k = x.shape
     if k != p.in_features:
         raise ValueError(f"input has {k} features, layer expects {p.in_features}")
     sx = act_scale_of(x, act_scale)
+    qlo, qhi = act_range(act_qmax)
     y = np.empty((m, p.out_features), dtype=np.float32)
     if m == 0:
         return y
@@ -58,7 +70,7 @@ def linear(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
 
         ptr, cols, vals, comp = p.blocks()
         mpad = (m + 15) // 16 * 16
-        xl = vnni.quantize_layout(x, np.float32(1.0 / sx), mpad)
+        xl = vnni.quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi)
         groups = (p.in_features + 3) // 4
         density = cols.size / max(1, p.out_features * groups)
         if mpad >= 64 and density >= SLAB_MIN_DENSITY and groups > SLAB_GROUPS:
@@ -71,7 +83,7 @@ def linear(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
         else:
             vnni.block_gemm(xl, mpad, m, ptr, cols, vals, comp, p.scale, _bias(p), sx, y, 16)
         return y
-    xt = portable.quantize_t(x, np.float32(1.0 / sx))
+    xt = portable.quantize_t(x, np.float32(1.0 / sx), qlo, qhi)
     _portable(p, xt, sx, y)
     return y
 
@@ -100,10 +112,12 @@ def _portable(p: PackedLinear, xt, sx, y) -> None:
         raise ValueError(f"no kernel for format {fmt!r}")
 
 
-def reference(x: np.ndarray, p: PackedLinear, act_scale: float | None = None) -> np.ndarray:
+def reference(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
+              act_qmax: int | None = None) -> np.ndarray:
     """float64 reference of exactly what the kernels compute (same quantization of x)."""
     x = np.asarray(x, dtype=np.float32)
     sx = act_scale_of(x, act_scale) if x.size else 1.0
-    xq = np.clip(np.rint(x * np.float32(1.0 / sx)), -128, 127).astype(np.float64)
+    qlo, qhi = act_range(act_qmax)
+    xq = np.clip(np.rint(x * np.float32(1.0 / sx)), qlo, qhi).astype(np.float64)
     y = (xq @ p.int_weight().astype(np.float64).T) * sx * p.scale.astype(np.float64)
     return y + (0.0 if p.bias is None else p.bias.astype(np.float64))

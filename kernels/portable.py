@@ -37,14 +37,14 @@ def absmax(x) -> float:
 
 
 @njit(parallel=True, cache=True)
-def quantize_t(x, inv):
-    """float32 [M, K] -> int8 [K, M] with round-half-even and clamp to [-128, 127]."""
+def quantize_t(x, inv, qlo, qhi):
+    """float32 [M, K] -> int8 [K, M] with round-half-even and clamp to [qlo, qhi]."""
     m, k = x.shape
     out = np.empty((k, m), dtype=np.int8)
     for kk in prange(k):
         for i in range(m):
             v = np.rint(x[i, kk] * inv)
-            v = min(max(v, -128.0), 127.0)
+            v = min(max(v, qlo), qhi)
             out[kk, i] = np.int8(v)
     return out
 

@@ -158,8 +158,8 @@ _rowacc1 = _make_rowdot(1, unroll=4, accumulate=True)
 
 
 @njit(parallel=True, cache=True)
-def quantize_layout(x, inv, mpad):
-    """float32 [M, K] -> uint8 [ceil(K/4) * mpad * 4]: u8 = clamp(rint(x * inv), -128, 127) + 128
+def quantize_layout(x, inv, mpad, qlo, qhi):
+    """float32 [M, K] -> uint8 [ceil(K/4) * mpad * 4]: u8 = clamp(rint(x * inv), qlo, qhi) + 128
     at [k // 4][m][k % 4]; padding (k >= K, m >= M) is 128, i.e. zero. One activation row per
     task: a vectorized quantize into a contiguous row, then one 32-bit store per 4 values."""
     m, k = x.shape
@@ -170,7 +170,7 @@ def quantize_layout(x, inv, mpad):
         if i < m:
             for kk in range(k):
                 v = np.rint(x[i, kk] * inv)
-                v = min(max(v, np.float32(-128.0)), np.float32(127.0))
+                v = min(max(v, qlo), qhi)
                 tmp[kk] = np.uint8(np.int32(v) + 128)
         t32 = tmp.view(np.uint32)
         for gg in range(g):

@@ -130,6 +130,29 @@ class DebugConfig:
         _require(self.step_sleep >= 0, "debug.step_sleep", "must be >= 0")
 
 
+MEASURE_BACKENDS = ("torch_fp32", "torch_int8_onednn", "sparq", "onnxruntime_int8")
+
+
+@dataclass
+class MeasureConfig:
+    """Packed-model eval + latency after a cell's eval (suite/measure.py). packed_eval/latency:
+    true | false | null (auto: on for sparse or quantized cells outside the smoke profile)."""
+
+    packed_eval: bool | None = None
+    latency: bool | None = None
+    latency_batch: int = 1
+    latency_seq: int = 128
+    latency_repeats: int = 20
+    backends: list[str] = field(default_factory=lambda: ["torch_fp32", "torch_int8_onednn", "sparq"])
+
+    def __post_init__(self) -> None:
+        _require(self.latency_batch >= 1, "measure.latency_batch", "must be >= 1")
+        _require(8 <= self.latency_seq <= 4096, "measure.latency_seq", "must be in [8, 4096]")
+        _require(self.latency_repeats >= 1, "measure.latency_repeats", "must be >= 1")
+        bad = [b for b in self.backends if b not in MEASURE_BACKENDS]
+        _require(not bad, "measure.backends", f"'{bad[0] if bad else ''}'; allowed: {', '.join(MEASURE_BACKENDS)}")
+
+
 @dataclass
 class RunConfig:
     model: ModelConfig = MISSING
@@ -148,6 +171,7 @@ class RunConfig:
     force: bool = False  # re-run a cell that already has a FINISHED run
     progress: bool = True
     debug: DebugConfig = field(default_factory=DebugConfig)  # test hooks (see DebugConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)  # packed eval + latency (suite/measure.py)
     stage: str = "finetune"  # finetune | upstream | transfer (Prune OFA; suite/upstream)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)  # upstream stage / transfer source
 

@@ -187,6 +187,11 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
         from suite.teacher import teacher_key
 
         tags.update({"teacher_reused": str(teacher["reused"]).lower(), "teacher_key": teacher_key(cfg)})
+    from suite.measure import measure  # packed-kernel eval + latency (measure.*; auto: compressed, not smoke)
+
+    extra, extra_tags = measure(cfg, model, metrics, kind, eval_ds, eval_features, collate, threads)
+    metrics.update(extra)
+    tags.update(extra_tags)
     return metrics, tags
 
 
