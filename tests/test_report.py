@@ -81,6 +81,26 @@ def test_groups_average_over_seeds_and_name_variants():
         "quant.calibration=entropy", "quant.calibration=max"]
 
 
+def test_ablations_hub_and_verdicts_of_dc1_dc3():
+    from suite.report.claims import CLAIMS, ablations
+
+    nm = {"sparsity.method": "nm", "sparsity.n": "2", "sparsity.m": "4", "quant.method": "qat",
+          "quant.weight_bits": "4", "quant.act_bits": "8"}
+    full = {"quant.zero_preserving": "True", "quant.scale_init": "mse", "quant.dropout_schedule": "linear"}
+    cells = [_cell(1, 90.0), _cell(1, 89.5, **nm, **full),
+             _cell(1, 88.0, **nm, **{**full, "quant.zero_preserving": "False"}),
+             _cell(1, 89.0, **nm, **{**full, "quant.scale_init": "default"}),
+             _cell(1, 89.9, **nm, **{**full, "quant.dropout_schedule": "none"})]
+    groups = group_cells(cells)
+    found = sorted((k, f.mean(), a.mean()) for k, f, a in ablations(groups))
+    assert found == [("quant.dropout_schedule", 89.5, 89.9), ("quant.scale_init", 89.5, 89.0),
+                     ("quant.zero_preserving", 89.5, 88.0)]
+    dc1 = CLAIMS["DC1"].fn(groups, [])
+    assert dc1.status == "holds" and "1/1" in dc1.detail  # the ablations are not judged
+    dc3 = CLAIMS["DC3"].fn(groups, [])
+    assert dc3.status == "does not hold" and "quant.dropout_schedule: -0.40 pt" in dc3.detail
+
+
 # ------------------------------------------------------------------ from a synthetic MLflow store
 
 def test_load_skips_failed_and_superseded_runs(store):
@@ -200,3 +220,22 @@ def test_report_of_a_real_smoke_cell(run_cell, smoke_overrides, tmp_path):
     assert len(mine) == 1 and mine[0]["task"] == "sst2" and mine[0]["profile"] == "smoke"
     assert mine[0]["eval_primary"] == pytest.approx(result.metrics["eval_primary"])
     assert mine[0]["compression"]["packed"] is not None and "accuracy" in mine[0]["eval"]
+
+
+def test_s2_equal_latency_pairs():
+    from suite.report.claims import CLAIMS
+
+    def cell(seed, primary, nbytes, ms, **params):
+        c = _cell(seed, primary, **params)
+        c.metrics.update({"encoder_bytes_dense_fp32": nbytes, **{f"latency_ms_{k}": v for k, v in ms.items()}})
+        return c
+
+    sparse = {"sparsity.method": "gmp", "sparsity.target": "0.5"}
+    small = {"model.shrink_keep_every": "2"}
+    groups = group_cells([cell(1, 88.0, 100.0, {"torch_fp32": 10.0, "sparq_csr": 10.5}, **sparse),
+                          cell(1, 85.0, 50.0, {"torch_fp32": 10.0}, **small)])
+    v = CLAIMS["S2"].fn(groups, [])
+    assert v.status == "holds" and "1/1" in v.detail
+    groups = group_cells([cell(1, 88.0, 100.0, {"sparq_csr": 30.0}, **sparse),
+                          cell(1, 85.0, 50.0, {"torch_fp32": 10.0}, **small)])
+    assert CLAIMS["S2"].fn(groups, []).status == "does not hold"  # sparse never reaches equal latency

@@ -20,13 +20,13 @@ IGNORED_PARAMS = {"force", "progress", "device", "threads", "data_dir", "cache_d
 IGNORED_PREFIXES = ("task.", "profile.", "model.")
 PROFILE_ORDER = {"full": 0, "quick": 1, "smoke": 2}
 MISSING_VALUES = (None, "", "None", "null")
-# eval_* metrics that are bookkeeping, not task metrics
-NON_TASK_EVAL = ("examples", "samples", "seconds", "runtime", "loss", "steps", "primary")
+# eval_* metrics that are bookkeeping or derived (eval_examples, eval_primary_packed, eval_packed_delta)
+NON_TASK_EVAL = ("examples", "samples", "seconds", "runtime", "loss", "steps", "primary", "packed", "delta")
 
 
 def is_task_metric(key: str) -> bool:
-    """eval_<metric> that is a task metric (eval_accuracy, eval_f1, ...), not eval_examples etc."""
-    return key.startswith("eval_") and not key.removeprefix("eval_").endswith(NON_TASK_EVAL)
+    """eval_<metric> that is a task metric (eval_accuracy, eval_f1, ...)."""
+    return key.startswith("eval_") and not any(w in key.removeprefix("eval_") for w in NON_TASK_EVAL)
 
 
 def _float(value, default: float = math.nan) -> float:
