@@ -45,8 +45,9 @@ def load_store(uri: str, kernel_csvs: tuple[Path, ...] = (), environment: bool =
         if exp.name == kernel_experiment:
             continue
         for run in _all_runs(client, exp.experiment_id):
-            if "model" not in run.data.params or "eval_primary" not in run.data.metrics:
-                continue  # not a grid cell
+            if ("model" not in run.data.params or "eval_primary" not in run.data.metrics
+                    or run.data.tags.get("stage") == "upstream"):
+                continue  # not a grid cell (e.g. an upstream pre-training run)
             env = _environment(client, run, env_cache) if environment else {}
             store.cells.append(Cell(run_id=run.info.run_id, experiment=exp.name,
                                     params=dict(run.data.params), metrics=dict(run.data.metrics),

@@ -17,7 +17,9 @@ AXIS_PARAMS = ("model", "task", "profile", "seed", "sparsity.method", "sparsity.
                "quant.method", "quant.weight_bits", "quant.act_bits", "distill.method", "experiment")
 IGNORED_PARAMS = {"force", "progress", "device", "threads", "data_dir", "cache_dir", "experiment_name",
                   "seed", "profile.name", "sparsity.n", "sparsity.m"}
-IGNORED_PREFIXES = ("task.", "profile.", "model.")
+# task/profile/model options are part of those axes; measure.* (incl. measure.loadavg_1m) describe
+# how latency was taken, not the cell.
+IGNORED_PREFIXES = ("task.", "profile.", "model.", "measure.")
 PROFILE_ORDER = {"full": 0, "quick": 1, "smoke": 2}
 MISSING_VALUES = (None, "", "None", "null")
 # eval_* metrics that are bookkeeping or derived (eval_examples, eval_primary_packed, eval_packed_delta)
