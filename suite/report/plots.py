@@ -200,7 +200,11 @@ def render_kernels(series: dict[str, list[tuple[float, float]]], out: Path, sour
     ax.axhline(1.0, color="k", lw=0.8, ls=":")
     ax.set_xlabel("weight sparsity (%) (N:M as 1 - N/M)")
     ax.set_ylabel("speedup over torch fp32 (x, median over shapes)")
-    ax.set_ylim(bottom=0)
+    ys = [p[1] for pts in series.values() for p in pts if p[1] > 0]
+    if ys and max(ys) / min(ys) > 20:  # wide range: log scale, else the small speedups vanish
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
     ax.set_title("kernel speedup vs sparsity, per backend")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
