@@ -32,9 +32,10 @@ class Reference:
     source: str
     note: str = ""
     seeds: int | None = None
+    digits: int = 2  # decimals as printed in the source
 
     def text(self) -> str:
-        return "/".join(f"{v:g}" for v in self.metrics.values())
+        return "/".join(f"{v:.{self.digits}f}" for v in self.metrics.values())
 
     def label(self) -> str:
         sp = "dense" if self.sparsity_kind == "dense" else f"{self.sparsity * 100:g}% {self.sparsity_kind}"
@@ -66,13 +67,13 @@ REFERENCES: list[Reference] = [
               {"accuracy": 81.40, "accuracy_mm": 82.51}, PO_SECONDARY),
     Reference("prune_ofa", "bert_large", "unstructured", 0.90, 8, "mnli", {"accuracy": 83.47}, PO_SECONDARY),
     Reference("prune_ofa", "distilbert", "unstructured", 0.90, 8, "mnli",
-              {"accuracy": 78.8, "accuracy_mm": 80.4}, PO_SECONDARY),
+              {"accuracy": 78.8, "accuracy_mm": 80.4}, PO_SECONDARY, digits=1),
     # MLPerf v2.1: dense BERT-Large and Prune OFA BERT-Large 80% block-sparse int8 (SQuAD F1).
-    Reference("prune_ofa", "bert_large", "dense", 0.0, 32, "squad", {"f1": 90.874}, MLPERF),
+    Reference("prune_ofa", "bert_large", "dense", 0.0, 32, "squad", {"f1": 90.874}, MLPERF, digits=3),
     Reference("prune_ofa", "bert_large", "block", 0.80, 8, "squad", {"f1": 90.41}, MLPERF,
               note="99.48% of dense; 88.2 MB vs 1.3 GB"),
     # Deep Compression (IBM): the paper's table numbers are not available; proxy: Intel 1:2 BERT-Base.
-    *[Reference("ibm_deep_compression", "bert_base", "nm", 0.5, 32, task, metrics, INTEL_12, seeds=5,
+    *[Reference("ibm_deep_compression", "bert_base", "nm", 0.5, 32, task, metrics, INTEL_12, seeds=5, digits=1,
                 note="proxy (1:2 N:M, fp32), not the paper's own numbers")
       for task, metrics in (("mnli", {"accuracy": 83.3, "accuracy_mm": 83.9}),
                             ("qqp", {"accuracy": 90.8, "f1": 87.6}), ("qnli", {"accuracy": 90.4}),
