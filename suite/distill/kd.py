@@ -69,11 +69,11 @@ class DistillModifier(Modifier):
         else:
             kd = L.kd_logits(outputs.logits, t_out.logits, c.temperature)
         total = c.alpha_task * task_loss + c.alpha_kd * kd
-        state.logs["distill_kd_loss"] = float(kd)
+        state.logs["distill_kd_loss"] = float(kd.detach())
         if self.hidden:
             h = L.hidden_mse(outputs.hidden_states, t_out.hidden_states, batch.get("attention_mask"))
             total = total + c.alpha_hidden * h
-            state.logs["distill_hidden_loss"] = float(h)
+            state.logs["distill_hidden_loss"] = float(h.detach())
         return total
 
 
