@@ -130,14 +130,13 @@ def entropy_threshold(abs_hist: torch.Tensor, amax: float, bits: int = 8, stride
         p[i - 1] += hist[i:].sum()  # outliers folded into the last bin
         nz = p > 0
         # quantize the first i bins into `levels` chunks, spread back over their nonzero bins
-        chunks = np.array_split(np.arange(i), levels)
-        q = np.zeros(i)
         src = hist[:i]
-        for c in chunks:
-            mass = src[c].sum()
-            cnt = (src[c] > 0).sum()
-            if cnt:
-                q[c] = np.where(src[c] > 0, mass / cnt, 0.0)
+        sizes = np.full(levels, i // levels) + (np.arange(levels) < i % levels)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        mass = np.add.reduceat(src, starts)
+        cnt = np.add.reduceat((src > 0).astype(np.float64), starts)
+        per = np.repeat(np.divide(mass, cnt, out=np.zeros_like(mass), where=cnt > 0), sizes)
+        q = np.where(src > 0, per, 0.0)
         ps, qs = p.sum(), q.sum()
         if qs <= 0:
             continue
