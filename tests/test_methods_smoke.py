@@ -88,9 +88,10 @@ def test_shrink_matching_size():
 
 
 def test_shrink_surgery(tiny_model):
+    from transformers import AutoModelForSequenceClassification
+
     from suite.config import ModelConfig
     from suite.models.shrink import encoder_layers, shrink
-    from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model), num_labels=2)
     out = shrink(model, ModelConfig(name="t", name_or_path=str(tiny_model), shrink_keep_every=2,

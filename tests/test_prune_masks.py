@@ -106,7 +106,7 @@ def test_cubic_schedule_values():
     assert S.cubic_sparsity(10, total, target, 0.1, 0.8) == 0.0
     # monotone non-decreasing
     vals = [S.cubic_sparsity(t, total, target) for t in range(total)]
-    assert all(b >= a for a, b in zip(vals, vals[1:]))
+    assert all(b >= a for a, b in zip(vals, vals[1:], strict=False))
 
 
 def test_update_steps_and_piecewise_constant():

@@ -69,7 +69,7 @@ def test_gradual_pruning_reaches_target_and_locks(pattern, kw):
             shas.append(M.mask_sha256(pm.masks))
     assert len(set(shas)) == 1  # locked once reached
     target = pm.cfg.target
-    for name, mod in pm.linears.items():
+    for mod in pm.linears.values():
         zeros = int((mod.weight == 0).sum())
         assert abs(zeros - target * mod.weight.numel()) <= (4 if pattern == "block" else 1)
     assert "head" not in pm.linears and float((model.head.weight == 0).float().mean()) == 0.0
@@ -97,7 +97,7 @@ def test_training_stopped_early_still_reaches_target():
 
 
 def test_locked_masks_transfer_by_name_and_survive_qat():
-    from suite.quant.qat import QATModifier, QatConfig
+    from suite.quant.qat import QatConfig, QATModifier
 
     model = Toy()
     masks = {"encoder.a": M.magnitude_mask(model.encoder["a"].weight, 0.8),
