@@ -1,0 +1,111 @@
+"""Grids as Hydra multiruns: failure isolation with a summary and a non-zero exit, resume of a
+grid, parallel cells without oversubscription (joblib), the SLURM path through submitit's local
+executor, and every experiment config composing into valid cells."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sweep(args: list[str], sweep_dir: Path, timeout: int = 400) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "suite.run", "-m", *args, f"hydra.sweep.dir={sweep_dir}"]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONHASHSEED": "0"})
+
+
+def summary(sweep_dir: Path) -> dict:
+    return json.loads((sweep_dir / "grid_summary.json").read_text())
+
+
+def test_failing_cell_is_isolated_and_grid_resumes(smoke_overrides, tmp_path):
+    base = smoke_overrides + ["experiment_name=grid-fail", "profile.eval_samples=16"]
+    first = sweep(base + ["task=sst2,mrpc", "debug.nan_at_step=null,0"], tmp_path / "a")
+    assert first.returncode != 0, first.stderr[-3000:]
+    s = summary(tmp_path / "a")
+    assert (s["total"], s["done"], s["failed"], s["skipped"], s["remaining"]) == (4, 2, 2, 0, 0)
+    failed = [c for c in s["cells"] if c["status"] == "FAILED"]
+    assert all("debug.nan_at_step=0" in c["overrides"] and "nan" in c["error"].lower() for c in failed)
+    assert "summary: 4 cells: done 2, skipped 0, failed 2" in first.stderr
+    assert "remaining 0" in first.stderr and "eta" in first.stderr  # progress lines
+    exp = mlflow.get_experiment_by_name("grid-fail-smoke")
+    runs = mlflow.search_runs([exp.experiment_id], output_format="list")
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
+    assert all("nan" in r.data.tags["error"].lower() for r in runs if r.info.status == "FAILED")
+
+    # Running the grid again (one more task) completes only what is missing; exit 0.
+    second = sweep(base + ["task=sst2,mrpc,cola"], tmp_path / "b")
+    assert second.returncode == 0, second.stderr[-3000:]
+    s = summary(tmp_path / "b")
+    assert (s["total"], s["done"], s["skipped"], s["failed"]) == (3, 1, 2, 0)
+
+
+def test_joblib_runs_cells_in_parallel_without_oversubscription(smoke_overrides, tmp_path):
+    from suite.grid import available_cores
+
+    result = sweep(smoke_overrides + ["experiment_name=grid-joblib", "hydra/launcher=parallel",
+                                      "hydra.launcher.n_jobs=2", "seed=1,2"], tmp_path / "j")
+    assert result.returncode == 0, result.stderr[-3000:]
+    s = summary(tmp_path / "j")
+    assert (s["total"], s["done"]) == (2, 2)
+    assert len({c["host"] for c in s["cells"]}) == 1
+    exp = mlflow.get_experiment_by_name("grid-joblib-smoke")
+    runs = mlflow.search_runs([exp.experiment_id], output_format="list")
+    assert {r.data.params["seed"] for r in runs} == {"1", "2"}
+    assert {r.data.tags["threads"] for r in runs} == {str(max(1, available_cores() // 2))}
+    assert len({r.data.tags["pid"] for r in runs}) == 2  # two worker processes
+
+
+def test_submitit_local_launcher_runs_the_grid(smoke_overrides, tmp_path):
+    pytest.importorskip("submitit")
+    result = sweep(smoke_overrides + ["experiment_name=grid-submitit", "hydra/launcher=local",
+                                      "task=sst2,mrpc"], tmp_path / "s")
+    assert result.returncode == 0, result.stderr[-3000:]
+    s = summary(tmp_path / "s")
+    assert (s["total"], s["done"], s["failed"]) == (2, 2, 0)
+    assert (tmp_path / "s" / ".submitit").is_dir()
+    exp = mlflow.get_experiment_by_name("grid-submitit-smoke")
+    runs = mlflow.search_runs([exp.experiment_id], output_format="list")
+    assert sorted(r.data.params["task"] for r in runs) == ["mrpc", "sst2"]
+    assert {r.data.tags["threads"] for r in runs} == {"1"}  # cpus_per_task in conf/hydra/launcher/local.yaml
+    assert all(r.data.tags["pid"] != str(os.getpid()) for r in runs)
+
+
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", [e for e in EXPERIMENTS if not e.endswith("_full")])
+def test_quick_experiment_grid_composes_into_valid_cells(name):
+    """Every cell of each quick grid validates; the paper-scale twin exists and is bigger."""
+    from hydra import compose, initialize_config_dir
+
+    from suite.config import register_configs, validate
+    from suite.grid import expand_sweep
+    from suite.paths import CONF_DIR
+    from suite.tracking import cell_id
+
+    register_configs()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        def jobs(experiment: str) -> list[list[str]]:
+            cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+            cfg.hydra.overrides.task = [f"+experiment={experiment}"]
+            return expand_sweep(cfg)
+
+        quick = jobs(name)
+        cells = [validate(compose("config", overrides=job)) for job in quick]
+        assert len({cell_id(c) for c in cells}) == len(cells)  # no duplicate cells
+        assert {c.experiment_name for c in cells} == {name} and {c.profile.name for c in cells} == {"quick"}
+        assert {c.model.name for c in cells} == {"minilm"}
+        assert {c.task.name for c in cells} <= {"sst2", "mrpc", "cola", "qnli"}
+        full = jobs(f"{name}_full")
+        assert len(full) > len(quick)
+        first = validate(compose("config", overrides=full[0]))
+        assert first.profile.name == "full" and first.experiment_name == name
