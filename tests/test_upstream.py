@@ -117,3 +117,20 @@ def test_upstream_ref_missing_is_one_clear_error(smoke_overrides, run_cell):
 
     with pytest.raises(SparqError, match="upstream.ref"):
         run_cell(smoke_overrides + ["stage=transfer", "upstream.ref=0123456789abcdef", "experiment_name=ofa_test"])
+
+
+def test_corpus_refuses_eval_files(data_dir, tmp_path):
+    from suite.errors import SparqError
+    from suite.upstream.config import UpstreamConfig
+    from suite.upstream.corpus import corpus_files, load_corpus
+
+    found, skipped = corpus_files(UpstreamConfig(), str(data_dir))
+    assert [str(p.relative_to(data_dir)) for _, p in found] == [
+        "glue/sst2/train.tsv", "glue/cola/train.tsv", "glue/mrpc/train.tsv"]
+    assert skipped == ["qnli", "squad"]  # no train files here: they contribute nothing
+    with pytest.raises(SparqError, match="evaluation file"):
+        load_corpus(UpstreamConfig(corpus="files", files=[str(data_dir / "glue/sst2/dev.tsv")]), str(data_dir), 0)
+    text = tmp_path / "corpus.txt"
+    text.write_text("b line\na line\nb line\n\n")
+    c = load_corpus(UpstreamConfig(corpus="files", files=[str(text)]), str(data_dir), 0)
+    assert sorted(c.lines) == ["a line", "b line"] and c.stats()["corpus_lines"] == 2
