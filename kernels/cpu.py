@@ -84,3 +84,29 @@ def has_vnni512() -> bool:
         return False
     info = cpuinfo_flags()
     return not info or {"avx512f", "avx512bw", "avx512_vnni"} <= info
+
+
+
+def worker_threads(fn, min_ticks: int = 2) -> set[str]:
+    """Thread ids (other than the caller's) that gained >= ``min_ticks`` of CPU time while
+    ``fn()`` ran (Linux /proc; empty elsewhere). Used to check that torch's and numba's parallel
+    regions run on the same OpenMP worker threads (one runtime, one team), not on two pools
+    that fight over the cores."""
+    import threading
+
+    def ticks() -> dict[str, int]:
+        out = {}
+        try:
+            for t in os.listdir("/proc/self/task"):
+                with open(f"/proc/self/task/{t}/stat") as fh:
+                    f = fh.read().rsplit(")", 1)[1].split()
+                out[t] = int(f[11]) + int(f[12])
+        except OSError:
+            pass
+        return out
+
+    me = str(threading.get_native_id())
+    before = ticks()
+    fn()
+    after = ticks()
+    return {t for t, v in after.items() if t != me and v - before.get(t, 0) >= min_ticks}

@@ -69,9 +69,13 @@ class SparseInt8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
-        x2 = x.detach().reshape(-1, self.in_features).to(torch.float32).contiguous()
-        y = ops.linear(x2.numpy(), self.packed, self.act_scale, self.path, self.act_qmax)
-        return torch.from_numpy(y).reshape(*lead, self.out_features).to(x.dtype)
+        x2 = x.detach().reshape(-1, self.in_features)
+        if x2.dtype != torch.float32 or not x2.is_contiguous():
+            x2 = x2.to(torch.float32).contiguous()
+        y = torch.from_numpy(ops.linear(x2.numpy(), self.packed, self.act_scale, self.path,
+                                        self.act_qmax))
+        y = y.view(*lead, self.out_features)
+        return y if x.dtype == torch.float32 else y.to(x.dtype)
 
     def extra_repr(self) -> str:
         p = self.packed
@@ -150,3 +154,82 @@ def load_packed_into(model: nn.Module, layers: dict[str, PackedLinear]) -> nn.Mo
 
 def weight_sparsity(linear: nn.Linear) -> float:
     return float(np.mean(linear.weight.detach().cpu().numpy() == 0))
+
+
+# ----------------------------------------------------------------------------- shared-input fusion
+SIBLINGS = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"), ("q_proj", "k_proj", "v_proj"))
+
+
+class _SharedInput:
+    """One packed layer for several Linears that read the same input (Q/K/V): one activation
+    quantization and one kernel call instead of three. The fused output is kept until every
+    member has taken its slice of it for that input (same tensor object, same version)."""
+
+    def __init__(self, layer: SparseInt8Linear, sizes: list[int]):
+        self.layer, self.sizes = layer, sizes
+        self.key, self.outs, self.taken = None, None, set()
+
+    def get(self, x: torch.Tensor, idx: int) -> torch.Tensor:
+        version = -1 if x.is_inference() else x._version  # inference tensors have no counter
+        key = (id(x), version, x.data_ptr(), tuple(x.shape))
+        if self.outs is None or key != self.key or idx in self.taken:
+            self.outs = torch.split(self.layer(x), self.sizes, dim=-1)
+            self.key, self.taken = key, set()
+        self.taken.add(idx)
+        out = self.outs[idx]
+        if len(self.taken) == len(self.sizes):
+            self.key, self.outs, self.taken = None, None, set()
+        return out
+
+
+class FusedSliceLinear(nn.Module):
+    """Member ``idx`` of a shared-input fusion: same interface as the Linear it replaces."""
+
+    def __init__(self, group: _SharedInput, idx: int, member: SparseInt8Linear):
+        super().__init__()
+        self._group, self.idx = group, idx
+        self.in_features, self.out_features = member.in_features, member.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._group.get(x, self.idx)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, slice={self.idx}"
+
+
+def _concat_packed(members: list[SparseInt8Linear]) -> PackedLinear:
+    ps = [m.packed for m in members]
+    q = np.concatenate([p.int_weight() for p in ps], axis=0)
+    scale = np.concatenate([p.scale for p in ps])
+    bias = None
+    if any(p.bias is not None for p in ps):
+        bias = np.concatenate([p.bias if p.bias is not None else np.zeros(p.out_features, np.float32)
+                               for p in ps])
+    p0 = ps[0]
+    return FORMATS[p0.format].from_int(q, scale, bias, bits=p0.bits, **p0.meta())
+
+
+def fuse_shared_input(model: nn.Module, siblings=SIBLINGS) -> int:
+    """Fuse packed sibling layers that read the same input (e.g. BERT's query/key/value) into
+    one kernel call each; in place, returns how many groups were fused. Members must share the
+    format, bits and activation quantization (dynamic, or equal static scales). Numerics are
+    unchanged (same activation scale, same integer codes). Count packed bytes before fusing."""
+    fused = 0
+    for parent in list(model.modules()):
+        for names in siblings:
+            members = [getattr(parent, n, None) for n in names]
+            if not all(isinstance(m, SparseInt8Linear) for m in members):
+                continue
+            m0 = members[0]
+            if any(m.in_features != m0.in_features or m.packed.format != m0.packed.format
+                   or m.packed.bits != m0.packed.bits or m.act_scale != m0.act_scale
+                   or m.act_qmax != m0.act_qmax or m.packed.meta() != m0.packed.meta()
+                   for m in members):
+                continue
+            layer = SparseInt8Linear(_concat_packed(members), act_scale=m0.act_scale,
+                                     path=m0.path, act_qmax=m0.act_qmax)
+            group = _SharedInput(layer, [m.out_features for m in members])
+            for i, (n, m) in enumerate(zip(names, members)):
+                setattr(parent, n, FusedSliceLinear(group, i, m))
+            fused += 1
+    return fused

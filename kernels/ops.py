@@ -15,6 +15,7 @@ from .formats import PackedLinear, unpack_2bit
 _VNNI = None
 SLAB_GROUPS = 64  # K/4 groups per L1 slab (64 groups x 128 rows x 4 B = 32 KiB)
 SLAB_MIN_DENSITY = 0.2
+DENSE_MIN_DENSITY = 0.75  # block density from which full zero-filled block rows win (2:4, dense)
 
 
 def vnni_available() -> bool:
@@ -59,21 +60,34 @@ def linear(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
     m, k = x.shape
     if k != p.in_features:
         raise ValueError(f"input has {k} features, layer expects {p.in_features}")
-    sx = act_scale_of(x, act_scale)
     qlo, qhi = act_range(act_qmax)
     y = np.empty((m, p.out_features), dtype=np.float32)
-    if m == 0:
-        return y
     use_vnni = vnni_available() if path is None else path == "vnni"
+    if m == 0:
+        act_scale_of(x, act_scale)
+        return y
     if use_vnni:
         from . import vnni
 
         ptr, cols, vals, comp = p.blocks()
         mpad = (m + 15) // 16 * 16
-        xl = vnni.quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi)
+        if act_scale is None:  # dynamic scale and quantization in one call
+            xl, sx = vnni.quantize_layout_dynamic(x, mpad, qlo, qhi)
+            if sx < 0:
+                raise ValueError("input contains inf/nan")
+        else:
+            sx = act_scale_of(x, act_scale)
+            xl = vnni.quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi)
         groups = (p.in_features + 3) // 4
         density = cols.size / max(1, p.out_features * groups)
-        if mpad >= 64 and density >= SLAB_MIN_DENSITY and groups > SLAB_GROUPS:
+        if density >= DENSE_MIN_DENSITY:
+            # full block rows (2:4 -> every 1x4 group holds 2 values; dense): rows share the
+            # activation loads (4 rows x 4 chunks register tile), zero-filled where a group is empty
+            if "dense" not in p._cache:
+                p._cache["dense"] = vnni.dense_blocks(ptr, cols, vals, p.out_features, groups, 16)
+            vnni.block_gemm_dense(xl, mpad, m, p._cache["dense"], groups, p.out_features, comp,
+                                  p.scale, _bias(p), sx, y, 16)
+        elif mpad >= 64 and density >= SLAB_MIN_DENSITY and groups > SLAB_GROUPS:
             # dense-ish block rows (e.g. unstructured 90% -> ~34% of 1x4 groups): walk K in
             # L1-sized slabs; measured 20-25% faster there, slower for sparse block rows.
             if "slabs" not in p._cache:
@@ -83,6 +97,7 @@ def linear(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
         else:
             vnni.block_gemm(xl, mpad, m, ptr, cols, vals, comp, p.scale, _bias(p), sx, y, 16)
         return y
+    sx = act_scale_of(x, act_scale)
     xt = portable.quantize_t(x, np.float32(1.0 / sx), qlo, qhi)
     _portable(p, xt, sx, y)
     return y

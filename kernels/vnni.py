@@ -160,22 +160,44 @@ _rowacc1 = _make_rowdot(1, unroll=4, accumulate=True)
 @njit(parallel=True, cache=True)
 def quantize_layout(x, inv, mpad, qlo, qhi):
     """float32 [M, K] -> uint8 [ceil(K/4) * mpad * 4]: u8 = clamp(rint(x * inv), qlo, qhi) + 128
-    at [k // 4][m][k % 4]; padding (k >= K, m >= M) is 128, i.e. zero. One activation row per
-    task: a vectorized quantize into a contiguous row, then one 32-bit store per 4 values."""
+    at [k // 4][m][k % 4]; padding (k >= K, m >= M) is 128, i.e. zero. A vectorized quantize of
+    each row into one scratch matrix (a single allocation), then one 32-bit store per 4 values."""
     m, k = x.shape
     g = (k + 3) // 4
     out = np.empty(g * mpad, dtype=np.uint32)
+    tmp = np.full((mpad, g * 4), 128, dtype=np.uint8)
     for i in prange(mpad):
-        tmp = np.full(g * 4, 128, dtype=np.uint8)
         if i < m:
+            row = tmp[i]
             for kk in range(k):
                 v = np.rint(x[i, kk] * inv)
                 v = min(max(v, qlo), qhi)
-                tmp[kk] = np.uint8(np.int32(v) + 128)
-        t32 = tmp.view(np.uint32)
+                row[kk] = np.uint8(np.int32(v) + 128)
+        t32 = tmp[i].view(np.uint32)
         for gg in range(g):
             out[gg * mpad + i] = t32[gg]
     return out.view(np.uint8)
+
+
+@njit(parallel=True, cache=True)
+def quantize_layout_dynamic(x, mpad, qlo, qhi):
+    """``quantize_layout`` with the per-tensor dynamic scale max|x| / 127 computed in the same
+    call (one dispatch instead of two). Returns (layout, scale); scale < 0 flags inf/nan."""
+    m, k = x.shape
+    part = np.zeros(max(m, 1), dtype=np.int32)
+    for i in prange(m):
+        r = x[i].view(np.int32)
+        b = np.int32(0)
+        for j in range(k):
+            v = r[j] & np.int32(0x7FFFFFFF)
+            b = v if v > b else b
+        part[i] = b
+    bits = part.max()
+    if bits >= np.int32(0x7F800000):
+        return np.empty(0, dtype=np.uint8), -1.0
+    a = np.float64(np.array([bits], dtype=np.int32).view(np.float32)[0])
+    sx = a / 127.0 if a > 0 else 1.0
+    return quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi), sx
 
 
 @njit(parallel=True, cache=True)
@@ -272,6 +294,122 @@ def block_gemm_slab(xl, mpad, m, sp, cols, vals, comp, scale, bias, xscale, y, t
                             _rowacc2(xl, vals, cols, s, e, xo, rs, buf, o)
                         else:
                             _rowacc1(xl, vals, cols, s, e, xo, rs, buf, o)
+            c0 += r
+        nt = n1 - n0
+        sc = np.zeros(tile, dtype=np.float32)
+        off = np.zeros(tile, dtype=np.float32)
+        for j in range(nt):
+            sc[j] = np.float32(xscale * scale[n0 + j])
+            off[j] = np.float32(bias[n0 + j] - np.float64(comp[n0 + j]) * sc[j])
+        done = 0
+        if tile == 16 and nt == 16:
+            ystride = np.int64(y.shape[1])
+            while done + 16 <= m:
+                _epilogue16(buf, np.int64(done), np.int64(mpad), sc, off, y,
+                            np.int64(done) * ystride + n0, ystride)
+                done += 16
+        for i in range(done, m):
+            for j in range(nt):
+                y[i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
+
+
+# ----------------------------------------------------------------------------- dense block rows
+def _make_multirow(nrows: int, nchunks: int):
+    """Intrinsic for full block rows (every 1x4 group present, zero-filled): rows share the
+    activation loads. For g in [0, ngroups): for r < nrows, c < nchunks:
+    acc[r][c] = vpdpbusd(acc[r][c], x[g * rowstride + xoff + 64c], broadcast(w[wrow0 + r*wstride + g]));
+    then out[ooff + r*ostride + 16c : +16] = acc[r][c]. One activation load feeds ``nrows``
+    vpdpbusd instead of one (the 1x4 row kernels), which is what dense-ish rows (2:4) need."""
+
+    @intrinsic
+    def multirow(typingctx, xl, wv, ngroups, wrow0, wstride, xoff, rowstride, out, ooff, ostride):
+        sig = types.void(xl, wv, ngroups, wrow0, wstride, xoff, rowstride, out, ooff, ostride)
+
+        def codegen(context, builder, signature, args):
+            xa, wa, ng_, w0_, ws_, xoff_, rs_, oa, ooff_, os_ = args
+            tys = signature.args
+            xptr = context.make_array(tys[0])(context, builder, xa).data
+            wptr = context.make_array(tys[1])(context, builder, wa).data
+            optr = context.make_array(tys[7])(context, builder, oa).data
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(_V16, [_V16, _V16, _V16]),
+                "llvm.x86.avx512.vpdpbusd.512")
+            zero = ir.Constant(_V16, None)
+            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(nchunks)]
+                    for _ in range(nrows)]
+            bcast_mask = ir.Constant(_V16, [0] * 16)
+            vx = builder.bitcast(xptr, ir.IntType(8).as_pointer())
+            wp = builder.bitcast(wptr, _I32.as_pointer())
+            with cgutils.for_range_slice(builder, ir.Constant(_I64, 0), ng_, ir.Constant(_I64, 1),
+                                         intp=_I64) as (g, _):
+                base = builder.add(builder.mul(g, rs_), xoff_)
+                xs = []
+                for c in range(nchunks):
+                    p = builder.gep(vx, [builder.add(base, ir.Constant(_I64, 64 * c))])
+                    xs.append(builder.load(builder.bitcast(p, _V16.as_pointer()), align=1))
+                for r in range(nrows):
+                    widx = builder.add(builder.add(w0_, builder.mul(ws_, ir.Constant(_I64, r))), g)
+                    val = builder.load(builder.gep(wp, [widx]))
+                    wv_ = builder.insert_element(ir.Constant(_V16, ir.Undefined), val,
+                                                 ir.Constant(_I32, 0))
+                    wv_ = builder.shuffle_vector(wv_, wv_, bcast_mask)
+                    for c in range(nchunks):
+                        slot = accs[r][c]
+                        builder.store(builder.call(fn, [builder.load(slot), xs[c], wv_]), slot)
+            o = builder.bitcast(optr, _I32.as_pointer())
+            for r in range(nrows):
+                for c in range(nchunks):
+                    idx = builder.add(builder.add(ooff_, builder.mul(os_, ir.Constant(_I64, r))),
+                                      ir.Constant(_I64, 16 * c))
+                    p = builder.bitcast(builder.gep(o, [idx]), _V16.as_pointer())
+                    builder.store(builder.load(accs[r][c]), p, align=1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return multirow
+
+
+_multirow44 = _make_multirow(4, 4)
+_multirow42 = _make_multirow(4, 2)
+_multirow41 = _make_multirow(4, 1)
+
+
+def dense_blocks(ptr, cols, vals, n_out: int, groups: int, tile: int = 16) -> np.ndarray:
+    """Zero-filled [ceil(N / tile) * tile, groups] int32 block matrix (flattened) of a block
+    form: the input of ``block_gemm_dense``."""
+    npad = (n_out + tile - 1) // tile * tile
+    wd = np.zeros((npad, groups), dtype=np.int32)
+    rows = np.repeat(np.arange(n_out), np.diff(ptr))
+    wd[rows, cols] = vals
+    return wd.ravel()
+
+
+@njit(parallel=True, cache=True)
+def block_gemm_dense(xl, mpad, m, wd, groups, n_out, comp, scale, bias, xscale, y, tile):
+    """y[:m, :] = dequant(x_layout @ W.T) for full block rows (``dense_blocks``): 4 rows x up to
+    4 chunks of 16 activation rows per register tile (16 accumulators)."""
+    ntiles = (n_out + tile - 1) // tile
+    nch = mpad // 16
+    rs = np.int64(mpad) * 4
+    g64 = np.int64(groups)
+    for t in prange(ntiles):
+        n0 = t * tile
+        n1 = min(n_out, n0 + tile)
+        buf = np.empty(tile * mpad, dtype=np.int32)
+        c0 = 0
+        while c0 < nch:
+            r = 4 if c0 + 4 <= nch else (2 if c0 + 2 <= nch else 1)
+            xo = np.int64(c0 * 64)
+            for r0 in range(0, tile, 4):
+                w0 = np.int64(n0 + r0) * g64
+                oo = np.int64(r0) * mpad + c0 * 16
+                if r == 4:
+                    _multirow44(xl, wd, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
+                elif r == 2:
+                    _multirow42(xl, wd, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
+                else:
+                    _multirow41(xl, wd, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
             c0 += r
         nt = n1 - n0
         sc = np.zeros(tile, dtype=np.float32)

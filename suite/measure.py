@@ -262,6 +262,9 @@ def measure(cfg, model: nn.Module, metrics: dict[str, float], task_kind, eval_ds
         _log_param("measure.loadavg_1m", f"{load:.2f}")
         inputs = _inputs(fp32, mc.latency_batch, mc.latency_seq)
         names = [n for n, _ in packed.named_modules() if type(_).__name__ == "SparseInt8Linear"]
+        from kernels.linear import fuse_shared_input
+
+        fuse_shared_input(packed)  # Q/K/V in one kernel call; numerics unchanged
         for be in mc.backends:
             try:
                 if be == "torch_fp32":
