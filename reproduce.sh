@@ -28,19 +28,52 @@ setup() {
 export SPARQ_DATA_DIR="${SPARQ_DATA_DIR:-$ROOT/../shared/data}"
 export HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
 
+EXPERIMENTS=(prune_ofa intelcaffe_int8 ibm_deep_compression sparsebert_s4)  # `all`, in this order
+
+# One paper's grid as a Hydra multirun. The quick grid is conf/experiment/NAME.yaml; with
+# profile=full among the overrides, its paper-scale twin NAME_full.yaml runs instead. Cells
+# already recorded are skipped; a failing cell is recorded FAILED and the grid goes on; the
+# exit status is non-zero when a cell failed. The sweep dir is printed for `python -m suite.grid`.
+run_experiment() {
+  local exp="$1" name="$1"; shift
+  local profile=quick a
+  for a in "$@"; do [[ "$a" == profile=* ]] && profile="${a#profile=}"; done
+  if [[ "$profile" == full && -f "conf/experiment/${exp}_full.yaml" ]]; then exp="${exp}_full"; fi
+  if [[ ! -f "conf/experiment/${exp}.yaml" ]]; then
+    echo "sparq: error: unknown experiment '$name'; allowed: all, $(cd conf/experiment && ls *.yaml | sed 's/\.yaml$//' | grep -v '_full$' | paste -sd, | sed 's/,/, /g')" >&2
+    return 2
+  fi
+  local args=() dir="multirun/${exp%_full}-${profile}/$(date +%Y-%m-%d_%H-%M-%S)-$$"
+  for a in "$@"; do [[ "$a" == profile=* ]] || args+=("$a"); done
+  SWEEP_DIRS+=("$dir")
+  "$PY" -m suite.run -m "+experiment=$exp" "hydra.sweep.dir=$dir" "${args[@]}"
+}
+SWEEP_DIRS=()
+
 cmd="${1:-main}"
 case "$cmd" in
   setup) setup ;;
   test)
     shift; setup
     exec "$PY" -m pytest "$@" ;;
-  main|all|-*|*=*)
+  main|-*|*=*)
     [[ "$cmd" == main ]] && shift || true
     setup
     "$PY" -m suite.run "$@"
     "$PY" -m suite.report ;;
+  all)
+    shift; setup
+    status=0; start=$SECONDS
+    for exp in "${EXPERIMENTS[@]}"; do run_experiment "$exp" "$@" || status=1; done
+    echo "[sparq] all: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s" >&2
+    "$PY" -m suite.grid "${SWEEP_DIRS[@]}" || status=1  # combined summary of the four grids
+    "$PY" -m suite.report || status=1
+    exit "$status" ;;
   *)
     shift; setup
-    "$PY" -m suite.run -m "+experiment=$cmd" "$@"
-    "$PY" -m suite.report ;;
+    status=0
+    run_experiment "$cmd" "$@" || status=$?
+    [[ "$status" == 2 ]] && exit 2
+    "$PY" -m suite.report || status=1
+    exit "$status" ;;
 esac

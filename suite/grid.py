@@ -193,7 +193,7 @@ def summarize(sweep_dir: str | Path) -> dict[str, Any]:
     trained = sum(1 for r in ran if r.get("metrics", {}).get("teacher_reused") == 0.0)
     return {"sweep_dir": str(sweep_dir), "experiment": plan.get("experiment"), "total": total, **c,
             "teacher_reused": reused, "teacher_trained": trained,
-            "wall_seconds": (time.time() - plan["start"]) if "start" in plan else None,
+            "wall_seconds": (plan.get("end") or time.time()) - plan["start"] if "start" in plan else None,
             "cells": records}
 
 
@@ -264,6 +264,9 @@ class GridCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global LAST_SUMMARY
+        plan = read_plan(config.hydra.sweep.dir)
+        if plan:
+            _write_json(_state_dir(config.hydra.sweep.dir) / "plan.json", {**plan, "end": time.time()})
         summary = summarize(config.hydra.sweep.dir)
         _write_json(Path(config.hydra.sweep.dir) / SUMMARY_FILE, summary)
         LAST_SUMMARY = summary
@@ -298,13 +301,21 @@ def debug_modifiers(debug: Any) -> list[Modifier]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0].startswith("-"):
-        print("usage: python -m suite.grid SWEEP_DIR   (print the summary of a sweep)", file=sys.stderr)
+    """`python -m suite.grid SWEEP_DIR...`: each sweep's summary, then the totals of all of them."""
+    dirs = sys.argv[1:] if argv is None else argv
+    if not dirs or any(d.startswith("-") for d in dirs):
+        print("usage: python -m suite.grid SWEEP_DIR...   (summaries of sweeps, then totals)", file=sys.stderr)
         return 2
-    summary = summarize(args[0])
-    print(format_summary(summary))
-    return exit_code(summary)
+    summaries = [summarize(d) for d in dirs]
+    for s in summaries:
+        print(format_summary(s))
+    if len(summaries) > 1:
+        keys = ("total", "done", "skipped", "failed", "remaining", "teacher_reused", "teacher_trained")
+        t = {k: sum(s[k] for s in summaries) for k in keys}
+        print(f"[grid] all {len(summaries)} sweeps: {t['total']} cells: done {t['done']}, skipped "
+              f"{t['skipped']}, failed {t['failed']}, missing {t['remaining']}; teacher reused "
+              f"{t['teacher_reused']}x, trained {t['teacher_trained']}x")
+    return max(exit_code(s) for s in summaries)
 
 
 if __name__ == "__main__":
