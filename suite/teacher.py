@@ -144,8 +144,17 @@ def teacher_provider(cfg: RunConfig, features, collate, device: torch.device):
 
     def provide() -> torch.nn.Module:
         if "model" not in cached:
-            with torch.random.fork_rng():
-                cached["model"], cached["reused"] = get_teacher(cfg, features, collate, device)
+            import random
+
+            import numpy as np
+
+            py_state, np_state = random.getstate(), np.random.get_state()  # fork_rng covers torch only
+            try:
+                with torch.random.fork_rng():
+                    cached["model"], cached["reused"] = get_teacher(cfg, features, collate, device)
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
         return cached["model"]
 
     provide.cache = cached  # type: ignore[attr-defined]
