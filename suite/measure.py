@@ -248,7 +248,8 @@ def measure(cfg, model: nn.Module, metrics: dict[str, float], task_kind, eval_ds
     fp32 = plain_fp32(model)
     if do_eval:
         try:
-            res = compare_predictions(model, packed, eval_features, collate, cfg.train.eval_batch_size,
+            ref = model if next(model.parameters()).device.type == "cpu" else copy.deepcopy(model).cpu()
+            res = compare_predictions(ref, packed, eval_features, collate, cfg.train.eval_batch_size,
                                       task_kind.output_keys, task_kind, cfg.task, eval_ds)
             out.update(res)
             if "eval_primary" in metrics:
