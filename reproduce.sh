@@ -44,6 +44,9 @@ run_experiment() {
     return 2
   fi
   local args=() dir="multirun/${exp%_full}-${profile}/$(date +%Y-%m-%d_%H-%M-%S)-$$"
+  # Local default: cells in parallel worker processes, cores // n_jobs threads each (2 x 1 thread
+  # on 2 cores beats 1 x 2 threads, most of all on a shared machine). Any hydra/launcher=... wins.
+  [[ " $* " == *" hydra/launcher="* ]] || args+=("hydra/launcher=parallel" "hydra.launcher.n_jobs=${SPARQ_JOBS:-2}")
   for a in "$@"; do [[ "$a" == profile=* ]] || args+=("$a"); done
   SWEEP_DIRS+=("$dir")
   "$PY" -m suite.run -m "+experiment=$exp" "hydra.sweep.dir=$dir" "${args[@]}"
