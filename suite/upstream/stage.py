@@ -205,11 +205,11 @@ class UpstreamDistillModifier(Modifier):
         if self.use_logits and c.alpha_kd > 0 and outputs.logits.shape[0]:
             kd = L.kd_logits(outputs.logits, t.logits, c.temperature)
             total = total + c.alpha_kd * kd
-            self.history["kd"].append(float(kd))
+            self.history["kd"].append(float(kd.detach()))
         if need_hidden:
             h = L.hidden_mse(outputs.hidden_states, t.hidden_states, batch.get("attention_mask"))
             total = total + c.alpha_hidden * h
-            self.history["hidden"].append(float(h))
+            self.history["hidden"].append(float(h.detach()))
         state.logs["upstream_mlm_loss"] = float(task_loss.detach())
         return total
 
