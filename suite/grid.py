@@ -85,6 +85,17 @@ def auto_threads(dcfg: DictConfig) -> int:
     return max(1, cores // launcher_parallelism(launcher))
 
 
+def behave_as_main_process() -> None:
+    """A joblib (loky) worker runs one cell at a time, like the main process; but libraries that
+    look at the process name take it for a DataLoader worker (transformers' seeded MLM collator
+    then raises). Name it MainProcess so a cell computes exactly what it computes sequentially."""
+    import multiprocessing
+
+    process = multiprocessing.current_process()
+    if process.name != "MainProcess" and "Loky" in process.name:
+        process.name = "MainProcess"
+
+
 def failed_record(dcfg: DictConfig, error: BaseException) -> dict[str, Any]:
     """The job result of a cell that raised: status FAILED, its error, its cell id if computable."""
     cid = None

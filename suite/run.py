@@ -262,6 +262,8 @@ def main(dcfg: DictConfig) -> float | dict | None:
     from suite import grid
 
     multirun, start = grid.is_multirun(), time.perf_counter()
+    if multirun:
+        grid.behave_as_main_process()  # joblib workers: same results as the sequential launcher
     try:
         dcfg.threads = grid.auto_threads(dcfg)  # threads=0: cores // cells running in parallel
         cfg = validate(dcfg)
