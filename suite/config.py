@@ -111,8 +111,10 @@ class ProfileConfig:
     eval_samples: int | None = None  # cap on eval examples (None: the whole dev set)
     max_steps: int | None = None  # cap on optimizer steps
     epochs: float | None = None  # overrides train.epochs when set
+    lr: float | None = None  # overrides train.lr when set (short schedules want a higher lr)
 
     def __post_init__(self) -> None:
+        _require(self.lr is None or self.lr > 0, "profile.lr", "must be > 0 or null")
         for key in ("train_samples", "eval_samples", "max_steps"):
             value = getattr(self, key)
             _require(value is None or value >= 1, f"profile.{key}", "must be >= 1 or null")

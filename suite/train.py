@@ -29,7 +29,7 @@ def total_steps(n_batches: int, train: TrainConfig, profile: ProfileConfig) -> i
     return min(steps, profile.max_steps) if profile.max_steps else steps
 
 
-def make_optimizer(model: nn.Module, train: TrainConfig, steps: int):
+def make_optimizer(model: nn.Module, train: TrainConfig, steps: int, lr: float | None = None):
     from transformers import get_linear_schedule_with_warmup
 
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -37,7 +37,7 @@ def make_optimizer(model: nn.Module, train: TrainConfig, steps: int):
         {"params": [p for n, p in params if not n.endswith(NO_DECAY)], "weight_decay": train.weight_decay},
         {"params": [p for n, p in params if n.endswith(NO_DECAY)], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=train.lr)
+    optimizer = torch.optim.AdamW(groups, lr=lr or train.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(train.warmup_ratio * steps), steps)
     return optimizer, scheduler
 
@@ -52,7 +52,7 @@ def fine_tune(model: nn.Module, loader: DataLoader, train: TrainConfig, profile:
     for m in modifiers:
         m.on_train_start(model, state)
     # after on_train_start: modifiers may add parameters (e.g. QAT's learnable scales)
-    optimizer, scheduler = make_optimizer(model, train, steps)
+    optimizer, scheduler = make_optimizer(model, train, steps, profile.lr)
     extra = {}
     for m in modifiers:
         extra.update(m.forward_kwargs())
