@@ -308,16 +308,20 @@ def dc2(groups, kernels):
     return Verdict(FAILS if bad else HOLDS, detail, _ids(sel), models=_models(sel))
 
 
+DC3_TECHNIQUES = ("zero_preserving", "scale_init", "dropout_schedule")  # the IBM paper's techniques
+
+
 @claim("DC3", "ibm_deep_compression", "each technique (initialisation, zero-preserving format, scheduled "
        "dropout) contributes, measured by ablation",
-       "among quantized or N:M cells equal but for their options, each cell with one technique switched "
-       "off (false / none / default, or the odd one out of a full cell) is compared with the full cell: "
-       "holds if no technique's mean effect (full - ablated) is negative")
+       "among QAT cells equal but for one of the IBM technique options (quant.zero_preserving, "
+       "quant.scale_init, quant.dropout_schedule), each cell with that technique switched off is compared "
+       "with the full cell: holds if no technique's mean effect (full - ablated) is negative")
 def dc3(groups, kernels):
-    pool = [g for g in groups if g.quant_method != "fp32" or g.sparsity_method == "nm"]
+    pool = [g for g in groups if g.quant_method == "qat"]
     effects: dict[str, list[tuple[float, Group, Group]]] = defaultdict(list)
     for key, full, abl in ablations(pool):
-        effects[key].append((full.mean() - abl.mean(), full, abl))
+        if key.removeprefix("quant.") in DC3_TECHNIQUES:
+            effects[key].append((full.mean() - abl.mean(), full, abl))
     if not effects:
         return Verdict(NOT_RUN, "no ablation pairs (cells differing in one technique option)")
     parts, ok = [], True
