@@ -239,3 +239,13 @@ def test_s2_equal_latency_pairs():
     groups = group_cells([cell(1, 88.0, 100.0, {"sparq_csr": 30.0}, **sparse),
                           cell(1, 85.0, 50.0, {"torch_fp32": 10.0}, **small)])
     assert CLAIMS["S2"].fn(groups, []).status == "does not hold"  # sparse never reaches equal latency
+
+
+def test_dc3_ignores_ptq_calibration_variants():
+    """Calibration methods are IC3's business, not an ablation of the IBM techniques."""
+    from suite.report.claims import CLAIMS
+
+    ptq = {"quant.method": "ptq", "quant.weight_bits": "8", "quant.act_bits": "8"}
+    cells = [_cell(1, 90.0)] + [_cell(1, acc, **ptq, **{"quant.calibration": c})
+                                for c, acc in (("maxabs", 89.0), ("percentile", 89.2), ("entropy", 86.0))]
+    assert CLAIMS["DC3"].fn(group_cells(cells), []).status == "not run"
