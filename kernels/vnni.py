@@ -157,6 +157,27 @@ _rowacc2 = _make_rowdot(2, accumulate=True)
 _rowacc1 = _make_rowdot(1, unroll=4, accumulate=True)
 
 
+@njit(cache=True)
+def _store_tile(buf, mpad, m, n0, n1, tile, comp, scale, bias, xscale, y):
+    """Epilogue of one output tile: int32 accumulators -> y = acc * scale + (bias - comp * scale)."""
+    nt = n1 - n0
+    sc = np.zeros(tile, dtype=np.float32)
+    off = np.zeros(tile, dtype=np.float32)
+    for j in range(nt):
+        sc[j] = np.float32(xscale * scale[n0 + j])
+        off[j] = np.float32(bias[n0 + j] - np.float64(comp[n0 + j]) * sc[j])
+    done = 0
+    if tile == 16 and nt == 16:
+        ystride = np.int64(y.shape[1])
+        while done + 16 <= m:
+            _epilogue16(buf, np.int64(done), np.int64(mpad), sc, off, y,
+                        np.int64(done) * ystride + n0, ystride)
+            done += 16
+    for i in range(done, m):
+        for j in range(nt):
+            y[i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
+
+
 @njit(parallel=True, cache=True)
 def quantize_layout(x, inv, mpad, qlo, qhi):
     """float32 [M, K] -> uint8 [ceil(K/4) * mpad * 4]: u8 = clamp(rint(x * inv), qlo, qhi) + 128
@@ -226,22 +247,7 @@ def block_gemm(xl, mpad, m, ptr, cols, vals, comp, scale, bias, xscale, y, tile)
                 c += 2
             if c < nch:
                 _rowdot1(xl, vals, cols, s, e, np.int64(c * 64), rs, buf, o + c * 16)
-        nt = n1 - n0
-        sc = np.zeros(tile, dtype=np.float32)
-        off = np.zeros(tile, dtype=np.float32)
-        for j in range(nt):
-            sc[j] = np.float32(xscale * scale[n0 + j])
-            off[j] = np.float32(bias[n0 + j] - np.float64(comp[n0 + j]) * sc[j])
-        done = 0
-        if tile == 16 and nt == 16:
-            ystride = np.int64(y.shape[1])
-            while done + 16 <= m:
-                _epilogue16(buf, np.int64(done), np.int64(mpad), sc, off, y,
-                            np.int64(done) * ystride + n0, ystride)
-                done += 16
-        for i in range(done, m):
-            for j in range(nt):
-                y[i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
+        _store_tile(buf, mpad, m, n0, n1, tile, comp, scale, bias, xscale, y)
 
 
 def slab_pointers(ptr, cols, slab_groups: int) -> np.ndarray:
@@ -295,22 +301,7 @@ def block_gemm_slab(xl, mpad, m, sp, cols, vals, comp, scale, bias, xscale, y, t
                         else:
                             _rowacc1(xl, vals, cols, s, e, xo, rs, buf, o)
             c0 += r
-        nt = n1 - n0
-        sc = np.zeros(tile, dtype=np.float32)
-        off = np.zeros(tile, dtype=np.float32)
-        for j in range(nt):
-            sc[j] = np.float32(xscale * scale[n0 + j])
-            off[j] = np.float32(bias[n0 + j] - np.float64(comp[n0 + j]) * sc[j])
-        done = 0
-        if tile == 16 and nt == 16:
-            ystride = np.int64(y.shape[1])
-            while done + 16 <= m:
-                _epilogue16(buf, np.int64(done), np.int64(mpad), sc, off, y,
-                            np.int64(done) * ystride + n0, ystride)
-                done += 16
-        for i in range(done, m):
-            for j in range(nt):
-                y[i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
+        _store_tile(buf, mpad, m, n0, n1, tile, comp, scale, bias, xscale, y)
 
 
 # ----------------------------------------------------------------------------- dense block rows
@@ -411,19 +402,4 @@ def block_gemm_dense(xl, mpad, m, wd, groups, n_out, comp, scale, bias, xscale, 
                 else:
                     _multirow41(xl, wd, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
             c0 += r
-        nt = n1 - n0
-        sc = np.zeros(tile, dtype=np.float32)
-        off = np.zeros(tile, dtype=np.float32)
-        for j in range(nt):
-            sc[j] = np.float32(xscale * scale[n0 + j])
-            off[j] = np.float32(bias[n0 + j] - np.float64(comp[n0 + j]) * sc[j])
-        done = 0
-        if tile == 16 and nt == 16:
-            ystride = np.int64(y.shape[1])
-            while done + 16 <= m:
-                _epilogue16(buf, np.int64(done), np.int64(mpad), sc, off, y,
-                            np.int64(done) * ystride + n0, ystride)
-                done += 16
-        for i in range(done, m):
-            for j in range(nt):
-                y[i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
+        _store_tile(buf, mpad, m, n0, n1, tile, comp, scale, bias, xscale, y)
