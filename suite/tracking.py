@@ -17,6 +17,7 @@ from pathlib import Path
 
 from suite import __version__
 from suite.config import RunConfig
+from suite.errors import SparqError
 from suite.paths import ROOT, tracking_uri
 
 # Keys that do not change a cell's result (where it runs, how chatty it is).
@@ -125,6 +126,12 @@ def setup_mlflow(experiment: str):
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is not None and exp.lifecycle_stage == "deleted":  # set_experiment would fail mid-grid
+        raise SparqError(
+            f"experiment_name: MLflow experiment '{experiment}' (id {exp.experiment_id}) is deleted "
+            f"in {tracking_uri()}; restore it (mlflow experiments restore --experiment-id "
+            f"{exp.experiment_id}), purge it (mlflow gc), or pick another experiment_name")
     mlflow.set_experiment(experiment)
     return mlflow
 

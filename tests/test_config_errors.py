@@ -60,3 +60,17 @@ def test_compose_validates_typed_sections():
     assert cfg.sparsity.method == "dense" and cfg.quant.weight_bits == 32
     with pytest.raises(SparqError):
         compose(["train.batch_size=0"])
+
+
+def test_deleted_mlflow_experiment_is_named_before_any_run():
+    import mlflow
+
+    from suite import tracking
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    client = mlflow.MlflowClient()
+    exp_id = client.create_experiment("deleted-once-smoke")
+    client.delete_experiment(exp_id)
+    with pytest.raises(SparqError, match=rf"experiment_name: MLflow experiment 'deleted-once-smoke' \(id {exp_id}\) is deleted"):
+        tracking.setup_mlflow("deleted-once-smoke")
+    assert client.get_experiment(exp_id).lifecycle_stage == "deleted"  # left as the user put it
