@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,32 +81,64 @@ def test_submitit_local_launcher_runs_the_grid(smoke_overrides, tmp_path):
 
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+# `./reproduce.sh all`: the four paper grids (each with a paper-scale *_full twin)
+PAPERS = re.search(r"^EXPERIMENTS=\(([^)]*)\)", (ROOT / "reproduce.sh").read_text(), re.M).group(1).split()
 
 
-@pytest.mark.parametrize("name", [e for e in EXPERIMENTS if not e.endswith("_full")])
-def test_quick_experiment_grid_composes_into_valid_cells(name):
-    """Every cell of each quick grid validates; the paper-scale twin exists and is bigger."""
+def grid_jobs(experiment: str) -> list[list[str]]:
     from hydra import compose, initialize_config_dir
 
-    from suite.config import register_configs, validate
+    from suite.config import register_configs
     from suite.grid import expand_sweep
     from suite.paths import CONF_DIR
-    from suite.tracking import cell_id
 
     register_configs()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        def jobs(experiment: str) -> list[list[str]]:
-            cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
-            cfg.hydra.overrides.task = [f"+experiment={experiment}"]
-            return expand_sweep(cfg)
+        cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+        cfg.hydra.overrides.task = [f"+experiment={experiment}"]
+        return expand_sweep(cfg)
 
-        quick = jobs(name)
-        cells = [validate(compose("config", overrides=job)) for job in quick]
-        assert len({cell_id(c) for c in cells}) == len(cells)  # no duplicate cells
-        assert {c.experiment_name for c in cells} == {name} and {c.profile.name for c in cells} == {"quick"}
-        assert {c.model.name for c in cells} == {"minilm"}
-        assert {c.task.name for c in cells} <= {"sst2", "mrpc", "cola", "qnli"}
-        full = jobs(f"{name}_full")
-        assert len(full) > len(quick)
-        first = validate(compose("config", overrides=full[0]))
-        assert first.profile.name == "full" and first.experiment_name == name
+
+def grid_cells(experiment: str) -> list:
+    from hydra import compose, initialize_config_dir
+
+    from suite.config import validate
+    from suite.paths import CONF_DIR
+
+    jobs = grid_jobs(experiment)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return [validate(compose("config", overrides=job)) for job in jobs]
+
+
+def test_paper_grids_are_experiment_configs():
+    assert sorted(PAPERS) == sorted(e for e in EXPERIMENTS if f"{e}_full" in EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", PAPERS)
+def test_quick_experiment_grid_composes_into_valid_cells(name):
+    """Every cell of each quick grid validates; the paper-scale twin exists and is bigger."""
+    from suite.tracking import cell_id
+
+    cells = grid_cells(name)
+    assert len({cell_id(c) for c in cells}) == len(cells)  # no duplicate cells
+    assert {c.experiment_name for c in cells} == {name} and {c.profile.name for c in cells} == {"quick"}
+    assert {c.model.name for c in cells} == {"minilm"}
+    assert {c.task.name for c in cells} <= {"sst2", "mrpc", "cola", "qnli"}
+    full = grid_cells(f"{name}_full")
+    assert len(full) > len(cells)
+    assert full[0].profile.name == "full" and full[0].experiment_name == name
+
+
+def test_prune_ofa_transfer_grid_extends_prune_ofa_with_the_same_upstream():
+    """The longer-recipe comparison records into prune_ofa without overwriting its cells, and its
+    transfer cells stand on the very upstream model the prune_ofa grid builds."""
+    from suite.tracking import cell_id
+    from suite.upstream.stage import upstream_cell_id
+
+    quick, longer = grid_cells("prune_ofa"), grid_cells("prune_ofa_transfer")
+    assert {c.experiment_name for c in longer} == {"prune_ofa"}
+    assert {c.task.name for c in longer} == {"sst2", "mrpc", "cola"} and len(longer) == 9
+    assert not {cell_id(c) for c in quick} & {cell_id(c) for c in longer}
+    assert {c.profile.train_samples for c in longer} == {8000} and {c.profile.eval_samples for c in longer} == {None}
+    ups = {upstream_cell_id(c) for c in quick + longer if c.stage == "transfer"}
+    assert len(ups) == 1

@@ -81,6 +81,20 @@ def test_groups_average_over_seeds_and_name_variants():
         "quant.calibration=entropy", "quant.calibration=max"]
 
 
+def test_profile_recipes_are_rows_and_get_their_own_dense_baseline():
+    from suite.report.records import baseline_for
+
+    big = {"profile.train_samples": "8000"}
+    gmp = {"sparsity.method": "gmp", "sparsity.target": "0.9"}
+    cells = [_cell(1, 80.0, **{"profile.train_samples": "2000"}), _cell(1, 85.0, **big),
+             _cell(1, 60.0, **gmp, **{"profile.train_samples": "2000"}), _cell(1, 70.0, **gmp, **big)]
+    groups = group_cells(cells)
+    assert len(groups) == 4 and all(len(g.cells) == 1 for g in groups)  # not merged as "seeds"
+    for g in groups:
+        base = baseline_for(g, groups)
+        assert base.first.params["profile.train_samples"] == g.first.params["profile.train_samples"]
+
+
 def test_ablations_hub_and_verdicts_of_dc1_dc3():
     from suite.report.claims import CLAIMS, ablations
 

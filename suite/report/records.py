@@ -17,9 +17,10 @@ AXIS_PARAMS = ("model", "task", "profile", "seed", "sparsity.method", "sparsity.
                "quant.method", "quant.weight_bits", "quant.act_bits", "distill.method", "experiment")
 IGNORED_PARAMS = {"force", "progress", "device", "threads", "data_dir", "cache_dir", "experiment_name",
                   "seed", "profile.name", "sparsity.n", "sparsity.m"}
-# task/profile/model options are part of those axes; measure.* (incl. measure.loadavg_1m) describe
-# how latency was taken, not the cell.
-IGNORED_PREFIXES = ("task.", "profile.", "model.", "measure.")
+# task/model options are part of those axes; measure.* (incl. measure.loadavg_1m) describe how
+# latency was taken, not the cell. profile.* options (train_samples, lr, ...) are a recipe: cells
+# that differ in one are different rows (a variant), never seeds of one row.
+IGNORED_PREFIXES = ("task.", "model.", "measure.")
 PROFILE_ORDER = {"full": 0, "quick": 1, "smoke": 2}
 MISSING_VALUES = (None, "", "None", "null")
 # eval_* metrics that are bookkeeping or derived (eval_examples, eval_primary_packed, eval_packed_delta)
@@ -306,14 +307,21 @@ def sort_key(g: Group) -> tuple:
 def baseline_for(group: Group, groups: Sequence[Group]) -> Group | None:
     """Our dense baseline: same model (incl. shrink), task, profile; fp32, dense, no distill.
 
-    Preference: the same experiment, then any; within that, the default variant, then the most seeds.
+    Preference: the same experiment, then any; within that, the fewest variant values differing from
+    the group's (same recipe, e.g. profile.train_samples), the default variant, the most seeds.
     """
     cands = [g for g in groups if g.first.is_dense_baseline and g.task == group.task
              and g.profile == group.profile and g.model_label == group.model_label
              and g.first.model_params == group.first.model_params]
     if not cands:
         return None
-    return min(cands, key=lambda g: (g.paper != group.paper, g.variant != "", -len(g.cells), g.variant))
+    mine = dict(group.variant_items)
+
+    def mismatches(base: Group) -> int:  # variant values (e.g. profile.train_samples) that differ
+        return sum(1 for k, v in base.variant_items if mine.get(k, v) != v)
+
+    return min(cands, key=lambda g: (g.paper != group.paper, mismatches(g), g.variant != "",
+                                     -len(g.cells), g.variant))
 
 
 def delta(group: Group, base: Group | None) -> float:
