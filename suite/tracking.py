@@ -123,16 +123,30 @@ def environment(data_files: Iterable[Path] = ()) -> dict:
 
 
 def setup_mlflow(experiment: str):
+    """Bind the fluent API to `experiment` (created if missing); returns the mlflow module.
+
+    Not mlflow.set_experiment(name): when parallel cells create the experiment at once, the loser
+    of the race gets RESOURCE_ALREADY_EXISTS and set_experiment returns without making it active,
+    so that cell's run would land in "Default". Here creation tolerates the race and the
+    experiment is then activated by id."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(tracking_uri())
     exp = mlflow.get_experiment_by_name(experiment)
-    if exp is not None and exp.lifecycle_stage == "deleted":  # set_experiment would fail mid-grid
+    if exp is None:
+        try:
+            mlflow.create_experiment(experiment)
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        exp = mlflow.get_experiment_by_name(experiment)
+    if exp.lifecycle_stage == "deleted":  # set_experiment would fail mid-grid
         raise SparqError(
             f"experiment_name: MLflow experiment '{experiment}' (id {exp.experiment_id}) is deleted "
             f"in {tracking_uri()}; restore it (mlflow experiments restore --experiment-id "
             f"{exp.experiment_id}), purge it (mlflow gc), or pick another experiment_name")
-    mlflow.set_experiment(experiment)
+    mlflow.set_experiment(experiment_id=exp.experiment_id)
     return mlflow
 
 

@@ -74,3 +74,25 @@ def test_deleted_mlflow_experiment_is_named_before_any_run():
     with pytest.raises(SparqError, match=rf"experiment_name: MLflow experiment 'deleted-once-smoke' \(id {exp_id}\) is deleted"):
         tracking.setup_mlflow("deleted-once-smoke")
     assert client.get_experiment(exp_id).lifecycle_stage == "deleted"  # left as the user put it
+
+
+def test_cell_run_lands_in_its_experiment_when_a_parallel_cell_created_it_first(monkeypatch):
+    """Two cells creating one experiment at once: the loser must still log into it, not "Default"."""
+    import mlflow
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    from suite import tracking
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    exp_id = mlflow.MlflowClient().create_experiment("race-smoke")  # the other cell won the race
+    real, calls = TrackingServiceClient.get_experiment_by_name, []
+
+    def racing_lookup(self, name):  # our first lookup ran before the other cell's creation
+        calls.append(name)
+        return None if len(calls) == 1 else real(self, name)
+
+    monkeypatch.setattr(TrackingServiceClient, "get_experiment_by_name", racing_lookup)
+    mlflow_ = tracking.setup_mlflow("race-smoke")
+    with mlflow_.start_run() as run:
+        pass
+    assert len(calls) >= 2 and run.info.experiment_id == exp_id
