@@ -15,8 +15,13 @@ Public API::
 from .cpu import cpu_flags_string, has_vnni512
 from .formats import FORMATS, PackedLinear, pack, packed_bytes, quantize_weight
 from .io import PackedFormatError, load, save
-from .linear import (SparseInt8Linear, convert_model, load_packed_into, packed_layers,
-                     packed_model_bytes)
+from .linear import (
+                     SparseInt8Linear,
+                     convert_model,
+                     load_packed_into,
+                     packed_layers,
+                     packed_model_bytes,
+)
 from .ops import linear, reference
 
 __all__ = [

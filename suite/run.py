@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,7 +186,9 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
         from suite.teacher import teacher_key
 
         tags.update({"teacher_reused": str(teacher["reused"]).lower(), "teacher_key": teacher_key(cfg)})
-    from suite.measure import measure  # packed-kernel eval + latency (measure.*; auto: compressed, not smoke)
+    from suite.measure import (
+        measure,  # packed-kernel eval + latency (measure.*; auto: compressed, not smoke)
+    )
 
     extra, extra_tags = measure(cfg, model, metrics, kind, eval_ds, eval_features, collate, threads)
     metrics.update(extra)

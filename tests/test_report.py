@@ -95,6 +95,46 @@ def test_profile_recipes_are_rows_and_get_their_own_dense_baseline():
         assert base.first.params["profile.train_samples"] == g.first.params["profile.train_samples"]
 
 
+def test_variant_names_only_keys_both_cells_have():
+    gmp = {"sparsity.method": "gmp", "sparsity.target": "0.9", "stage": "finetune"}
+    transfer = {**gmp, "stage": "transfer", "upstream.steps": "200", "upstream.lr": "0.0001"}
+    groups = group_cells([_cell(1, 60.0, **gmp), _cell(1, 70.0, **transfer)])
+    assert sorted(g.variant for g in groups) == ["stage=finetune", "stage=transfer"]
+
+
+def test_variants_are_named_per_experiment_table():
+    other = {"experiment": "other", "profile.train_samples": "8000"}
+    cells = [_cell(1, 80.0, **{"profile.train_samples": "2000"}), _cell(1, 85.0, **{"profile.train_samples": "8000"}),
+             _cell(1, 84.0, **other)]
+    groups = group_cells(cells)
+    assert sorted(g.variant for g in groups if g.paper == "e") == ["profile.train_samples=2000",
+                                                                    "profile.train_samples=8000"]
+    assert [g.variant for g in groups if g.paper == "other"] == [""]
+
+
+def test_pairs_whose_dense_baseline_is_at_chance_are_not_judged():
+    from suite.report.claims import CLAIMS
+
+    cola = {"task": "cola", "task.primary": "mcc"}
+    gmp = {**cola, "sparsity.method": "gmp", "sparsity.target": "0.9", "distill.method": "logits"}
+    at_chance = CLAIMS["PO1"].fn(group_cells([_cell(1, 0.0, **cola), _cell(1, 0.0, **gmp)]), [])
+    assert at_chance.status == "not run" and "dense baseline at chance" in at_chance.detail
+    learned = CLAIMS["PO1"].fn(group_cells([_cell(1, 30.0, **cola), _cell(1, 29.0, **gmp)]), [])
+    assert learned.status == "holds" and "1/1" in learned.detail
+
+
+def test_dc2_judges_only_zero_preserving_quantizers():
+    from suite.report.claims import CLAIMS
+
+    nm = {"sparsity.method": "nm", "sparsity.target": "0.5", "quant.method": "qat", "quant.weight_bits": "4"}
+    zp, nozp = _cell(1, 89.0, **nm, **{"quant.zero_preserving": "True"}), \
+        _cell(1, 80.0, **nm, **{"quant.zero_preserving": "False"})
+    zp.metrics["sparsity_measured"], nozp.metrics["sparsity_measured"] = 0.5, 0.0  # the ablation leaks
+    assert CLAIMS["DC2"].fn(group_cells([zp, nozp]), []).status == "holds"
+    zp.metrics["sparsity_measured"] = 0.3
+    assert CLAIMS["DC2"].fn(group_cells([zp, nozp]), []).status == "does not hold"
+
+
 def test_ablations_hub_and_verdicts_of_dc1_dc3():
     from suite.report.claims import CLAIMS, ablations
 

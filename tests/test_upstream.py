@@ -61,8 +61,8 @@ def test_upstream_reads_only_train_splits(upstream, data_dir):
 def test_transfer_masks_bit_identical(upstream, smoke_overrides, run_cell, monkeypatch):
     """Every transfer run keeps the upstream zeros exactly: same mask_sha256, same zero positions."""
     import suite.evaluation
-    from suite.upstream.stage import find_entry
     from suite.config import compose
+    from suite.upstream.stage import find_entry
 
     seen = {}
     real_eval = suite.evaluation.evaluate_model

@@ -15,7 +15,14 @@ import warnings
 import numpy as np
 
 from .. import cpu
-from .common import REPO, log_mlflow, measure_bandwidth_gbs, measure_int8_peak_gmacs, set_threads, timeit
+from .common import (
+    REPO,
+    log_mlflow,
+    measure_bandwidth_gbs,
+    measure_int8_peak_gmacs,
+    set_threads,
+    timeit,
+)
 
 SHAPES = {"bert-base": ["768x768", "768x3072", "3072x768"],
           "minilm": ["384x384", "384x1536", "1536x384"]}

@@ -11,7 +11,7 @@ MODULES = Path(__file__).parent / "modules"
 PERCENT_MODULES = {"squad"}  # modules that already report percent (the official SQuAD script)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_metric(module: str, config_name: str | None = None):
     import evaluate
 

@@ -49,8 +49,11 @@ def load_tokenizer(cfg: ModelConfig):
 
 def load_model(cfg: ModelConfig, task: TaskConfig, dropout: float | None = None) -> nn.Module:
     """The pretrained encoder with a freshly initialised head for `task` (seed beforehand)."""
-    from transformers import (AutoConfig, AutoModelForQuestionAnswering,
-                              AutoModelForSequenceClassification)
+    from transformers import (
+        AutoConfig,
+        AutoModelForQuestionAnswering,
+        AutoModelForSequenceClassification,
+    )
 
     where, local = resolve_model_dir(cfg)
     kwargs = dict(local_files_only=local, revision=cfg.revision, trust_remote_code=False)

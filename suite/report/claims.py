@@ -73,9 +73,12 @@ def within_dense(selected: Sequence[Group], groups: Sequence[Group], points: flo
     """Every selected group within `points` (or `relative` fraction) of its dense baseline."""
     pairs = [(g, baseline_for(g, groups)) for g in selected]
     pairs = [(g, b) for g, b in pairs if b is not None and math.isfinite(delta(g, b))]
+    chance = [(g, b) for g, b in pairs if at_chance(b)]
+    pairs = [p for p in pairs if p not in chance]
+    skipped = f"; {len(chance)} not judged: dense baseline at chance ({_desc(chance[0][1])})" if chance else ""
     if not pairs:
         extra = f" ({len(selected)} {what} recorded, no dense baseline)" if selected else ""
-        return Verdict(NOT_RUN, f"no {what} with a dense baseline{extra}")
+        return Verdict(NOT_RUN, f"no {what} with a dense baseline that learned the task{extra}{skipped}")
     fails, worst = [], None
     for g, b in pairs:
         d = delta(g, b)
@@ -85,8 +88,19 @@ def within_dense(selected: Sequence[Group], groups: Sequence[Group], points: flo
         if worst is None or d < worst[0]:
             worst = (d, g)
     evidence = [x for p in pairs for x in p]
-    detail = f"{len(pairs) - len(fails)}/{len(pairs)} {what} pass; worst Δ {worst[0]:+.2f} pt ({_desc(worst[1])})"
+    detail = (f"{len(pairs) - len(fails)}/{len(pairs)} {what} pass; worst Δ {worst[0]:+.2f} pt "
+              f"({_desc(worst[1])}){skipped}")
     return Verdict(FAILS if fails else HOLDS, detail, _ids(evidence), models=_models(evidence))
+
+
+CHANCE_ZERO_METRICS = ("mcc", "pearson", "spearmanr")  # 0 is chance level for these
+
+
+def at_chance(baseline: Group) -> bool:
+    """A dense baseline that never learned the task (e.g. CoLA MCC 0: one class predicted for
+    all): a compressed cell "within 1 point" of it says nothing, so the pair is not judged.
+    Accuracy has no fixed chance level (it is the majority-class rate), so it is never skipped."""
+    return baseline.first.params.get("task.primary") in CHANCE_ZERO_METRICS and baseline.mean() <= FLOAT_TOL
 
 
 def _partner(g: Group, groups: Sequence[Group], **changes) -> Group | None:
@@ -137,15 +151,18 @@ def po2(groups, kernels):
     pairs = [(g, _partner(g, groups, quant_method="fp32", weight_bits=32, act_bits=32))
              for g in groups if g.quant_method == "qat" and g.weight_bits == 8]
     pairs = [(g, f) for g, f in pairs if f is not None]
+    chance = [(g, f) for g, f in pairs if at_chance(f)]  # an fp32 twin that never learned the task
+    pairs = [p for p in pairs if p not in chance]
+    skipped = f"; {len(chance)} not judged: fp32 twin at chance ({_desc(chance[0][1])})" if chance else ""
     if not pairs:
-        return Verdict(NOT_RUN, "no qat int8 cell with its fp32 twin")
+        return Verdict(NOT_RUN, f"no qat int8 cell with an fp32 twin that learned the task{skipped}")
     drops = [(f.mean() - g.mean(), g) for g, f in pairs]
     worst = max(drops, key=lambda x: x[0])
     fails = [d for d, _ in drops if not d < 1.0]
     ev = [x for p in pairs for x in p]
     return Verdict(FAILS if fails else HOLDS,
                    f"{len(drops) - len(fails)}/{len(drops)} pairs pass; worst drop {worst[0]:+.2f} pt "
-                   f"({_desc(worst[1])})", _ids(ev), models=_models(ev))
+                   f"({_desc(worst[1])}){skipped}", _ids(ev), models=_models(ev))
 
 
 @claim("PO3", "prune_ofa", "encoder compression 40x at < 1% loss",
@@ -290,11 +307,13 @@ def dc1(groups, kernels):
 
 @claim("DC2", "ibm_deep_compression", "the zero-preserving quantizer keeps every pruned weight at 0",
        "in every sparse + quantized cell, sparsity_measured (zeros after quantization) >= the pruning "
-       "target - 0.001, and any recorded *pruned_nonzero* metric is 0")
+       "target - 0.001, and any recorded *pruned_nonzero* metric is 0 (cells with "
+       "quant.zero_preserving=False, the ablation that switches this quantizer off, are not judged)")
 def dc2(groups, kernels):
-    sel = [g for g in groups if g.sparsity_method != "dense" and g.quant_method != "fp32"]
+    sel = [g for g in groups if g.sparsity_method != "dense" and g.quant_method != "fp32"
+           and g.first.params.get("quant.zero_preserving") != "False"]
     if not sel:
-        return Verdict(NOT_RUN, "no sparse + quantized cells")
+        return Verdict(NOT_RUN, "no sparse + quantized cells with a zero-preserving quantizer")
     bad = []
     for g in sel:
         for c in g.cells:

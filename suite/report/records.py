@@ -260,7 +260,9 @@ def variant_keys(cells: Iterable[Cell]) -> list[str]:
         for k in names:
             if k in IGNORED_PARAMS or k in AXIS_PARAMS or k.startswith(IGNORED_PREFIXES):
                 continue
-            if len({c.params.get(k) for c in bucket}) > 1:
+            # only values both sides have: upstream.* of a stage=transfer cell is explained by
+            # `stage`, a PTQ cell's quant.calibration by its quant method
+            if len({c.params.get(k) for c in bucket} - set(MISSING_VALUES)) > 1:
                 keys.add(k)
     return sorted(keys)
 
@@ -287,11 +289,14 @@ def latest_per_cell(cells: Iterable[Cell]) -> list[Cell]:
 def group_cells(cells: Iterable[Cell]) -> list[Group]:
     """Groups over seeds; variants (params beyond the axes) split groups and are named."""
     cells = latest_per_cell(cells)
-    keys = variant_keys(cells)
+    tables: dict[tuple, list[Cell]] = defaultdict(list)  # variants are named per (profile, paper) table
+    for c in cells:
+        tables[(c.profile, c.paper)].append(c)
+    keys = {t: variant_keys(cs) for t, cs in tables.items()}
     groups: dict[tuple, Group] = {}
     for c in sorted(cells, key=lambda c: (c.seed, c.run_id)):
-        variant = variant_of(c, keys)
-        items = variant_items(c, keys)
+        variant = variant_of(c, keys[(c.profile, c.paper)])
+        items = variant_items(c, keys[(c.profile, c.paper)])
         k = tuple(getattr(c, f) for f in KEY_FIELDS) + (variant,)
         groups.setdefault(k, Group(k, [], variant, items)).cells.append(c)
     return sorted(groups.values(), key=sort_key)

@@ -5,7 +5,7 @@ task kind, registered in `TASK_KINDS`. `load_task_data` reads the files from the
 (or the hub when no data directory is set) and returns `datasets.Dataset` splits.
 """
 
-from suite.tasks.base import TASK_KINDS, TaskData, check_task_files, load_task_data
 from suite.tasks import glue, squad  # noqa: E402,F401  (registers)
+from suite.tasks.base import TASK_KINDS, TaskData, check_task_files, load_task_data
 
 __all__ = ["TASK_KINDS", "TaskData", "check_task_files", "load_task_data"]

@@ -36,7 +36,7 @@ def check_task_files(cfg: TaskConfig, data_dir: str | None) -> None:
         raise ConfigError("data_dir", f"data directory {root} does not exist")
     eval_file = root / cfg.files["eval"]
     if not eval_file.is_file():
-        raise ConfigError(f"task.files.eval", f"missing data file {eval_file} (task '{cfg.name}')")
+        raise ConfigError("task.files.eval", f"missing data file {eval_file} (task '{cfg.name}')")
 
 
 def in_eval_half(key: str, eval_fraction: float) -> bool:

@@ -1,13 +1,18 @@
 import numpy as np
 import pytest
+from _kernels_helpers import sparse_weight
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernels
-from kernels.formats import (FORMATS, pack_2bit, pack_nibbles, quantize_weight, unpack_2bit,
-                             unpack_nibbles)
-
-from _kernels_helpers import sparse_weight
+from kernels.formats import (
+    FORMATS,
+    pack_2bit,
+    pack_nibbles,
+    quantize_weight,
+    unpack_2bit,
+    unpack_nibbles,
+)
 
 RNG = np.random.default_rng(0)
 
