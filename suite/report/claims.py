@@ -73,9 +73,7 @@ def within_dense(selected: Sequence[Group], groups: Sequence[Group], points: flo
     """Every selected group within `points` (or `relative` fraction) of its dense baseline."""
     pairs = [(g, baseline_for(g, groups)) for g in selected]
     pairs = [(g, b) for g, b in pairs if b is not None and math.isfinite(delta(g, b))]
-    chance = [(g, b) for g, b in pairs if at_chance(b)]
-    pairs = [p for p in pairs if p not in chance]
-    skipped = f"; {len(chance)} not judged: dense baseline at chance ({_desc(chance[0][1])})" if chance else ""
+    pairs, skipped = drop_at_chance(pairs, "dense baseline")
     if not pairs:
         extra = f" ({len(selected)} {what} recorded, no dense baseline)" if selected else ""
         return Verdict(NOT_RUN, f"no {what} with a dense baseline that learned the task{extra}{skipped}")
@@ -101,6 +99,14 @@ def at_chance(baseline: Group) -> bool:
     all): a compressed cell "within 1 point" of it says nothing, so the pair is not judged.
     Accuracy has no fixed chance level (it is the majority-class rate), so it is never skipped."""
     return baseline.first.params.get("task.primary") in CHANCE_ZERO_METRICS and baseline.mean() <= FLOAT_TOL
+
+
+def drop_at_chance(pairs: list[tuple[Group, Group]], reference: str) -> tuple[list, str]:
+    """(cell, reference) pairs without those whose reference is at chance, and a note saying so."""
+    chance = [(g, r) for g, r in pairs if at_chance(r)]
+    kept = [(g, r) for g, r in pairs if not at_chance(r)]
+    note = f"; {len(chance)} not judged: {reference} at chance ({_desc(chance[0][1])})" if chance else ""
+    return kept, note
 
 
 def _partner(g: Group, groups: Sequence[Group], **changes) -> Group | None:
@@ -151,9 +157,7 @@ def po2(groups, kernels):
     pairs = [(g, _partner(g, groups, quant_method="fp32", weight_bits=32, act_bits=32))
              for g in groups if g.quant_method == "qat" and g.weight_bits == 8]
     pairs = [(g, f) for g, f in pairs if f is not None]
-    chance = [(g, f) for g, f in pairs if at_chance(f)]  # an fp32 twin that never learned the task
-    pairs = [p for p in pairs if p not in chance]
-    skipped = f"; {len(chance)} not judged: fp32 twin at chance ({_desc(chance[0][1])})" if chance else ""
+    pairs, skipped = drop_at_chance(pairs, "fp32 twin")
     if not pairs:
         return Verdict(NOT_RUN, f"no qat int8 cell with an fp32 twin that learned the task{skipped}")
     drops = [(f.mean() - g.mean(), g) for g, f in pairs]
