@@ -25,6 +25,12 @@ _I64 = ir.IntType(64)
 _V16 = ir.VectorType(_I32, 16)
 
 
+def _vpdpbusd(builder):
+    """The AVX512-VNNI u8 x s8 -> s32 dot-accumulate intrinsic, declared in the builder's module."""
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16, [_V16, _V16, _V16]),
+                                          "llvm.x86.avx512.vpdpbusd.512")
+
+
 def _make_rowdot(nchunks: int, unroll: int = 1, accumulate: bool = False):
     """Intrinsic: out[o + 16*i + l] = sum over blocks b in [start, end) of
     vpdpbusd(x[cols[b] * rowstride + xoff + 64*i], broadcast(vals[b])) for i < nchunks.
@@ -42,9 +48,7 @@ def _make_rowdot(nchunks: int, unroll: int = 1, accumulate: bool = False):
             vptr = context.make_array(tys[1])(context, builder, va).data
             cptr = context.make_array(tys[2])(context, builder, ca).data
             optr = context.make_array(tys[7])(context, builder, oa).data
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(_V16, [_V16, _V16, _V16]),
-                "llvm.x86.avx512.vpdpbusd.512")
+            fn = _vpdpbusd(builder)
             zero = ir.Constant(_V16, None)
             nacc = nchunks * unroll
             accs = [cgutils.alloca_once_value(builder, zero) for _ in range(nacc)]
@@ -322,9 +326,7 @@ def _make_multirow(nrows: int, nchunks: int):
             xptr = context.make_array(tys[0])(context, builder, xa).data
             wptr = context.make_array(tys[1])(context, builder, wa).data
             optr = context.make_array(tys[7])(context, builder, oa).data
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(_V16, [_V16, _V16, _V16]),
-                "llvm.x86.avx512.vpdpbusd.512")
+            fn = _vpdpbusd(builder)
             zero = ir.Constant(_V16, None)
             accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(nchunks)]
                     for _ in range(nrows)]
