@@ -19,7 +19,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from suite.config import RunConfig, register_configs, validate
 from suite.errors import SparqError
@@ -95,7 +95,7 @@ def run_cell(cfg: RunConfig) -> CellResult:
     data_files = preflight(cfg)
     cid = tracking.cell_id(cfg)
     experiment = tracking.experiment_name(cfg)
-    mlflow = tracking.setup_mlflow(experiment)
+    tracking.setup_mlflow(experiment)
     if not cfg.force and (done := tracking.finished_run(experiment, cid)) is not None:
         log.info("cell %s already recorded (run %s); skipping (force=true re-runs)", cid, done.info.run_id)
         return CellResult(cid, "SKIPPED", done.info.run_id, dict(done.data.metrics))
@@ -104,34 +104,26 @@ def run_cell(cfg: RunConfig) -> CellResult:
         from suite.upstream.stage import ensure_upstream
 
         ensure_upstream(cfg)
-        mlflow = tracking.setup_mlflow(experiment)
+        tracking.setup_mlflow(experiment)
     threads = cfg.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     seed_everything(cfg.seed)
-    with mlflow.start_run(run_name=f"{cfg.model.label}-{cfg.task.name}-{cfg.sparsity.method}"
-                          f"-{cfg.quant.method}-{cfg.distill.method}-s{cfg.seed}") as run:
-        mlflow.set_tags({"cell_id": cid, "suite.version": tracking.__version__,
-                         "git_sha": tracking.git_sha(), "threads": str(threads),
-                         "seed": str(cfg.seed), **tracking.run_owner()})
-        tracking.log_params(mlflow, tracking.run_params(cfg))
-        mlflow.log_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)), "config.yaml")
-        mlflow.log_dict(tracking.environment(data_files), "environment.json")
-        try:
-            metrics, tags = execute(cfg, threads)
-        except Exception as e:
-            mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])
-            mlflow.end_run(status="FAILED")
-            raise
-        mlflow.set_tags(tags)
-        mlflow.log_metrics(metrics)
-        mlflow.log_dict({"cell_id": cid, "config": tracking.config_dict(cfg), "metrics": metrics,
-                         "tags": tags}, "result.json")
-        return CellResult(cid, "FINISHED", run.info.run_id, metrics)
+    from suite.recorded import recorded_run
+
+    with recorded_run(cfg, kind="cell", cell_id=cid, experiment=experiment,
+                      params=tracking.run_params(cfg),
+                      tags={"threads": str(threads), "seed": str(cfg.seed)}, data_files=data_files,
+                      run_name=f"{cfg.model.label}-{cfg.task.name}-{cfg.sparsity.method}"
+                               f"-{cfg.quant.method}-{cfg.distill.method}-s{cfg.seed}") as run:
+        metrics, tags = execute(cfg, threads)
+        run.finish({"cell_id": cid, "config": tracking.config_dict(cfg), "metrics": metrics,
+                    "tags": tags}, metrics, tags)
+        return CellResult(cid, "FINISHED", run.run_id, metrics)
 
 
 def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, str]]:
     """The compute of a cell: returns (metrics, tags)."""
-    from suite import compression
+    from suite import compression, pack
     from suite.evaluation import evaluate_model
     from suite.lifecycle import RunContext
     from suite.models import load_model, load_tokenizer
