@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # sparq entry point.
-#   ./reproduce.sh                 main job: quick profile on the embedded MiniLM, then rebuild results/
+#   ./reproduce.sh                 main job: quick profile on the embedded MiniLM, then the local report
 #   ./reproduce.sh EXPERIMENT|all  one paper's grid (conf/experiment/*.yaml), or all of them
 #   ./reproduce.sh test [pytest args]   the test suite
 #   ./reproduce.sh setup           create/update the virtual environment (.venv)
-# Any further arguments are Hydra overrides (e.g. profile=smoke seed=1).
+# Any further arguments are Hydra overrides (e.g. profile=smoke seed=1). profile=smoke|quick|full
+# (conf/profile/*.yaml) replaces the grid's profile whole; anything else is refused up front.
+# Runs write their report to $SPARQ_REPORT_DIR (default runs/results/, git-ignored) and print a
+# summary; the committed results/ changes only with `python -m suite.report --publish`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
@@ -27,13 +30,35 @@ setup() {
 
 export SPARQ_DATA_DIR="${SPARQ_DATA_DIR:-$ROOT/../shared/data}"
 export HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
+REPORT_DIR="${SPARQ_REPORT_DIR:-$ROOT/runs/results}"
+
+# profile=NAME must be a file of conf/profile/ (checked before setup or any compute).
+PROFILES="$(cd conf/profile && ls *.yaml | sed 's/\.yaml$//' | paste -sd, | sed 's/,/, /g')"
+check_profile() {
+  local a p
+  for a in "$@"; do
+    [[ "$a" == profile=* ]] || continue
+    p="${a#profile=}"
+    if [[ ! -f "conf/profile/$p.yaml" || "$p" == */* ]]; then
+      echo "sparq: error: profile: unknown option '$p'; allowed: $PROFILES" >&2
+      exit 2
+    fi
+  done
+}
+
+# The local report (tables, claims, plots, leaderboard) and the terminal summary of EXPERIMENTS
+# (MLflow experiment names, <experiment_name>-<profile>).
+report() {
+  "$PY" -m suite.report --out "$REPORT_DIR" --summary "$@"
+}
 
 EXPERIMENTS=(prune_ofa intelcaffe_int8 ibm_deep_compression sparsebert_s4)  # `all`, in this order
 
-# One paper's grid as a Hydra multirun. The quick grid is conf/experiment/NAME.yaml; with
-# profile=full among the overrides, its paper-scale twin NAME_full.yaml runs instead. Cells
-# already recorded are skipped; a failing cell is recorded FAILED and the grid goes on; the
-# exit status is non-zero when a cell failed. The sweep dir is printed for `python -m suite.grid`.
+# One paper's grid as a Hydra multirun. The quick grid is conf/experiment/NAME.yaml (its profile:
+# conf/profile/grid/quick.yaml); with profile=full among the overrides, its paper-scale twin
+# NAME_full.yaml runs instead; profile=smoke runs the quick grid at the smoke profile. Cells
+# already recorded are skipped; a failing cell is recorded FAILED and the grid goes on; the exit
+# status is non-zero when a cell failed. The sweep dir is printed for `python -m suite.grid`.
 run_experiment() {
   local exp="$1" name="$1"; shift
   local profile=quick a
@@ -47,11 +72,15 @@ run_experiment() {
   # Local default: cells in parallel worker processes, cores // n_jobs threads each (2 x 1 thread
   # on 2 cores beats 1 x 2 threads, most of all on a shared machine). Any hydra/launcher=... wins.
   [[ " $* " == *" hydra/launcher="* ]] || args+=("hydra/launcher=parallel" "hydra.launcher.n_jobs=${SPARQ_JOBS:-2}")
-  for a in "$@"; do [[ "$a" == profile=* ]] || args+=("$a"); done
+  # profile=quick is the grid's own quick profile (its sizes); smoke/full replace it.
+  for a in "$@"; do [[ "$a" == profile=quick ]] || args+=("$a"); done
   SWEEP_DIRS+=("$dir")
+  local ename
+  ename="$(sed -n 's/^experiment_name: *\([A-Za-z0-9_.-]*\).*/\1/p' "conf/experiment/${exp}.yaml" | head -1)"
+  MLFLOW_EXPERIMENTS+=("${ename:-$name}-${profile}")
   "$PY" -m suite.run -m "+experiment=$exp" "hydra.sweep.dir=$dir" "${args[@]}"
 }
-SWEEP_DIRS=()
+SWEEP_DIRS=() MLFLOW_EXPERIMENTS=()
 
 cmd="${1:-main}"
 case "$cmd" in
@@ -61,22 +90,28 @@ case "$cmd" in
     exec "$PY" -m pytest "$@" ;;
   main|-*|*=*)
     [[ "$cmd" == main ]] && shift || true
+    check_profile "$@"
     setup
-    "$PY" -m suite.run "$@"
-    "$PY" -m suite.report ;;
+    profile=quick
+    for a in "$@"; do [[ "$a" == profile=* ]] && profile="${a#profile=}"; done
+    status=0
+    "$PY" -m suite.run "$@" || status=$?
+    [[ "$status" == 2 ]] && exit 2  # bad input: nothing ran
+    report "default-$profile" || status=1
+    exit "$status" ;;
   all)
-    shift; setup
+    shift; check_profile "$@"; setup
     status=0; start=$SECONDS
     for exp in "${EXPERIMENTS[@]}"; do run_experiment "$exp" "$@" || status=1; done
     echo "[sparq] all: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s" >&2
     "$PY" -m suite.grid "${SWEEP_DIRS[@]}" || status=1  # combined summary of the four grids
-    "$PY" -m suite.report || status=1
+    report "${MLFLOW_EXPERIMENTS[@]}" || status=1
     exit "$status" ;;
   *)
-    shift; setup
+    shift; check_profile "$@"; setup
     status=0
     run_experiment "$cmd" "$@" || status=$?
     [[ "$status" == 2 ]] && exit 2
-    "$PY" -m suite.report || status=1
+    report "${MLFLOW_EXPERIMENTS[@]}" || status=1
     exit "$status" ;;
 esac

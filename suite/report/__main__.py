@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db)")
     parser.add_argument("--no-environment", action="store_true",
                         help="skip reading each run's environment.json artifact (faster)")
+    parser.add_argument("--summary", nargs="*", default=None, metavar="EXPERIMENT",
+                        help="print a terminal summary of these MLflow experiments")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     written = build(args.out, args.tracking_uri, environment=not args.no_environment)
