@@ -52,24 +52,3 @@ def dense_fp32_bytes(linears: dict[str, nn.Linear]) -> int:
             total += module.bias.numel() * 4
     return total
 
-
-def packed_bytes(model: nn.Module, cfg) -> int:
-    """Real bytes of the prunable layers in the format the cell's config implies.
-
-    Dense fp32 is stored as is. Sparse and quantized formats are sized by the packers of the
-    quant/sparsity methods (values, indices, scales), registered in `PACKERS`.
-    """
-    import suite.pack  # noqa: F401  (registers the packers)
-
-    linears = prunable_linears(model)
-    packer = PACKERS.get((cfg.sparsity.method, cfg.quant.method)) or PACKERS.get(("*", cfg.quant.method)) \
-        or PACKERS.get((cfg.sparsity.method, "*"))
-    if packer is None:
-        if cfg.sparsity.method == "dense" and cfg.quant.method == "fp32":
-            return dense_fp32_bytes(linears)
-        raise NotImplementedError(f"no packer for sparsity={cfg.sparsity.method} quant={cfg.quant.method}")
-    return packer(linears, cfg)
-
-
-# (sparsity.method | "*", quant.method | "*") -> packer(linears, cfg) -> bytes
-PACKERS: dict = {}

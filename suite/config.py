@@ -15,7 +15,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from suite.distill.base import DistillConfig
 from suite.errors import ConfigError
+from suite.prune.base import SparsityConfig
+from suite.quant.base import QuantConfig
 from suite.upstream.config import UpstreamConfig
 
 TASK_KINDS = ("classification", "regression", "qa")
@@ -161,9 +164,9 @@ class RunConfig:
     task: TaskConfig = MISSING
     train: TrainConfig = MISSING
     profile: ProfileConfig = MISSING
-    sparsity: Any = MISSING  # typed by the registered pruner's config class
-    quant: Any = MISSING  # typed by the registered quantizer's config class
-    distill: Any = MISSING  # typed by the registered distiller's config class
+    sparsity: SparsityConfig = MISSING  # an instance of the registered pruner's config class
+    quant: QuantConfig = MISSING  # ... of the registered quantizer's config class
+    distill: DistillConfig = MISSING  # ... of the registered distiller's config class
     experiment_name: str = "default"  # MLflow experiment = <experiment_name>-<profile>; set by conf/experiment/*
     seed: int = 42
     device: str = "auto"
@@ -184,9 +187,14 @@ class RunConfig:
 
 
 def register_configs() -> None:
-    """Store the schemas; the YAML files in conf/ are validated against them when composed."""
+    """Store the schemas: the run's, and one typed node per method option of the polymorphic
+    groups (`schema/<group>/<method>`, e.g. schema/sparsity/gmp); `validate` types each group
+    section by the config class its method registered."""
     cs = ConfigStore.instance()
-    cs.store(name="sparq_schema", node=RunConfig)
+    cs.store(name="sparq_schema", node=_ComposeSchema)
+    for key, registry in _method_registries().items():
+        for name in registry.names():
+            cs.store(group=f"schema/{key}", name=name, node=registry.config_class(name), package=key)
 
 
 # Polymorphic groups: key -> (registry getter). Imported lazily to keep this module light.
@@ -196,6 +204,16 @@ def _method_registries() -> dict[str, Any]:
     from suite.quant import QUANTIZERS
 
     return {"sparsity": PRUNERS, "quant": QUANTIZERS, "distill": DISTILLERS}
+
+
+@dataclass
+class _ComposeSchema(RunConfig):
+    """What Hydra composes against: a method group holds any method's keys until `validate`
+    types it by the config class that the method registered."""
+
+    sparsity: Any = MISSING
+    quant: Any = MISSING
+    distill: Any = MISSING
 
 
 def _typed(section: DictConfig, cls: type, key: str) -> Any:
@@ -222,7 +240,7 @@ def validate(cfg: DictConfig) -> RunConfig:
             raise ConfigError(f"{key}.method", f"missing; allowed: {', '.join(registry.names())}")
         cls = registry.config_class(section["method"])
         typed_sections[key] = _typed(OmegaConf.create(section), cls, key)
-        plain[key] = None  # filled with the typed section below
+        plain[key] = {}  # the group's base class here; the typed section is set below
     run: RunConfig = _typed(OmegaConf.create(plain), RunConfig, "config")
     for key, value in typed_sections.items():
         setattr(run, key, value)

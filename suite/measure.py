@@ -35,11 +35,9 @@ from suite.config import MeasureConfig
 
 log = logging.getLogger("sparq")
 
-FORMAT_OF = {"gmp": "csr", "block": "block1x4", "nm": "nm", "dense": "dense"}
-
 
 def compressed(cfg) -> bool:
-    return cfg.sparsity.method != "dense" or cfg.quant.method != "fp32"
+    return cfg.sparsity.prunes or cfg.quant.quantized
 
 
 def wanted(cfg) -> tuple[bool, bool]:
@@ -59,12 +57,6 @@ def _fq_state(mod: nn.Module):
     return weight_fake_quant(mod), getattr(mod, "act_quant", None)
 
 
-def _nm_ok(w: torch.Tensor, n: int) -> bool:
-    from suite.pack import nm_holds
-
-    return nm_holds(w, n, 4)
-
-
 @torch.no_grad()
 def pack_model(model: nn.Module, cfg) -> tuple[nn.Module, dict]:
     """A CPU copy of `model` whose prunable Linears run on the packed kernels (fake-quant scales
@@ -74,19 +66,12 @@ def pack_model(model: nn.Module, cfg) -> tuple[nn.Module, dict]:
 
     model = copy.deepcopy(model).cpu().eval()
     linears = prunable_linears(model)
-    q = cfg.quant
-    quantized = q.method != "fp32"
-    bits = 4 if quantized and q.weight_bits == 4 else 8
-    base_fmt = FORMAT_OF.get(cfg.sparsity.method, "csr")
-    n = getattr(cfg.sparsity, "n", 2)
-    m = getattr(cfg.sparsity, "m", 4)
+    bits = cfg.quant.kernel_bits()
+    base_fmt = cfg.sparsity.packed_format()
     formats, wscales, ascales, aqmax, requant = {}, {}, {}, {}, []
     for name, mod in linears.items():
         w = mod.weight  # effective weight (fake-quantized when quantized)
-        fmt = base_fmt
-        if fmt == "nm" and (m != 4 or not _nm_ok(w, n)):
-            fmt = "csr"  # pattern did not survive (or M != 4): generic sparse format
-        formats[name] = fmt
+        formats[name] = cfg.sparsity.layer_format(w)  # e.g. csr where an N:M pattern did not survive
         wfq, afq = _fq_state(mod)
         if wfq is not None and wfq.zero_preserving and wfq.bits == bits:
             s = wfq.lsq_scale.detach().float().clamp_min(1e-12).reshape(-1)
@@ -103,7 +88,7 @@ def pack_model(model: nn.Module, cfg) -> tuple[nn.Module, dict]:
     names = set(linears)
     packed = convert_model(model, format=base_fmt, filter=lambda nm_, _m: nm_ in names, bits=bits,
                            weight_scales=wscales, act_scales=ascales, act_qmax=aqmax,
-                           formats=formats, n=n, m=4)
+                           formats=formats, **cfg.sparsity.format_args())
     fmts = sorted(set(formats.values()))
     info = {"format": fmts[0] if len(fmts) == 1 else "+".join(fmts), "bits": bits,
             "formats": formats, "requantized": sorted(set(requant))}

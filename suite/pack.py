@@ -1,4 +1,6 @@
 """Packed sizes of the encoder's Linear layers: real bytes, sparse + quantized (pure functions).
+Each sparsity method picks its layout from these (`SparsityConfig.layer_value_bytes`) and each
+quant method adds its scales (`QuantConfig.scale_bytes`); `layer_bytes` sums the parts.
 
 Layouts match kernels.formats (int32 row pointers, uint16 indices, fp32 per-channel scales,
 fp32 bias), with values at the cell's weight bits (fp32: 4 bytes; 8-bit: 1 byte; 4-bit: two per
@@ -20,8 +22,6 @@ import math
 
 import torch
 from torch import nn
-
-from suite.compression import PACKERS
 
 
 def value_bytes(count: int, bits: int) -> int:
@@ -76,44 +76,17 @@ def nm_bytes(out: int, inp: int, bits: int, n: int, m: int) -> int:
     return value_bytes(kept, bits) + math.ceil(kept * math.ceil(math.log2(m)) / 8)
 
 
-def layer_bytes(weight: torch.Tensor, bias: torch.Tensor | None, sparsity_method: str, bits: int,
-                granularity: str | None = None, act_quant: bool = False, n: int = 2, m: int = 4,
-                block: int = 4) -> int:
-    """Packed bytes of one Linear (values + indices + scales + bias)."""
+def layer_bytes(weight: torch.Tensor, bias: torch.Tensor | None, sparsity, quant) -> int:
+    """Packed bytes of one Linear (values + indices + scales + bias) for the cell's sparsity and
+    quant configs: each method answers for its own part (`layer_value_bytes`, `scale_bytes`)."""
     weight = weight.detach()
-    out, inp = weight.shape
-    if sparsity_method == "nm" and nm_holds(weight, n, m):
-        size = nm_bytes(out, inp, bits, n, m)
-    elif sparsity_method == "block":
-        size = min(block_bytes(weight, bits, block), dense_bytes(out, inp, bits))
-    elif sparsity_method == "dense":
-        size = dense_bytes(out, inp, bits)
-    else:  # gmp, and any pattern that does not hold: cheapest generic format
-        size = unstructured_bytes(weight, bits)[0]
-    if bits < 32:
-        size += 4 * out if granularity == "channel" else 4
-        if act_quant:
-            size += 4
+    size = sparsity.layer_value_bytes(weight, quant.weight_bits) + quant.scale_bytes(weight.shape[0])
     if bias is not None:
         size += 4 * bias.numel()
     return size
 
 
-def pack_linears(linears: dict[str, nn.Linear], cfg) -> int:
-    """Packed bytes of all prunable Linears for the cell's sparsity and quant configs."""
-    s, q = cfg.sparsity, cfg.quant
-    bits = q.weight_bits
-    granularity = getattr(q, "granularity", None)
-    act_quant = q.act_bits < 32
-    total = 0
-    for mod in linears.values():
-        with torch.no_grad():
-            w = mod.weight  # effective weight (fake-quantized when quantized)
-        total += layer_bytes(w, mod.bias, s.method, bits, granularity, act_quant,
-                             getattr(s, "n", 2), getattr(s, "m", 4), getattr(s, "block", 4))
-    return total
-
-
-for _s in ("dense", "gmp", "block", "nm"):
-    for _q in ("fp32", "ptq", "qat"):
-        PACKERS[(_s, _q)] = pack_linears
+def packed_bytes(linears: dict[str, nn.Module], cfg) -> int:
+    """Packed bytes of all prunable Linears (effective weights: fake-quantized when quantized)."""
+    with torch.no_grad():
+        return sum(layer_bytes(mod.weight, mod.bias, cfg.sparsity, cfg.quant) for mod in linears.values())

@@ -156,7 +156,7 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
     linears = compression.prunable_linears(model)
     sparsity = compression.measured_sparsity(linears)
     dense_bytes = compression.dense_fp32_bytes(linears)
-    packed = compression.packed_bytes(model, cfg)
+    packed = pack.packed_bytes(linears, cfg)
     metrics.update(train_stats)
     metrics.update({
         "sparsity_measured": sparsity,

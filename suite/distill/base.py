@@ -1,8 +1,13 @@
-"""The distiller registry and the config every distillation method extends."""
+"""The distiller registry and the config every distillation method extends.
+
+A distill option is a typed config node that answers for its method: whether it needs the dense
+teacher and what the report calls it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from suite.registry import Registry
 
@@ -13,3 +18,9 @@ DISTILLERS: Registry = Registry("distill.method")
 @dataclass
 class DistillConfig:
     method: str = "none"
+
+    axis_keys: ClassVar[tuple[str, ...]] = ("method",)
+    uses_teacher: ClassVar[bool] = True  # training reads the cached dense teacher's outputs
+
+    def label(self) -> str:
+        return self.method

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from suite.distill.base import DISTILLERS, DistillConfig
 
@@ -10,6 +11,8 @@ from suite.distill.base import DISTILLERS, DistillConfig
 @dataclass
 class NoDistillConfig(DistillConfig):
     method: str = "none"
+
+    uses_teacher: ClassVar[bool] = False
 
 
 @DISTILLERS.register("none", config=NoDistillConfig)

@@ -15,6 +15,18 @@ class BlockConfig(GmpConfig):
     block: int = 4  # block length along the input dim (1x4: one index per 4 weights)
 
     pattern = "block"
+    axis_keys = (*GmpConfig.axis_keys, "block")
+
+    def pattern_label(self) -> str:
+        return f"block1x{self.block}"
+
+    def packed_format(self) -> str:
+        return "block1x4"  # 1xB blocks with B a multiple of 4 are 1x4 blocks; others still pack exactly
+
+    def layer_value_bytes(self, weight, bits: int) -> int:
+        from suite.pack import block_bytes, dense_bytes
+
+        return min(block_bytes(weight, bits, self.block), dense_bytes(*weight.shape, bits))
 
     def __post_init__(self) -> None:
         super().__post_init__()

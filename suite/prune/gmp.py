@@ -26,6 +26,9 @@ class GmpConfig(SparsityConfig):
 
     pattern = "unstructured"  # class attribute: the mask pattern (not a config key)
 
+    def packed_format(self) -> str:
+        return "csr"
+
     def __post_init__(self) -> None:
         if not 0.0 <= self.target < 1.0:
             raise ConfigError("sparsity.target", f"{self.target}; must be in [0, 1)")

@@ -20,6 +20,31 @@ class NMConfig(GmpConfig):
     m: int = 4
 
     pattern = "nm"
+    axis_keys = (*GmpConfig.axis_keys, "n", "m")
+
+    def pattern_label(self) -> str:
+        return f"{self.n}:{self.m}"
+
+    def label(self) -> str:
+        return f"nm {self.n}:{self.m}"
+
+    def packed_format(self) -> str:
+        return "nm" if self.m == 4 else "csr"  # the kernels' nm format has groups of 4
+
+    def format_args(self) -> dict:
+        return {"n": self.n, "m": self.m}
+
+    def layer_format(self, weight) -> str:
+        from suite.pack import nm_holds
+
+        return "nm" if self.m == 4 and nm_holds(weight, self.n, self.m) else "csr"
+
+    def layer_value_bytes(self, weight, bits: int) -> int:
+        from suite.pack import nm_bytes, nm_holds
+
+        if nm_holds(weight, self.n, self.m):
+            return nm_bytes(*weight.shape, bits, self.n, self.m)
+        return super().layer_value_bytes(weight, bits)  # pattern broken: cheapest generic format
 
     def __post_init__(self) -> None:
         if not (self.m >= 2 and 1 <= self.n < self.m):

@@ -46,6 +46,9 @@ class QatConfig(QuantConfig):
     dropout_schedule: str = "linear"  # linear | none
     dropout_end: float = 1.0  # fraction of training where dropout reaches 0
 
+    # IBM's techniques (key -> value when on): an ablation turns one off
+    techniques = {"zero_preserving": True, "scale_init": "fp32", "dropout_schedule": "linear"}
+
     def __post_init__(self) -> None:
         check_bits(self)
         if self.granularity not in GRANULARITIES:

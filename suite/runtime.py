@@ -1,0 +1,46 @@
+"""Helpers every stage shares (seeding, device choice, data subsets, a stage's outcome).
+
+They live below `suite.run`, `suite.teacher` and `suite.upstream`, so those import them without
+importing each other.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from suite.errors import SparqError
+
+
+@dataclass
+class CellResult:
+    cell_id: str
+    status: str  # FINISHED | SKIPPED | FAILED
+    run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SparqError("device: cuda requested but no GPU is available; allowed here: auto, cpu")
+    return torch.device(name)
+
+
+def subset(ds, n: int | None, seed: int):
+    """A seeded random subset of `n` rows (all rows when n is None or larger)."""
+    if n is None or n >= len(ds):
+        return ds
+    return ds.shuffle(seed=seed).select(range(n))
