@@ -115,9 +115,11 @@ class ProfileConfig:
     max_steps: int | None = None  # cap on optimizer steps
     epochs: float | None = None  # overrides train.epochs when set
     lr: float | None = None  # overrides train.lr when set (short schedules want a higher lr)
+    budget: float = 1.0  # training budget: x the recipe's optimizer steps (epochs over the same subset)
 
     def __post_init__(self) -> None:
         _require(self.lr is None or self.lr > 0, "profile.lr", "must be > 0 or null")
+        _require(self.budget > 0, "profile.budget", "must be > 0 (1 = the recipe's steps, 2 = twice as many)")
         for key in ("train_samples", "eval_samples", "max_steps"):
             value = getattr(self, key)
             _require(value is None or value >= 1, f"profile.{key}", "must be >= 1 or null")

@@ -25,8 +25,8 @@ def train_loader(features, collate: Callable, batch_size: int, seed: int) -> Dat
 
 def total_steps(n_batches: int, train: TrainConfig, profile: ProfileConfig) -> int:
     epochs = profile.epochs if profile.epochs is not None else train.epochs
-    steps = max(1, math.ceil(n_batches * epochs))
-    return min(steps, profile.max_steps) if profile.max_steps else steps
+    steps = max(1, math.ceil(n_batches * epochs * profile.budget))  # budget: x the recipe's steps
+    return min(steps, math.ceil(profile.max_steps * profile.budget)) if profile.max_steps else steps
 
 
 def make_optimizer(model: nn.Module, train: TrainConfig, steps: int, lr: float | None = None):

@@ -1,7 +1,8 @@
-"""A synthetic MLflow store with realistic keys (design.md), for the report tests.
+"""Synthetic records (CellRecord, as result.json) and an MLflow store of them, for the report tests.
 
-No test functions here: `synthetic_store(path)` builds the store with plain MlflowClient calls
-(seconds, no training), and the expected verdicts are written next to the data that implies them.
+No test functions here: `record(...)` builds one validated record, `synthetic_store(path)` logs a
+grid of them with plain MlflowClient calls (seconds, no training). The expected verdicts are
+written next to the data that implies them.
 """
 
 from __future__ import annotations
@@ -22,81 +23,77 @@ KERNEL_CSV = """k,n,m,sparsity,pattern,backend,median_ms,min_ms,max_ms,speedup_v
 """
 
 
-def _params(exp: str, model: str, task: str, seed: int, sp: str = "dense", target: float = 0.0,
-            quant: str = "fp32", wb: int = 32, ab: int = 32, distill: str = "none", **extra) -> dict:
-    primary = {"mrpc": "accuracy", "sst2": "accuracy"}[task]
-    p = {"model": model, "task": task, "profile": "quick", "seed": str(seed), "sparsity.method": sp,
-         "sparsity.target": str(target), "quant.method": quant, "quant.weight_bits": str(wb),
-         "quant.act_bits": str(ab), "distill.method": distill, "experiment": exp, "model.name": model,
-         "model.shrink_keep_every": "1", "model.shrink_intermediate": "None", "task.name": task,
-         "task.primary": primary, "task.kind": "classification", "train.lr": "5e-05", "threads": "0",
-         "data_dir": "/data", "profile.name": "quick"}
-    p.update({k.replace("__", "."): str(v) for k, v in extra.items()})
-    return p
+def record(exp: str = "default", model: str = "minilm", task: str = "sst2", seed: int = 1, primary: float = 90.0,
+           sp: str = "dense", target: float = 0.0, pattern: str | None = None, quant: str = "fp32", wb: int = 32,
+           ab: int = 32, distill: str = "none", budget: str = "1x", variant: dict | None = None,
+           bytes_dense: float = BASE_BYTES, sparsity: float | None = None, after_quant: float | None = None,
+           latency: dict | None = None, steps: int = 63, train_examples: int = 2000, profile: str = "quick",
+           init: str | None = None, **metrics) -> dict:
+    """One CellRecord (validated) as the dict a run stores in result.json."""
+    from suite.record import CellRecord
 
-
-def _metrics(primary: float, sparsity: float = 0.0, bits: int = 32, bytes_dense: float = BASE_BYTES,
-             task: str = "sst2", **extra) -> dict:
+    sparsity = target if sparsity is None else sparsity
     density = 1 - sparsity
-    packed = bytes_dense * density * bits / 32 * 1.1 if (sparsity or bits < 32) else bytes_dense
-    m = {"eval_accuracy": primary / 100, "eval_primary": primary, "eval_examples": 872.0,
-         "sparsity_measured": sparsity, "compression_nominal": 32 / bits / density,
-         "compression_packed": bytes_dense / packed, "encoder_bytes_packed": packed,
-         "encoder_bytes_dense_fp32": bytes_dense, "train_seconds": 12.5, "wall_seconds": 20.0}
+    packed = bytes_dense * density * wb / 32 * 1.1 if (sparsity or wb < 32) else bytes_dense
+    scale = 1.0 if task == "squad" else 100.0
+    m = {"eval_primary": primary, "eval_examples": 872.0, "train_seconds": 12.5, "wall_seconds": 20.0}
+    if task == "cola":
+        m["eval_mcc"] = primary / scale
+    else:
+        m["eval_accuracy"] = primary / scale
     if task == "mrpc":
-        m["eval_f1"] = (primary + 3) / 100
-    m.update(extra)
-    return m
+        m["eval_f1"] = (primary + 3) / scale
+    m.update(metrics)
+    axes = {"model": model, "task": task, "profile": profile, "seed": seed, "init": init, "budget": budget,
+            "sparsity_method": sp, "sparsity_target": target,
+            "sparsity_pattern": pattern or ("dense" if sp == "dense" else "unstructured"),
+            "quant_method": quant, "weight_bits": wb, "act_bits": ab, "distill_method": distill,
+            "variant": {k: str(v) for k, v in (variant or {}).items()}}
+    cid = hashlib.sha256(json.dumps([exp, axes, steps, train_examples], sort_keys=True).encode()).hexdigest()[:16]
+    rec = {"kind": "cell", "cell_id": cid, "experiment": f"{exp}-{profile}", "command": "python -m suite.run",
+           "git_sha": "abc123", "axes": axes, "metrics": m,
+           "compression": {"sparsity_measured": sparsity,
+                           "sparsity_after_quant": sparsity if after_quant is None else after_quant,
+                           "compression_nominal": 32 / wb / density, "compression_packed": bytes_dense / packed,
+                           "encoder_bytes_packed": packed, "encoder_bytes_dense_fp32": bytes_dense},
+           "latency": {f"latency_ms_{k}": v for k, v in (latency or {}).items()},
+           "budget": {"steps": steps, "batch_size": 32, "train_examples": train_examples, "eval_examples": 500},
+           "environment": {"cpu_model": "Test CPU", "cpu_flags": ["avx512f"], "threads": 2, "torch": "2.13.0"}}
+    return CellRecord.model_validate(rec).to_dict()
 
 
-# (experiment, params kwargs, metrics kwargs); the comments say which claim each row feeds.
-CELLS = [
+# The comments say which claim each record feeds.
+RECORDS = [
     # dense baselines: sst2 90.0 / 91.0 (mean 90.5), mrpc 85.0
-    ("default", dict(model="minilm", task="sst2", seed=1), dict(primary=90.0)),
-    ("default", dict(model="minilm", task="sst2", seed=2), dict(primary=91.0)),
-    ("default", dict(model="minilm", task="mrpc", seed=1), dict(primary=85.0, task="mrpc")),
-    ("default", dict(model=MALICIOUS, task="sst2", seed=1), dict(primary=50.0)),
+    record(seed=1, primary=90.0),
+    record(seed=2, primary=91.0),
+    record(task="mrpc", primary=85.0),
+    record(model=MALICIOUS, primary=50.0),
     # PO1 holds (89.5 vs 90.5; mrpc 84.0 vs 85.0); PO2 holds (qat drop 0.5); PO3 fails (89.0 < 0.99 x 90.5)
-    ("prune_ofa", dict(model="minilm", task="sst2", seed=1, sp="gmp", target=0.9),
-     dict(primary=89.5, sparsity=0.9)),
-    ("prune_ofa", dict(model="minilm", task="mrpc", seed=1, sp="gmp", target=0.9),
-     dict(primary=84.0, sparsity=0.9, task="mrpc")),
-    ("prune_ofa", dict(model="minilm", task="sst2", seed=1, sp="gmp", target=0.9, quant="qat", wb=8, ab=8),
-     dict(primary=89.0, sparsity=0.9, bits=8)),
+    record("prune_ofa", sp="gmp", target=0.9, primary=89.5),
+    record("prune_ofa", task="mrpc", sp="gmp", target=0.9, primary=84.0),
+    record("prune_ofa", sp="gmp", target=0.9, quant="qat", wb=8, ab=8, primary=89.0),
     # IC1 fails (percentile -1.5), IC3 holds (spread 1.4), IC2 holds (latency 20 / 10 = 2x)
-    *[("intelcaffe_int8", dict(model="minilm", task="sst2", seed=1, quant="ptq", wb=8, ab=8, quant__calibration=cal),
-       dict(primary=acc, bits=8, latency_ms_torch_fp32=20.0, latency_ms_sparq_int8=10.0))
-      for cal, acc in (("max", 90.2), ("percentile", 89.0), ("entropy", 90.4))],
-    # DC1 holds (2:4 + 4 bit, 90.0 vs 90.5), DC2 holds (measured 0.5), DC3 holds (+2 pt with zero_preserving)
-    ("ibm_deep_compression", dict(model="minilm", task="sst2", seed=1, sp="nm", target=0.0, quant="qat", wb=4, ab=8,
-                                  sparsity__n=2, sparsity__m=4, quant__zero_preserving=True),
-     dict(primary=90.0, sparsity=0.5, bits=4)),
-    ("ibm_deep_compression", dict(model="minilm", task="sst2", seed=1, sp="nm", target=0.0, quant="qat", wb=4, ab=8,
-                                  sparsity__n=2, sparsity__m=4, quant__zero_preserving=False),
-     dict(primary=88.0, sparsity=0.5, bits=4)),
+    *[record("intelcaffe_int8", quant="ptq", wb=8, ab=8, primary=acc,
+             variant={"quant.calibration": cal} if cal != "maxabs" else None,
+             latency={"torch_fp32": 20.0, "sparq_int8": 10.0})
+      for cal, acc in (("maxabs", 90.2), ("percentile", 89.0), ("entropy", 90.4))],
+    # DC1 holds (2:4 + 4 bit, 90.0 vs 90.5), DC2 holds, DC3 holds (+2 pt with zero_preserving)
+    record("ibm_deep_compression", sp="nm", target=0.5, pattern="2:4", quant="qat", wb=4, ab=8, primary=90.0),
+    record("ibm_deep_compression", sp="nm", target=0.5, pattern="2:4", quant="qat", wb=4, ab=8, primary=88.0,
+           variant={"quant.zero_preserving": False}, after_quant=0.5),
     # S3 holds (95% + logits: 89.0 vs 90.5); S1 holds (gmp 90% 89.5 beats half-depth dense 85.0)
-    ("sparsebert_s4", dict(model="minilm", task="sst2", seed=1, sp="gmp", target=0.95, distill="logits"),
-     dict(primary=89.0, sparsity=0.95)),
-    ("sparsebert_s4", dict(model="minilm", task="sst2", seed=1, model__shrink_keep_every=2),
-     dict(primary=85.0, bytes_dense=BASE_BYTES / 2)),
+    record("sparsebert_s4", sp="gmp", target=0.95, distill="logits", primary=89.0),
+    record("sparsebert_s4", model="minilm (1/2 layers)", primary=85.0, bytes_dense=BASE_BYTES / 2),
 ]
 
 EXPECTED = {"PO1": "holds", "PO2": "holds", "PO3": "does not hold", "IC1": "does not hold", "IC2": "holds",
             "IC3": "holds", "DC1": "holds", "DC2": "holds", "DC3": "holds", "S1": "holds", "S2": "not run",
             "S3": "holds"}
 
-ENVIRONMENT = {"suite_version": "0.1.0", "git_sha": "abc123", "python": "3.11.2",
-               "packages": {"torch": "2.13.0", "transformers": "5.23.0"},
-               "cpu": {"model": "Test CPU", "cores": 2, "flags": ["avx512f", "avx512_vnni"]}, "torch_threads": 2}
-
-
-def cell_id(params: dict) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-
 
 def synthetic_store(root: Path, kernels_in_mlflow: bool = True) -> str:
     """Create the store under `root`; returns its tracking URI."""
-    from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -108,26 +105,20 @@ def synthetic_store(root: Path, kernels_in_mlflow: bool = True) -> str:
             exps[name] = client.create_experiment(name, artifact_location=(root / "artifacts" / name).as_uri())
         return exps[name]
 
-    def log(name: str, params: dict, metrics: dict, status: str = "FINISHED", tags: dict | None = None,
-            start_time: int | None = None) -> str:
-        run = client.create_run(exp_id(name), start_time=start_time)
-        rid = run.info.run_id
-        tags = {"cell_id": cell_id(params), "suite.version": "0.1.0", "git_sha": "abc123", "threads": "2",
-                "data_source": "data_dir", "train_from_dev": "false", **(tags or {})}
-        client.log_batch(rid, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()],
-                         params=[Param(k, v) for k, v in params.items()],
-                         tags=[RunTag(k, v) for k, v in tags.items()])
-        client.log_dict(rid, ENVIRONMENT, "environment.json")
+    def log(rec: dict | None, experiment: str, status: str = "FINISHED", start_time: int | None = None) -> str:
+        rid = client.create_run(exp_id(experiment), start_time=start_time).info.run_id
+        if rec is not None:
+            client.log_dict(rid, {**rec, "run_id": rid, "status": status}, "result.json")
         client.set_terminated(rid, status)
         return rid
 
-    for exp, pk, mk in CELLS:
-        log(f"{exp}-quick", _params(exp, **pk), _metrics(**mk))
-    # noise that the report must ignore: a FAILED run, and an older run of a re-run cell
-    exp, pk, mk = CELLS[0]
-    log(f"{exp}-quick", _params(exp, **pk, quant__calibration="x"), _metrics(primary=1.0), status="FAILED",
-        tags={"error": "RuntimeError: boom"})
-    log(f"{exp}-quick", _params(exp, **pk), _metrics(primary=10.0), start_time=1000)  # superseded by a re-run
+    for rec in RECORDS:
+        log(rec, rec["experiment"])
+    # noise the report must ignore: a FAILED run, an older run of a re-run cell, a run without a record
+    first = RECORDS[0]
+    log({**first, "metrics": {**first["metrics"], "eval_primary": 1.0}}, first["experiment"], status="FAILED")
+    log({**first, "metrics": {**first["metrics"], "eval_primary": 10.0}}, first["experiment"], start_time=1000)
+    log(None, first["experiment"])
     if kernels_in_mlflow:
         rid = client.create_run(exp_id("kernels-bench")).info.run_id
         client.log_text(rid, KERNEL_CSV, "bench.csv")
@@ -136,7 +127,7 @@ def synthetic_store(root: Path, kernels_in_mlflow: bool = True) -> str:
 
 
 def expected_primaries() -> set[float]:
-    return {mk["primary"] for _, _, mk in CELLS}
+    return {r["metrics"]["eval_primary"] for r in RECORDS}
 
 
 _SHARED: dict[str, str] = {}

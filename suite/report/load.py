@@ -1,13 +1,14 @@
-"""The only part of the report that reads: runs from MLflow, kernel benchmarks from MLflow or CSV.
+"""The only part of the report that reads: `result.json` records (CellRecord) from MLflow, kernel
+benchmarks from MLflow or CSV. A run without a record is not a result (it is counted, not guessed).
 
 Everything downstream (tables, claims, plots, leaderboard) is a pure function of what this returns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from suite.report.records import Cell
 
 log = logging.getLogger("sparq.report")
 KERNEL_EXPERIMENT = "kernels-bench"
+RECORD_ARTIFACT = "result.json"
 KERNEL_COLUMNS = ("k", "n", "m", "sparsity", "pattern", "backend", "median_ms", "min_ms", "max_ms",
                   "speedup_vs_fp32", "cpu_flags")
 
@@ -29,32 +31,54 @@ class Store:
     cells: list[Cell] = field(default_factory=list)
     kernel_rows: list[dict] = field(default_factory=list)
     kernel_source: str = ""  # where kernel rows came from ("mlflow:<run_id>/<path>" or a CSV path)
+    without_record: int = 0  # FINISHED runs with no readable result.json (not results)
+    records: list[dict] = field(default_factory=list)  # every record read, any kind (cells, teachers)
+
+
+def _using(uri: str):
+    """Resolve runs:/ and mlflow-artifacts:/ against `uri` without touching MLFLOW_TRACKING_URI."""
+    try:
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    except ImportError:  # a future MLflow without it: artifact URIs of file stores still resolve
+        return contextlib.nullcontext()
+    return _use_tracking_uri(uri)
+
+
+def load_record(uri: str, artifact_uri: str) -> dict | None:
+    """The run's result.json as a dict (None when it has none), via mlflow.artifacts.load_dict."""
+    import mlflow.artifacts
+
+    try:
+        with _using(uri):
+            return mlflow.artifacts.load_dict(f"{artifact_uri.rstrip('/')}/{RECORD_ARTIFACT}")
+    except Exception as e:  # a run without the artifact (older runs, a stage that died early)
+        log.debug("no %s under %s: %s", RECORD_ARTIFACT, artifact_uri, e)
+        return None
 
 
 def load_store(uri: str, kernel_csvs: tuple[Path, ...] = (), environment: bool = True,
                kernel_experiment: str = KERNEL_EXPERIMENT) -> Store:
+    """Records of every FINISHED run (grid cells become `Cell`s); `environment` is kept for the CLI
+    (the record carries its environment)."""
     from mlflow.tracking import MlflowClient
 
+    del environment
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # A client bound to `uri`; never mlflow.set_tracking_uri, which would also rewrite the
-    # process-wide MLFLOW_TRACKING_URI.
-    client = MlflowClient(uri)
+    client = MlflowClient(uri)  # bound to `uri`, never mlflow.set_tracking_uri (process-wide)
     store = Store(uri)
-    env_cache: dict[str, dict] = {}
     for exp in client.search_experiments():
         if exp.name == kernel_experiment:
             continue
         for run in _all_runs(client, exp.experiment_id):
-            if ("model" not in run.data.params or "eval_primary" not in run.data.metrics
-                    or run.data.tags.get("stage") == "upstream"):
-                continue  # not a grid cell (e.g. an upstream pre-training run)
-            env = _environment(client, run, env_cache) if environment else {}
-            store.cells.append(Cell(run_id=run.info.run_id, experiment=exp.name,
-                                    params=dict(run.data.params), metrics=dict(run.data.metrics),
-                                    tags={k: v for k, v in run.data.tags.items()
-                                          if not k.startswith("mlflow.")},
-                                    environment=env, start_time=run.info.start_time or 0))
-    store.kernel_rows, store.kernel_source = _kernel_rows(client, kernel_csvs, kernel_experiment)
+            rec = load_record(uri, run.info.artifact_uri)
+            if not rec or rec.get("status", "FINISHED") != "FINISHED":
+                store.without_record += rec is None
+                continue
+            rec.setdefault("run_id", run.info.run_id)
+            store.records.append(rec)
+            if rec.get("kind", "cell") == "cell":
+                store.cells.append(Cell(rec, start_time=run.info.start_time or 0))
+    store.kernel_rows, store.kernel_source = _kernel_rows(client, uri, kernel_csvs, kernel_experiment)
     return store
 
 
@@ -69,47 +93,18 @@ def _all_runs(client, experiment_id: str):
             return
 
 
-def _environment(client, run, cache: dict[str, dict]) -> dict:
-    """environment.json of a run, summarised; runs of one commit on one machine share it."""
-    key = run.data.tags.get("git_sha", "") + "|" + run.data.tags.get("threads", "") + "|" + run.info.experiment_id
-    if key in cache:
-        return cache[key]
-    env: dict = {}
-    try:
-        text = _read_artifact(client, run.info.run_id, "environment.json")
-        env = summarise_environment(json.loads(text)) if text else {}
-    except Exception as e:  # a missing or unreadable artifact leaves the summary empty
-        log.debug("environment.json of %s unreadable: %s", run.info.run_id, e)
-    cache[key] = env
-    return env
-
-
-def summarise_environment(env: dict) -> dict:
-    cpu = env.get("cpu") or {}
-    packages = env.get("packages") or {}
-    return {"cpu_model": cpu.get("model"), "cpu_cores": cpu.get("cores"),
-            "cpu_flags": " ".join(cpu.get("flags") or []), "torch_threads": env.get("torch_threads"),
-            "python": env.get("python"), "torch": packages.get("torch"),
-            "transformers": packages.get("transformers"), "git_sha": env.get("git_sha")}
-
-
-def _read_artifact(client, run_id: str, path: str) -> str | None:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(run_id, path, tmp)
-        return Path(local).read_text()
-
-
-def _kernel_rows(client, csvs: tuple[Path, ...], experiment: str) -> tuple[list[dict], str]:
+def _kernel_rows(client, uri: str, csvs: tuple[Path, ...], experiment: str) -> tuple[list[dict], str]:
     """Rows of the newest kernels-bench run's CSV artifact; else the first CSV that exists."""
+    import mlflow.artifacts
+
     try:
         exp = client.get_experiment_by_name(experiment)
         if exp is not None:
             for run in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
                                           order_by=["attributes.start_time DESC"], max_results=20):
                 for path in _csv_artifacts(client, run.info.run_id):
-                    text = _read_artifact(client, run.info.run_id, path)
+                    with _using(uri):
+                        text = mlflow.artifacts.load_text(f"{run.info.artifact_uri.rstrip('/')}/{path}")
                     rows = parse_kernel_csv(text or "")
                     if rows:
                         return rows, f"mlflow:{experiment}/{run.info.run_id}/{path}"

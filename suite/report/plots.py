@@ -210,3 +210,89 @@ def render_kernels(series: dict[str, list[tuple[float, float]]], out: Path, sour
     ax.legend(fontsize=7, loc="best")
     return [_save(fig, out, "kernel_speedup_vs_sparsity", "Kernel speedup vs sparsity, per backend",
                   f"From {source}.")]
+
+
+# ------------------------------------------------------------------ curves (sparsity, budget)
+
+def sparsity_curve_series(groups: Sequence[Group]) -> dict[tuple[str, str], dict]:
+    """(profile, task) -> {"dense": (mean, std), "lines": {label: [(sparsity %, mean, std)]}}."""
+    from suite.report.curve_tables import curve_label
+    from suite.report.curves import sparsity_curves
+
+    out: dict[tuple[str, str], dict] = {}
+    for _key, curve in sorted(sparsity_curves(groups).items(), key=lambda kv: str(kv[0])):
+        g0, base = curve[0]
+        entry = out.setdefault((g0.profile, g0.task), {"dense": {}, "lines": {}})
+        entry["dense"][f"{base.model_label} @{base.budget}"] = (base.mean(), base.std())
+        entry["lines"][curve_label(g0)] = [(g.sparsity_target * 100, g.mean(), g.std()) for g, _ in curve]
+    return out
+
+
+def budget_series(groups: Sequence[Group]) -> dict[tuple[str, str], dict[str, list[tuple[float, float]]]]:
+    """(profile, task) -> {arm label: [(steps, Δ to dense at that budget)]} for arms at two or more budgets."""
+    from suite.report.curve_tables import budget_families, curve_label
+
+    out: dict[tuple[str, str], dict[str, list[tuple[float, float]]]] = defaultdict(dict)
+    for fam in budget_families(groups):
+        g0 = fam[0][0]
+        label = curve_label(g0).rsplit(" @", 1)[0] + (f" {g0.sparsity_target * 100:g}%" if g0.sparsity_method != "dense"
+                                                       else "")
+        pts = [(float(g.steps or g.budget_factor), g.mean() - b.mean()) for g, b in fam if b is not None]
+        if len(pts) >= 2:
+            out[(g0.profile, g0.task)][label.replace("$", r"\$")] = pts
+    return dict(out)
+
+
+def render_sparsity_curves(series: dict[tuple[str, str], dict], out: Path) -> list[Figure]:
+    plt = _plt()
+    figs = []
+    for (profile, task), entry in series.items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for i, (label, (mean, std)) in enumerate(sorted(entry["dense"].items())):
+            s = std if math.isfinite(std) else 0.0
+            ax.axhspan(mean - s, mean + s, color="0.85", zorder=0)
+            ax.axhline(mean, color="0.4", lw=1, ls="--", label=f"dense {label}".replace("$", r"\$") if i < 3 else None)
+        for i, (label, pts) in enumerate(sorted(entry["lines"].items())):
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts],
+                        yerr=[p[2] if math.isfinite(p[2]) else 0.0 for p in pts], marker="osD^v<>p*"[i % 9],
+                        capsize=3, label=label.replace("$", r"\$"))
+        ax.set_xlabel("sparsity (% of prunable encoder weights; N:M as 1 - N/M)")
+        ax.set_ylabel("eval_primary (%)")
+        ax.set_title(f"{task} ({profile}): accuracy vs sparsity")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        figs.append(_save(fig, out, f"accuracy_vs_sparsity_{_slug(profile)}_{_slug(task)}",
+                          f"{task} ({profile}): accuracy vs sparsity",
+                          "One line per method (mean ± std over seeds); grey band: the dense baseline's mean ± std."))
+    return figs
+
+
+def render_budget(series: dict[tuple[str, str], dict[str, list[tuple[float, float]]]], out: Path) -> list[Figure]:
+    plt = _plt()
+    figs = []
+    for (profile, task), lines in series.items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for i, (label, pts) in enumerate(sorted(lines.items())):
+            pts = sorted(pts)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="osD^v<>p*"[i % 9], label=label)
+        ax.axhline(0.0, color="k", lw=0.8, ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("optimizer steps (budget 1x / 2x / 4x the recipe's)")
+        ax.set_ylabel("Δ eval_primary to dense at the same budget (pt)")
+        ax.set_title(f"{task} ({profile}): gap to dense vs training budget")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        figs.append(_save(fig, out, f"delta_vs_budget_{_slug(profile)}_{_slug(task)}",
+                          f"{task} ({profile}): gap to dense vs training budget",
+                          "A line still rising at the right end is a gap still closing: its claim is inconclusive."))
+    return figs
+
+
+def render_all(groups: Sequence[Group], kernel_rows: Sequence[dict], kernel_source: str, out: Path) -> list[Figure]:
+    """Every figure of the report, in the order the index lists them."""
+    figs = render_compression(compression_series(groups), out)
+    figs += render_latency(latency_series(groups), out)
+    figs += render_sparsity_curves(sparsity_curve_series(groups), out)
+    figs += render_budget(budget_series(groups), out)
+    figs += render_kernels(kernel_series(kernel_rows), out, kernel_source)
+    return figs

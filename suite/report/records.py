@@ -1,7 +1,7 @@
-"""Typed views of recorded runs: one `Cell` per MLflow run, one `Group` per config over seeds.
+"""Typed views of the stored `result.json` records: one `Cell` per record, one `Group` per config
+over seeds (grouped with pandas on the record's own axes; nothing here re-derives an axis).
 
-Everything here is pure: it turns stored params/metrics/tags into comparable records and never
-touches MLflow (that is `load.py`'s job), so tables, claims and plots are functions of these.
+Pure: records in, groups out; `load.py` is the only reader of MLflow.
 """
 
 from __future__ import annotations
@@ -10,21 +10,17 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-# Params that define a row's axes (design.md) or are per-run / per-machine, never a "variant".
-AXIS_PARAMS = ("model", "task", "profile", "seed", "sparsity.method", "sparsity.target",
-               "quant.method", "quant.weight_bits", "quant.act_bits", "distill.method", "experiment")
-IGNORED_PARAMS = {"force", "progress", "device", "threads", "data_dir", "cache_dir", "experiment_name",
-                  "seed", "profile.name", "sparsity.n", "sparsity.m"}
-# task/model options are part of those axes; measure.* (incl. measure.loadavg_1m) describe how
-# latency was taken, not the cell. profile.* options (train_samples, lr, ...) are a recipe: cells
-# that differ in one are different rows (a variant), never seeds of one row.
-IGNORED_PREFIXES = ("task.", "model.", "measure.")
 PROFILE_ORDER = {"full": 0, "quick": 1, "smoke": 2}
-MISSING_VALUES = (None, "", "None", "null")
 # eval_* metrics that are bookkeeping or derived (eval_examples, eval_primary_packed, eval_packed_delta)
 NON_TASK_EVAL = ("examples", "samples", "seconds", "runtime", "loss", "steps", "primary", "packed", "delta")
+# The group key: the record's axes (less the seed) plus the recipe's size (train examples), so
+# cells of one row differ only in seed, and a dense baseline is looked up on the same recipe.
+KEY_FIELDS = ("profile", "paper", "model", "task", "budget", "train_examples", "init", "sparsity_method",
+              "sparsity_target", "sparsity_pattern", "quant_method", "weight_bits", "act_bits",
+              "distill_method", "variant")
+KEY_TASK = KEY_FIELDS.index("task")
 
 
 def is_task_metric(key: str) -> bool:
@@ -32,142 +28,193 @@ def is_task_metric(key: str) -> bool:
     return key.startswith("eval_") and not any(w in key.removeprefix("eval_") for w in NON_TASK_EVAL)
 
 
-def _float(value, default: float = math.nan) -> float:
+def _num(value) -> float:
     try:
-        return float(value)
+        v = float(value)
     except (TypeError, ValueError):
-        return default
+        return math.nan
+    return v
 
 
-def _int(value, default: int = 0) -> int:
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return default
+def budget_factor(label: str | None) -> float:
+    """'2x' -> 2.0; no label -> 1.0 (the recipe's own steps)."""
+    if not label:
+        return 1.0
+    v = _num(str(label).rstrip("x"))
+    return v if math.isfinite(v) else math.nan
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One recorded grid cell (a FINISHED MLflow run)."""
+    """One stored record (CellRecord as a dict: result.json of a FINISHED cell run)."""
 
-    run_id: str
-    experiment: str  # MLflow experiment name, e.g. prune_ofa-quick
-    params: dict[str, str]
-    metrics: dict[str, float]
-    tags: dict[str, str] = field(default_factory=dict)
-    environment: dict = field(default_factory=dict)  # environment.json artifact, when loaded
+    record: dict
     start_time: int = 0
 
-    # ---- axes
+    # ---- identity
+    @property
+    def run_id(self) -> str:
+        return self.record.get("run_id") or ""
+
     @property
     def cell_id(self) -> str:
-        return self.tags.get("cell_id", "")
+        return self.record.get("cell_id") or ""
+
+    @property
+    def experiment(self) -> str:
+        return self.record.get("experiment", "")
+
+    @property
+    def axes(self) -> dict:
+        return self.record.get("axes") or {}
 
     @property
     def profile(self) -> str:
-        p = self.params.get("profile")
-        if p:
-            return p
-        return self.experiment.rsplit("-", 1)[-1] if "-" in self.experiment else ""
+        return self.axes.get("profile", "")
 
     @property
     def paper(self) -> str:
-        """The experiment (paper grid) name without the profile suffix."""
-        return self.params.get("experiment") or self.experiment.removesuffix(f"-{self.profile}")
+        """The experiment (paper grid) without its profile suffix."""
+        return self.experiment.removesuffix(f"-{self.profile}")
 
     @property
     def model(self) -> str:
-        return self.params.get("model", "?")
+        return self.axes.get("model", "?")
 
-    @property
-    def model_label(self) -> str:
-        """Model plus its shrink options: a layer- or width-reduced model is another model."""
-        label = self.model
-        keep = _int(self.params.get("model.shrink_keep_every"), 1)
-        inter = self.params.get("model.shrink_intermediate")
-        if keep > 1:
-            label += f" (1/{keep} layers)"
-        if inter not in MISSING_VALUES:
-            label += f" (ffn {inter})"
-        return label
+    model_label = model  # the record's model label names shrink options itself
 
     @property
     def task(self) -> str:
-        return self.params.get("task", "?")
+        return self.axes.get("task", "?")
 
     @property
     def seed(self) -> str:
-        return self.params.get("seed", "")
+        return str(self.axes.get("seed", ""))
+
+    @property
+    def init(self) -> str:
+        return self.axes.get("init") or "pretrained"
+
+    @property
+    def budget(self) -> str:
+        return self.axes.get("budget") or "1x"
+
+    @property
+    def budget_factor(self) -> float:
+        return budget_factor(self.budget)
 
     @property
     def sparsity_method(self) -> str:
-        return self.params.get("sparsity.method", "dense")
-
-    @property
-    def nm(self) -> tuple[int, int] | None:
-        n, m = _int(self.params.get("sparsity.n"), 0), _int(self.params.get("sparsity.m"), 0)
-        return (n, m) if self.sparsity_method == "nm" and 0 < n < m else None
+        return self.axes.get("sparsity_method", "dense")
 
     @property
     def sparsity_target(self) -> float:
-        if self.nm:
-            n, m = self.nm
-            return round(1 - n / m, 6)
-        return _float(self.params.get("sparsity.target"), 0.0)
+        return round(_num(self.axes.get("sparsity_target", 0.0)), 6)
+
+    @property
+    def sparsity_pattern(self) -> str:
+        return self.axes.get("sparsity_pattern") or ""
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        n, _, m = self.sparsity_pattern.partition(":")
+        return (int(n), int(m)) if n.isdigit() and m.isdigit() else None
 
     @property
     def quant_method(self) -> str:
-        return self.params.get("quant.method", "fp32")
+        return self.axes.get("quant_method", "fp32")
 
     @property
     def weight_bits(self) -> int:
-        return _int(self.params.get("quant.weight_bits"), 32)
+        return int(self.axes.get("weight_bits", 32))
 
     @property
     def act_bits(self) -> int:
-        return _int(self.params.get("quant.act_bits"), 32)
+        return int(self.axes.get("act_bits", 32))
 
     @property
     def distill_method(self) -> str:
-        return self.params.get("distill.method", "none")
+        return self.axes.get("distill_method", "none")
+
+    @property
+    def variant_items(self) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((str(k), str(v)) for k, v in (self.axes.get("variant") or {}).items()))
+
+    @property
+    def variant(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.variant_items)
 
     @property
     def is_dense_baseline(self) -> bool:
-        return (self.sparsity_method == "dense" and self.quant_method == "fp32"
-                and self.distill_method == "none")
+        return self.sparsity_method == "dense" and self.quant_method == "fp32" and self.distill_method == "none"
+
+    # ---- budget (what the numbers rest on)
+    @property
+    def steps(self) -> int | None:
+        return (self.record.get("budget") or {}).get("steps")
+
+    @property
+    def batch_size(self) -> int | None:
+        return (self.record.get("budget") or {}).get("batch_size")
+
+    @property
+    def train_examples(self) -> int | None:
+        return (self.record.get("budget") or {}).get("train_examples")
+
+    @property
+    def eval_examples(self) -> int | None:
+        return (self.record.get("budget") or {}).get("eval_examples")
+
+    # ---- numbers
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Every number of the record, flat: metrics, compression, latency_ms_* (NaN for null)."""
+        out = {k: _num(v) for k, v in (self.record.get("metrics") or {}).items()}
+        out.update({k: _num(v) for k, v in (self.record.get("compression") or {}).items()})
+        out.update({k: _num(v) for k, v in (self.record.get("latency") or {}).items() if k.startswith("latency_ms_")})
+        return out
 
     @property
     def primary(self) -> float:
         return self.metrics.get("eval_primary", math.nan)
 
     @property
-    def model_params(self) -> tuple:
-        return tuple(sorted((k, v) for k, v in self.params.items() if k.startswith("model.")))
+    def tags(self) -> dict[str, str]:
+        return dict(self.record.get("tags") or {})
+
+    @property
+    def environment(self) -> dict:
+        return dict(self.record.get("environment") or {})
 
     def latencies(self) -> dict[str, float]:
         return {k.removeprefix("latency_ms_"): v for k, v in self.metrics.items()
                 if k.startswith("latency_ms_") and math.isfinite(v)}
 
     def metric_scale(self) -> float:
-        """Factor that puts eval_<metric> in percent, read off eval_primary / eval_<primary>."""
-        prim = self.params.get("task.primary")
-        raw = self.metrics.get(f"eval_{prim}") if prim else None
-        if raw and math.isfinite(raw) and raw != 0 and math.isfinite(self.primary):
-            ratio = self.primary / raw
-            return 100.0 if abs(ratio - 100) < 1 else 1.0
-        return 1.0 if self.params.get("task.kind") == "qa" else 100.0
+        """Factor that puts eval_<metric> in percent: the one that maps a task metric onto eval_primary."""
+        task = {k: v for k, v in self.metrics.items() if is_task_metric(k) and math.isfinite(v)}
+        p = self.primary
+        if math.isfinite(p):
+            if any(abs(v * 100 - p) < 1e-6 for v in task.values()):
+                return 100.0
+            if any(abs(v - p) < 1e-6 for v in task.values()):
+                return 1.0
+        return 100.0 if all(abs(v) <= 1 for v in task.values()) else 1.0
 
     def eval_percent(self) -> dict[str, float]:
         """Task metrics (without eval_primary) in percent."""
         s = self.metric_scale()
         return {k.removeprefix("eval_"): v * s for k, v in self.metrics.items() if is_task_metric(k)}
 
+    def key(self) -> tuple:
+        return tuple(getattr(self, f) for f in KEY_FIELDS)
 
-def sparsity_label(method: str, target: float, nm: tuple[int, int] | None = None) -> str:
+
+def sparsity_label(method: str, target: float, pattern: str = "") -> str:
     if method == "dense":
         return "dense"
-    if nm:
-        return f"{method} {nm[0]}:{nm[1]}"
+    if ":" in (pattern or ""):
+        return f"{method} {pattern}"
     return f"{method} {target * 100:g}%"
 
 
@@ -183,15 +230,13 @@ class Group:
 
     key: tuple
     cells: list[Cell]
-    variant: str = ""
-    variant_items: tuple = ()  # ((param, value), ...) behind `variant`
 
     @property
     def first(self) -> Cell:
         return self.cells[0]
 
     def __getattr__(self, name):  # axes shared by every cell of the group
-        if name.startswith("_") or name in ("cells", "key", "variant", "variant_items"):
+        if name.startswith("_") or name in ("cells", "key"):
             raise AttributeError(name)
         return getattr(self.cells[0], name)
 
@@ -208,7 +253,7 @@ class Group:
     def cell_ids(self) -> list[str]:
         return [c.cell_id for c in self.cells]
 
-    def values(self, metric: str) -> list[float]:
+    def values(self, metric: str = "primary") -> list[float]:
         if metric == "primary":
             vals = [c.primary for c in self.cells]
         elif metric.startswith("%"):
@@ -227,11 +272,18 @@ class Group:
 
     @property
     def sparsity_label(self) -> str:
-        return sparsity_label(self.sparsity_method, self.sparsity_target, self.nm)
+        return sparsity_label(self.sparsity_method, self.sparsity_target, self.sparsity_pattern)
 
     @property
     def bits_label(self) -> str:
         return bits_label(self.quant_method, self.weight_bits, self.act_bits)
+
+    @property
+    def budget_text(self) -> str:
+        """What the numbers rest on: 'budget 2x: 126 steps x 32, 2000 train / 500 eval examples'."""
+        c = self.first
+        steps = f"{c.steps} steps x {c.batch_size}" if c.steps else "steps unknown"
+        return f"{c.budget} ({steps}, {c.train_examples or '?'} train / {c.eval_examples or '?'} eval examples)"
 
     def latency(self) -> dict[str, float]:
         """Mean latency per backend over seeds."""
@@ -242,97 +294,76 @@ class Group:
         return {k: statistics.fmean(v) for k, v in acc.items()}
 
 
-KEY_FIELDS = ("profile", "paper", "model_label", "task", "sparsity_method", "sparsity_target", "nm",
-              "quant_method", "weight_bits", "act_bits", "distill_method")
-KEY_TASK = KEY_FIELDS.index("task")
-
-
-def variant_keys(cells: Iterable[Cell]) -> list[str]:
-    """Params that tell apart cells sharing every axis and seed (e.g. quant.calibration)."""
-    buckets: dict[tuple, list[Cell]] = defaultdict(list)
-    for c in cells:
-        buckets[tuple(getattr(c, f) for f in KEY_FIELDS) + (c.seed,)].append(c)
-    keys: set[str] = set()
-    for bucket in buckets.values():
-        if len(bucket) < 2:
-            continue
-        names = set().union(*(c.params for c in bucket))
-        for k in names:
-            if k in IGNORED_PARAMS or k in AXIS_PARAMS or k.startswith(IGNORED_PREFIXES):
-                continue
-            # only values both sides have: upstream.* of a stage=transfer cell is explained by
-            # `stage`, a PTQ cell's quant.calibration by its quant method
-            if len({c.params.get(k) for c in bucket} - set(MISSING_VALUES)) > 1:
-                keys.add(k)
-    return sorted(keys)
-
-
-def variant_items(cell: Cell, keys: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """The cell's values of the variant keys it has (a key another method lacks is left out)."""
-    return tuple((k, cell.params[k]) for k in keys if cell.params.get(k) not in MISSING_VALUES)
-
-
-def variant_of(cell: Cell, keys: Sequence[str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in variant_items(cell, keys))
-
-
 def latest_per_cell(cells: Iterable[Cell]) -> list[Cell]:
-    """Keep the newest run of each (experiment, cell_id); runs without a cell_id are kept."""
+    """Keep the newest record of each (experiment, cell_id); records without a cell_id are kept."""
     best: dict[tuple, Cell] = {}
     for c in cells:
-        k = (c.experiment, c.cell_id or c.run_id)
+        k = (c.experiment, c.cell_id or c.run_id or id(c))
         if k not in best or c.start_time > best[k].start_time:
             best[k] = c
     return list(best.values())
 
 
+def frame(cells: Iterable[Cell]):
+    """One pandas row per cell: the key fields, seed, eval_primary and the cell itself."""
+    import pandas as pd
+
+    rows = [{**dict(zip(KEY_FIELDS, c.key(), strict=True)), "seed": c.seed, "primary": c.primary, "cell": c}
+            for c in cells]
+    return pd.DataFrame(rows, columns=[*KEY_FIELDS, "seed", "primary", "cell"])
+
+
 def group_cells(cells: Iterable[Cell]) -> list[Group]:
-    """Groups over seeds; variants (params beyond the axes) split groups and are named."""
-    cells = latest_per_cell(cells)
-    tables: dict[tuple, list[Cell]] = defaultdict(list)  # variants are named per (profile, paper) table
-    for c in cells:
-        tables[(c.profile, c.paper)].append(c)
-    keys = {t: variant_keys(cs) for t, cs in tables.items()}
-    groups: dict[tuple, Group] = {}
-    for c in sorted(cells, key=lambda c: (c.seed, c.run_id)):
-        variant = variant_of(c, keys[(c.profile, c.paper)])
-        items = variant_items(c, keys[(c.profile, c.paper)])
-        k = tuple(getattr(c, f) for f in KEY_FIELDS) + (variant,)
-        groups.setdefault(k, Group(k, [], variant, items)).cells.append(c)
-    return sorted(groups.values(), key=sort_key)
+    """Groups over seeds (pandas groupby on the record's axes), sorted for tables."""
+    df = frame(latest_per_cell(cells))
+    if df.empty:
+        return []
+    df = df.sort_values(["seed"], kind="stable").astype({k: object for k in KEY_FIELDS})
+    groups = [Group(tuple(key), list(part["cell"]))
+              for key, part in df.groupby(list(KEY_FIELDS), sort=False, dropna=False)]
+    return sorted(groups, key=sort_key)
 
 
 def sort_key(g: Group) -> tuple:
-    return (PROFILE_ORDER.get(g.profile, 9), g.profile, g.paper, g.model_label, g.task,
-            g.sparsity_method != "dense", g.sparsity_method, g.sparsity_target, str(g.nm),
-            g.quant_method != "fp32", g.quant_method, -g.weight_bits, -g.act_bits,
-            g.distill_method != "none", g.distill_method, g.variant)
+    return (PROFILE_ORDER.get(g.profile, 9), g.profile, g.paper, g.model_label, g.task, g.budget_factor,
+            g.train_examples or 0, g.sparsity_method != "dense", g.sparsity_method, g.sparsity_target,
+            g.sparsity_pattern, g.quant_method != "fp32", g.quant_method, -g.weight_bits, -g.act_bits,
+            g.distill_method != "none", g.distill_method, g.init, g.variant)
+
+
+def same_recipe(a: Group, b: Group) -> bool:
+    """Same model, task, profile, budget and train subset: numbers that may be compared."""
+    return (a.task == b.task and a.profile == b.profile and a.model == b.model and a.budget == b.budget
+            and a.train_examples == b.train_examples)
 
 
 def baseline_for(group: Group, groups: Sequence[Group]) -> Group | None:
-    """Our dense baseline: same model (incl. shrink), task, profile; fp32, dense, no distill.
+    """Our dense baseline: dense fp32 undistilled, same model, task, profile, budget and recipe.
 
-    Preference: the same experiment, then any; within that, the fewest variant values differing from
-    the group's (same recipe, e.g. profile.train_samples), the default variant, the most seeds.
+    Preference: the same experiment, then the default recipe (no variant), then the most seeds.
     """
-    cands = [g for g in groups if g.first.is_dense_baseline and g.task == group.task
-             and g.profile == group.profile and g.model_label == group.model_label
-             and g.first.model_params == group.first.model_params]
-    if not cands:
-        return None
-    mine = dict(group.variant_items)
+    cands = [g for g in groups if g.first.is_dense_baseline and same_recipe(g, group)]
+    return min(cands, key=lambda g: (g.paper != group.paper, g.variant != "", -len(g.cells), g.paper, g.variant),
+               default=None)
 
-    def mismatches(base: Group) -> int:  # variant values (e.g. profile.train_samples) that differ
-        return sum(1 for k, v in base.variant_items if mine.get(k, v) != v)
 
-    return min(cands, key=lambda g: (g.paper != group.paper, mismatches(g), g.variant != "",
-                                     -len(g.cells), g.variant))
+def budget_siblings(group: Group, groups: Sequence[Group]) -> list[Group]:
+    """The group's twins at every budget (equal in every key field but the budget and the experiment
+    that recorded it), one per budget (the most seeds, the group itself first), by budget."""
+    free = {KEY_FIELDS.index("budget"), KEY_FIELDS.index("paper")}
+    mine = tuple(v for i, v in enumerate(group.key) if i not in free)
+    best: dict[float, Group] = {}
+    for g in groups:
+        if tuple(v for i, v in enumerate(g.key) if i not in free) != mine:
+            continue
+        old = best.get(g.budget_factor)
+        if old is None or (old is not group and (g is group or len(g.cells) > len(old.cells))):
+            best[g.budget_factor] = g
+    return [best[b] for b in sorted(best)]
 
 
 def delta(group: Group, base: Group | None) -> float:
-    if base is None:
-        return math.nan
-    return group.mean() - base.mean()
+    return math.nan if base is None else group.mean() - base.mean()
 
 
 def fmt(value: float, digits: int = 2) -> str:

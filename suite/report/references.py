@@ -16,10 +16,6 @@ INTEL_12 = "Intel 1:2 sparse BERT-Base, mean of 5 seeds (proxy for Wang et al. 2
 SPARSEBERT = "Xu et al., NAACL 2021, arXiv:2104.08682 (SparseBERT), papers.md §4"
 INTELCAFFE = "Gong et al., ReQuEST@ASPLOS 2018, arXiv:1805.08691, papers.md §2"
 
-# sparsity kinds: how our `sparsity.method` maps onto the papers' patterns
-SPARSITY_KIND = {"dense": "dense", "gmp": "unstructured", "block": "block", "nm": "nm"}
-
-
 @dataclass(frozen=True)
 class Reference:
     paper: str  # our experiment name (prune_ofa, intelcaffe_int8, ibm_deep_compression, sparsebert_s4)
@@ -119,14 +115,22 @@ class RefMatch:
     same_paper: bool = field(default=True)
 
 
-def find_reference(paper: str, model: str, task: str, sparsity_method: str, sparsity: float,
+def pattern_kind(pattern: str) -> str:
+    """The papers' kind of a record's sparsity_pattern: dense | unstructured | block (block1x4) | nm (2:4)."""
+    if ":" in pattern:
+        return "nm"
+    return "block" if pattern.startswith("block") else (pattern or "dense")
+
+
+def find_reference(paper: str, model: str, task: str, pattern: str, sparsity: float,
                    weight_bits: int, refs: list[Reference] = REFERENCES) -> RefMatch | None:
-    """The paper number for this row: same task, sparsity kind and level, and bit width.
+    """The paper number for this row: same task, sparsity kind (from the record's pattern) and level,
+    and bit width.
 
     Preference: the same model, then BERT-Base, then any model; the same paper first. When the
     model differs the table names the reference's model, so no number passes for another's.
     """
-    kind = SPARSITY_KIND.get(sparsity_method, sparsity_method)
+    kind = pattern_kind(pattern)
     bits = 32 if weight_bits >= 32 else weight_bits
     cands = [r for r in refs if r.task == task and r.sparsity_kind == kind
              and abs(r.sparsity - (0.0 if kind == "dense" else sparsity)) < 5e-3 and r.weight_bits == bits]
@@ -134,3 +138,9 @@ def find_reference(paper: str, model: str, task: str, sparsity_method: str, spar
         return None
     best = min(cands, key=lambda r: (r.model != model, r.paper != paper, r.model != "bert_base"))
     return RefMatch(best, best.model == model, best.paper == paper)
+
+
+def references_for(task: str, weight_bits: int = 32, refs: list[Reference] = REFERENCES) -> list[Reference]:
+    """The paper points of a task (sparse or dense, one bit width): what a sparsity curve shows beside ours."""
+    bits = 32 if weight_bits >= 32 else weight_bits
+    return [r for r in refs if r.task == task and r.weight_bits == bits]

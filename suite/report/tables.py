@@ -55,7 +55,7 @@ def experiment_table(experiment: str, groups: Sequence[Group], all_groups: Seque
     show_variant = any(g.variant for g in groups)
     refs: list[Reference] = []
 
-    head = ["model", "sparsity", "bits", "distill"] + (["variant"] if show_variant else []) + ["seeds"]
+    head = ["model", "sparsity", "bits", "distill", "init", "budget"] + (["variant"] if show_variant else []) + ["seeds"]
     for t in tasks:
         m = "/".join(ABBREV.get(x, x) for x in metrics[t])
         head += [f"{t} {m}", f"{t} paper", f"{t} Δ dense"]
@@ -67,7 +67,8 @@ def experiment_table(experiment: str, groups: Sequence[Group], all_groups: Seque
     for _key, by_task in rows.items():
         g0 = next(iter(by_task.values()))
         seeds = sorted({s for g in by_task.values() for s in g.seeds})
-        cells = [g0.model_label, g0.sparsity_label, g0.bits_label, g0.distill_method]
+        cells = [g0.model_label, g0.sparsity_label, g0.bits_label, g0.distill_method, g0.init,
+                 f"{g0.budget} ({g0.steps or '?'} steps, {g0.train_examples or '?'} ex.)"]
         cells += [g0.variant] if show_variant else []
         cells += [",".join(seeds)]
         for t in tasks:
@@ -75,7 +76,7 @@ def experiment_table(experiment: str, groups: Sequence[Group], all_groups: Seque
             if g is None:
                 cells += ["", "", ""]
                 continue
-            match = find_reference(g.paper, g.model, t, g.sparsity_method, g.sparsity_target, g.weight_bits)
+            match = find_reference(g.paper, g.model, t, g.sparsity_pattern, g.sparsity_target, g.weight_bits)
             ref_text = ""
             if match:
                 if match.ref not in refs:
@@ -132,4 +133,8 @@ def all_tables(groups: Sequence[Group]) -> dict[str, str]:
         text = experiment_table(exp, gs, groups)
         ref = reference_table(gs[0].paper)
         out[exp] = text + ("\n" + ref if ref else "")
+    from suite.report.curve_tables import budget_tables, curve_tables
+
+    out.update(curve_tables(groups))
+    out.update(budget_tables(groups))
     return out

@@ -1,0 +1,345 @@
+"""Rule kinds the claim YAMLs name (`rule:`): pure functions (spec, groups, kernel rows, limits) ->
+[Outcome]. A rule knows how to compare; what to select, the metric and the threshold are the YAML's.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from suite.report.curves import knee, sparsity_curves
+from suite.report.judge import (
+    FAILS,
+    FLOAT_TOL,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_RUN,
+    Limits,
+    Outcome,
+    at_chance,
+    combine,
+    desc,
+    evidence,
+    judge_pair,
+    largest_budget,
+    still_gaining,
+    summary,
+)
+from suite.report.records import KEY_FIELDS, Group, baseline_for
+
+# spec: a claims.ClaimSpec (not imported: claims imports this module)
+RULES: dict[str, Callable[[Any, Sequence[Group], Sequence[dict], Limits], list[Outcome]]] = {}
+
+
+def rule(fn):
+    RULES[fn.__name__] = fn
+    return fn
+
+
+# ------------------------------------------------------------------ filters (the YAML's `cells:`)
+
+def _matches(g: Group, key: str, want: Any) -> bool:
+    if key == "variant":  # "" = the default recipe; ["k=v", ...] = has any of these options
+        items = {f"{k}={v}" for k, v in g.variant_items}
+        return not items if want in ("", None) else bool(items & set(want if isinstance(want, list) else [want]))
+    value = getattr(g, key) if key in KEY_FIELDS or hasattr(type(g.first), key) else g.mean(key)
+    if isinstance(want, dict):
+        lo, hi = want.get("min", -math.inf), want.get("max", math.inf)
+        return value is not None and lo - FLOAT_TOL <= float(value) <= hi + FLOAT_TOL
+    wants = want if isinstance(want, list) else [want]
+    for w in wants:
+        if isinstance(w, (int, float)) and not isinstance(w, bool) and isinstance(value, (int, float)):
+            if abs(float(value) - float(w)) < 1e-6:
+                return True
+        elif str(value) == str(w):
+            return True
+    return False
+
+
+def select(groups: Sequence[Group], cells: dict, exclude: dict | None = None) -> list[Group]:
+    out = [g for g in groups if all(_matches(g, k, v) for k, v in cells.items())]
+    if exclude:
+        out = [g for g in out if not all(_matches(g, k, v) for k, v in exclude.items())]
+    return out
+
+
+def _partner(g: Group, groups: Sequence[Group], changes: dict) -> Group | None:
+    """The group equal to `g` in every key field but `changes` (field -> wanted value(s)); any variant."""
+    def ok(h: Group) -> bool:
+        for f in KEY_FIELDS:
+            if f in changes:
+                wants = changes[f] if isinstance(changes[f], list) else [changes[f]]
+                if str(getattr(h, f)) not in [str(w) for w in wants]:
+                    return False
+            elif f != "variant" and getattr(h, f) != getattr(g, f):
+                return False
+        return True
+    cands = [h for h in groups if h is not g and ok(h)]
+    return min(cands, key=lambda h: (h.variant_items != g.variant_items, h.paper != g.paper), default=None)
+
+
+# ------------------------------------------------------------------ rules
+
+@rule
+def within_dense(spec, groups, kernels, limits) -> list[Outcome]:
+    """Every selected cell (at its largest budget) within the threshold of its dense baseline."""
+    sel = largest_budget(select(groups, spec.cells, spec.exclude), groups)
+    pairs = [(g, b) for g in sel if (b := baseline_for(g, groups)) is not None]
+    what = spec.options.get("what", "cells")
+    if not pairs:
+        extra = f" ({len(sel)} {what} recorded, no dense baseline)" if sel else ""
+        return [Outcome(NOT_RUN, f"no {what} with a dense baseline{extra}")]
+
+    def passes(g: Group, b: Group) -> bool:
+        if spec.relative:
+            return g.mean() >= (1 - spec.threshold) * b.mean() - FLOAT_TOL
+        return g.mean() - b.mean() >= -spec.threshold - FLOAT_TOL
+
+    res = [judge_pair(g, b, groups, passes, lambda g, b: g.mean() - b.mean(), limits) for g, b in pairs]
+    worst = min(res, key=lambda r: r.value)
+    out = [Outcome(combine(res), summary(res, what), evidence(res),
+                   f"Δ dense {worst.value:+.2f} pt ({desc(worst.cell)})", spec.options.get("at", "paper's scale"))]
+    if spec.knee:
+        out.append(knee_outcome(spec, groups, limits))
+    return out
+
+
+def knee_outcome(spec, groups: Sequence[Group], limits: Limits) -> Outcome:
+    """The claim at the model's own knee: the highest sparsity within the threshold of dense, per task
+    (best method), from the curves the YAML's `options.curve` selects."""
+    curves = sparsity_curves(select(groups, spec.options.get("curve", {})), groups)
+    if not curves:
+        return Outcome(NOT_RUN, "no sparsity curve (two or more sparsity levels with a dense baseline)", at="knee")
+    per_task: dict[tuple, list] = defaultdict(list)
+    ev: list[Group] = []
+    for curve in curves.values():
+        base = curve[0][1]
+        thr = spec.threshold * base.mean() if spec.relative else spec.threshold
+        k = knee(curve, thr)
+        status = HOLDS if k.value > 0 else FAILS
+        note = ""
+        if at_chance(base, limits):
+            status, note = INCONCLUSIVE, f"dense at chance ({base.mean():.2f})"
+        else:
+            gaining, gnote = still_gaining(base, groups, limits)
+            if gaining:
+                status, note = INCONCLUSIVE, f"dense not converged ({gnote})"
+        g0 = curve[0][0]
+        per_task[(g0.model_label, g0.task)].append((k, status, note, g0))
+        ev += [x for pair in curve for x in pair if all(x is not e for e in ev)]
+    best = {t: max(v, key=lambda x: (x[1] != INCONCLUSIVE, x[0].value)) for t, v in per_task.items()}
+    statuses = [s for _, s, _, _ in best.values()]
+    status = FAILS if FAILS in statuses else INCONCLUSIVE if INCONCLUSIVE in statuses else HOLDS
+    parts = [f"{task} {g.sparsity_method}/{g.distill_method} @{g.budget}: {k.text()}{' (' + n + ')' if n else ''}"
+             for (model, task), (k, s, n, g) in sorted(best.items())]
+    lowest = min(k.value for k, *_ in best.values())
+    models = sorted({m for m, _ in best})
+    at = f"knee on {', '.join(models)}: {lowest * 100:.0f}%" if status == HOLDS else "knee"
+    thr = f"{spec.threshold * 100:g}% (relative)" if spec.relative else f"{spec.threshold:g} pt"
+    reason = f"highest sparsity within {thr} of dense, interpolated (seeds' spread): " + "; ".join(parts)
+    return Outcome(status, reason, ev, ", ".join(f"{t}: {k.text()}" for (_, t), (k, *_r) in sorted(best.items())), at)
+
+
+@rule
+def twin(spec, groups, kernels, limits) -> list[Outcome]:
+    """Each selected cell against its twin with `options.twin` changed (e.g. the fp32 twin of a QAT cell):
+    the cell may lose at most the threshold."""
+    sel = largest_budget(select(groups, spec.cells, spec.exclude), groups)
+    changes = spec.options.get("twin", {})
+    pairs = [(g, t) for g in sel if (t := _partner(g, groups, changes)) is not None]
+    if not pairs:
+        return [Outcome(NOT_RUN, f"no {spec.options.get('what', 'cells')} with a twin ({changes})")]
+    res = [judge_pair(g, t, groups, lambda g, t: t.mean() - g.mean() < spec.threshold + FLOAT_TOL,
+                      lambda g, t: g.mean() - t.mean(), limits, reference=lambda h: _partner(h, groups, changes))
+           for g, t in pairs]
+    worst = min(res, key=lambda r: r.value)
+    return [Outcome(combine(res), summary(res, "pairs"), evidence(res), f"{worst.value:+.2f} pt vs twin")]
+
+
+@rule
+def latency_ratio(spec, groups, kernels, limits) -> list[Outcome]:
+    """fp32 latency / best low-bit latency >= threshold for every selected cell with latencies; without
+    them, the kernel bench (median over shapes of the best `options.kernel_backends` speedup)."""
+    ratios = []
+    for g in select(groups, spec.cells, spec.exclude):
+        lat = g.latency()
+        low = min((v for k, v in lat.items() if "fp32" not in k), default=math.nan)
+        base = baseline_for(g, groups)
+        fp32 = min((v for k, v in {**(base.latency() if base else {}), **lat}.items() if "fp32" in k), default=math.nan)
+        if math.isfinite(low) and math.isfinite(fp32) and low > 0:
+            ratios.append((fp32 / low, g, base))
+    if ratios:
+        lo = min(ratios, key=lambda r: r[0])
+        ev = [x for _, g, b in ratios for x in (g, b) if x is not None]
+        text = f"{min(r for r, *_ in ratios):.2f}x-{max(r for r, *_ in ratios):.2f}x"
+        return [Outcome(HOLDS if lo[0] >= spec.threshold else FAILS,
+                        f"{len(ratios)} cells; fp32 / low-bit latency {text} (lowest: {desc(lo[1])})", ev, text)]
+    best: dict[tuple, float] = {}
+    prefixes = tuple(spec.options.get("kernel_backends", []))
+    for row in kernels:
+        b, s = str(row.get("backend", "")), row.get("speedup_vs_fp32")
+        if prefixes and b.startswith(prefixes) and s is not None and math.isfinite(s):
+            shape = (row.get("k"), row.get("n"), row.get("m"), row.get("model"), row.get("batch"))
+            best[shape] = max(best.get(shape, 0.0), s)
+    if not best:
+        return [Outcome(NOT_RUN, "no latency_ms_* on the selected cells and no kernel bench rows")]
+    med = statistics.median(best.values())
+    return [Outcome(HOLDS if med >= spec.threshold else FAILS,
+                    f"kernel bench: best int8 backend {med:.2f}x over torch fp32 (median of {len(best)} shapes; "
+                    f"{min(best.values()):.2f}x-{max(best.values()):.2f}x)", [], f"{med:.2f}x")]
+
+
+def _variant_value(g: Group, key: str, default: str) -> str:
+    return dict(g.variant_items).get(key, default)
+
+
+@rule
+def spread(spec, groups, kernels, limits) -> list[Outcome]:
+    """Cells equal but for one option (`options.key`): the spread of their means exceeds
+    max(threshold, 2 x the largest seed std) in at least half of the comparisons."""
+    key, default = spec.options["key"], spec.options.get("default", "default")
+    clusters: dict[tuple, list[Group]] = defaultdict(list)
+    for g in select(groups, spec.cells, spec.exclude):
+        rest = tuple((k, v) for k, v in g.variant_items if k != key)
+        clusters[g.config_key[:-1] + (g.task, rest)].append(g)
+    comps = [gs for gs in clusters.values() if len({_variant_value(g, key, default) for g in gs}) >= 2]
+    if not comps:
+        return [Outcome(NOT_RUN, f"no cells differing only in {key}")]
+    parts, passed, inconclusive = [], 0, 0
+    for gs in comps:
+        means = {_variant_value(g, key, default): g.mean() for g in gs}
+        base = baseline_for(gs[0], groups)
+        if base is not None and at_chance(base, limits):
+            inconclusive += 1
+            parts.append(f"{gs[0].task}: dense at chance")
+            continue
+        thr = max(spec.threshold, 2 * max((g.std() for g in gs if math.isfinite(g.std())), default=0.0))
+        sp = max(means.values()) - min(means.values())
+        passed += sp > thr
+        parts.append(f"{gs[0].model_label}/{gs[0].task}: spread {sp:.2f} pt (threshold {thr:.2f}; "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in sorted(means.items())) + ")")
+    judged = len(comps) - inconclusive
+    status = INCONCLUSIVE if judged == 0 else HOLDS if passed * 2 >= judged else FAILS
+    return [Outcome(status, "; ".join(parts), [g for gs in comps for g in gs], f"{passed}/{judged} comparisons")]
+
+
+@rule
+def zeros_kept(spec, groups, kernels, limits) -> list[Outcome]:
+    """In every selected cell the metric (zeros after quantization) >= the pruning target - threshold,
+    and any *pruned_nonzero* metric is 0."""
+    sel = select(groups, spec.cells, spec.exclude)
+    judged = [g for g in sel if g.values(spec.metric)]
+    if not judged:
+        return [Outcome(NOT_RUN, f"no selected cells with {spec.metric} recorded ({len(sel)} selected)")]
+    bad = []
+    for g in judged:
+        nonzero = [v for c in g.cells for k, v in c.metrics.items() if "pruned_nonzero" in k and math.isfinite(v)]
+        if min(g.values(spec.metric)) < g.sparsity_target - spec.threshold or any(v > 0 for v in nonzero):
+            bad.append(g)
+    worst = min(judged, key=lambda g: min(g.values(spec.metric)) - g.sparsity_target)
+    detail = f"{len(judged) - len(bad)}/{len(judged)} sparse + quantized groups keep their zeros"
+    if bad:
+        detail += f"; e.g. {desc(bad[0])}: {min(bad[0].values(spec.metric)):.4f} < target {bad[0].sparsity_target:g}"
+    return [Outcome(FAILS if bad else HOLDS, detail, judged,
+                    f"min {spec.metric} - target {min(worst.values(spec.metric)) - worst.sparsity_target:+.4f}")]
+
+
+@rule
+def ablation(spec, groups, kernels, limits) -> list[Outcome]:
+    """Cells equal but for one technique option (`options.disabled`: option -> values that switch it off): the full
+    cell minus the ablated one >= -threshold for every pair."""
+    off: dict[str, list[str]] = {k: [str(x) for x in v] for k, v in spec.options.get("disabled", {}).items()}
+    pool = select(groups, spec.cells, spec.exclude)
+    clusters: dict[tuple, list[Group]] = defaultdict(list)
+    for g in pool:
+        clusters[g.config_key[:-1] + (g.task,)].append(g)
+    pairs = []
+    for gs in clusters.values():
+        for a in gs:
+            for b in gs:
+                da, db = dict(a.variant_items), dict(b.variant_items)
+                diff = [k for k in set(da) | set(db) if da.get(k) != db.get(k)]
+                if len(diff) == 1 and diff[0] in off and db.get(diff[0]) in off[diff[0]] \
+                        and da.get(diff[0]) not in off[diff[0]]:
+                    pairs.append((diff[0], a, b))  # (technique, full, ablated)
+    if not pairs:
+        return [Outcome(NOT_RUN, "no ablation pairs (cells equal but for one technique option)")]
+    res = [judge_pair(abl, full, groups, lambda g, f: f.mean() - g.mean() >= -spec.threshold - FLOAT_TOL,
+                      lambda g, f: f.mean() - g.mean(), limits) for _, full, abl in pairs]
+    effects: dict[str, list[float]] = defaultdict(list)
+    for (k, _, _), r in zip(pairs, res, strict=True):
+        effects[k].append(r.value)
+    ours = "; ".join(f"{k}: {statistics.fmean(v):+.2f} pt over {len(v)} pairs" for k, v in sorted(effects.items()))
+    return [Outcome(combine(res), ours + "; " + summary(res, "ablations"), evidence(res), ours)]
+
+
+def _nonzero(g: Group) -> float:
+    """Nonzero prunable encoder weights: dense fp32 bytes / 4 x measured density."""
+    vals = [c.metrics.get("encoder_bytes_dense_fp32", math.nan) / 4 * (1 - (c.metrics.get("sparsity_measured")
+            if math.isfinite(c.metrics.get("sparsity_measured", math.nan)) else 0.0)) for c in g.cells]
+    vals = [v for v in vals if math.isfinite(v)]
+    return statistics.fmean(vals) if vals else math.nan
+
+
+@rule
+def equal_size(spec, groups, kernels, limits) -> list[Outcome]:
+    """A smaller dense model against the sparse cell of a larger model with the most nonzero weights
+    <= `options.tolerance` x the small one's (same task and recipe): the sparse one must be more accurate.
+    One outcome per sparsity level."""
+    tol = float(spec.options.get("tolerance", 1.1))
+    dense = [g for g in select(groups, spec.options.get("small", {})) if g.sparsity_method == "dense"]
+    sparse = select(groups, spec.cells, spec.exclude)
+    size = lambda g: g.mean("encoder_bytes_dense_fp32")  # noqa: E731
+    by_level: dict[str, list] = defaultdict(list)
+    for small in dense:
+        nz = _nonzero(small)
+        cands = [g for g in sparse if same_recipe_but_model(g, small) and size(g) > 1.05 * size(small)
+                 and _nonzero(g) <= tol * nz]
+        if cands:
+            big = max(cands, key=lambda g: (g.distill_method == small.distill_method, _nonzero(g)))
+            by_level[big.sparsity_label].append(judge_pair(big, small, groups, lambda s, d: s.mean() > d.mean(),
+                                                           lambda s, d: s.mean() - d.mean(), limits))
+    if not by_level:
+        return [Outcome(NOT_RUN, "no smaller dense model with a sparse model of equal nonzero weights")]
+    out = []
+    for level, res in sorted(by_level.items()):
+        worst = min(res, key=lambda r: r.value)
+        out.append(Outcome(combine(res), summary(res, "equal-size pairs"), evidence(res),
+                           f"sparse - small dense {worst.value:+.2f} pt", f"{level} vs {worst.ref.model_label}"))
+    return out
+
+
+def same_recipe_but_model(a: Group, b: Group) -> bool:
+    return (a.task == b.task and a.profile == b.profile and a.budget == b.budget
+            and a.train_examples == b.train_examples)
+
+
+@rule
+def equal_latency(spec, groups, kernels, limits) -> list[Outcome]:
+    """Larger sparse cells (best latency_ms_<options.sparse_backend>*) against smaller dense cells
+    (latency_ms_<options.dense_backend>): in the pairs where the sparse one is at most `options.tolerance`
+    x as slow, it must be more accurate."""
+    sb, db, tol = spec.options.get("sparse_backend", "sparq"), spec.options.get("dense_backend", "torch_fp32"), \
+        float(spec.options.get("tolerance", 1.1))
+    ms = lambda g, b: min((v for k, v in g.latency().items() if k.startswith(b)), default=math.nan)  # noqa: E731
+    size = lambda g: g.mean("encoder_bytes_dense_fp32")  # noqa: E731
+    sparse = [g for g in select(groups, spec.cells, spec.exclude) if math.isfinite(ms(g, sb))]
+    dense = [g for g in select(groups, spec.options.get("small", {})) if math.isfinite(ms(g, db))]
+    comparable = [(s, d) for s in sparse for d in dense if same_recipe_but_model(s, d) and size(s) > 1.05 * size(d)]
+    if not comparable:
+        return [Outcome(NOT_RUN, "no latency for a larger sparse and a smaller dense model on one task")]
+    pairs = [(s, d) for s, d in comparable if ms(s, sb) <= tol * ms(d, db)]
+    lat = "; ".join(f"{desc(s)} {ms(s, sb):.2f} ms vs {desc(d)} {ms(d, db):.2f} ms" for s, d in comparable[:3])
+    if not pairs:
+        ev: list[Group] = []
+        for x in (x for p in comparable for x in p):
+            ev += [x] if all(x is not e for e in ev) else []
+        return [Outcome(FAILS, f"no larger sparse model is as fast as a smaller dense one ({lat})", ev,
+                        f"{len(comparable)} pairs, none at equal latency")]
+    res = [judge_pair(s, d, groups, lambda s, d: s.mean() > d.mean(), lambda s, d: s.mean() - d.mean(), limits)
+           for s, d in pairs]
+    return [Outcome(combine(res), summary(res, "equal-latency pairs") + f"; {lat}", evidence(res),
+                    f"{min(r.value for r in res):+.2f} pt at equal latency")]
