@@ -6,7 +6,7 @@ import functools
 import os
 import platform
 
-_INTERESTING = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+_INTERESTING = ("avx2", "fma", "bmi2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
                 "avx512_bf16", "avx512vbmi", "amx_tile", "amx_int8", "amx_bf16")
 
 
@@ -68,23 +68,68 @@ def jit_disabled() -> bool:
     return bool(numba.config.DISABLE_JIT)
 
 
+PATHS = ("avx512_vnni", "avx_vnni", "avx2", "portable")  # best first
+_NEED = {  # (LLVM feature names, /proc/cpuinfo flag names)
+    "avx512_vnni": ({"avx512f", "avx512bw", "avx512vnni"}, {"avx512f", "avx512bw", "avx512_vnni"}),
+    "avx_vnni": ({"avx2", "avxvnni"}, {"avx2", "avx_vnni"}),
+    "avx2": ({"avx2"}, {"avx2"}),
+}
+
+
+def path_supported(path: str) -> bool:
+    """True when the kernels of ``path`` can be compiled *and* run here: LLVM (what Numba
+    compiles for) and /proc/cpuinfo (what the OS enables) both report the features, and the
+    JIT is on. ``portable`` always can."""
+    if path == "portable":
+        return True
+    if path not in _NEED or jit_disabled():
+        return False
+    llvm, info = _NEED[path]
+    if not llvm <= llvm_host_features():
+        return False
+    flags = cpuinfo_flags()
+    return not flags or info <= flags
+
+
+def supported_paths() -> list[str]:
+    return [p for p in PATHS if path_supported(p)]
+
+
+_PATH_MEMO: dict = {}
+
+
+def kernel_path() -> str:
+    """Memoised on the two environment switches (called on every kernel call)."""
+    env = os.environ  # `in` first: a missing key through .get raises internally (~3 us)
+    key = (env["SPARQ_KERNEL_ISA"] if "SPARQ_KERNEL_ISA" in env else None,
+           env["SPARQ_KERNELS_PORTABLE"] if "SPARQ_KERNELS_PORTABLE" in env else None)
+    if key not in _PATH_MEMO:
+        _PATH_MEMO[key] = _kernel_path()
+    return _PATH_MEMO[key]
+
+
+def _kernel_path() -> str:
+    """The kernel path ops.linear runs: the best one this CPU and LLVM support
+    (avx512_vnni > avx_vnni > avx2 > portable), or the one forced by ``SPARQ_KERNEL_ISA``
+    (a lower one, e.g. avx2 on an AVX-512 machine; an unsupported one is an error).
+    ``SPARQ_KERNELS_PORTABLE=1`` (older switch) means ``SPARQ_KERNEL_ISA=portable``."""
+    forced = os.environ.get("SPARQ_KERNEL_ISA", "").strip().lower()
+    if not forced and os.environ.get("SPARQ_KERNELS_PORTABLE", "0") not in ("", "0"):
+        forced = "portable"
+    if forced:
+        if forced not in PATHS:
+            raise ValueError(f"SPARQ_KERNEL_ISA={forced!r}: choose one of {', '.join(PATHS)}")
+        if not path_supported(forced):
+            why = "the JIT is disabled" if jit_disabled() else "this CPU/LLVM lacks it"
+            raise RuntimeError(f"SPARQ_KERNEL_ISA={forced}: that kernel path cannot run here "
+                               f"({why}); supported: {', '.join(supported_paths())}")
+        return forced
+    return supported_paths()[0]
+
+
 def has_vnni512() -> bool:
-    """True when the AVX-512 VNNI kernels can be compiled *and* run here.
-
-    Both the kernel (cpuinfo) and LLVM must agree; ``SPARQ_KERNELS_PORTABLE=1`` forces the
-    portable path, and the JIT being disabled always does.
-    """
-    if os.environ.get("SPARQ_KERNELS_PORTABLE", "0") not in ("", "0"):
-        return False
-    if jit_disabled():
-        return False
-    llvm = llvm_host_features()
-    need = {"avx512f", "avx512bw", "avx512vnni"}
-    if not need <= llvm:
-        return False
-    info = cpuinfo_flags()
-    return not info or {"avx512f", "avx512bw", "avx512_vnni"} <= info
-
+    """True when the AVX-512 VNNI kernels run (``kernel_path() == "avx512_vnni"``)."""
+    return kernel_path() == "avx512_vnni"
 
 
 def worker_threads(fn, min_ticks: int = 2) -> set[str]:

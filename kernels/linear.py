@@ -68,14 +68,19 @@ class SparseInt8Linear(nn.Module):
         return None if self.packed.bias is None else torch.from_numpy(self.packed.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        x2 = x.detach().reshape(-1, self.in_features)
-        if x2.dtype != torch.float32 or not x2.is_contiguous():
-            x2 = x2.to(torch.float32).contiguous()
-        y = torch.from_numpy(ops.linear(x2.numpy(), self.packed, self.act_scale, self.path,
+        # lean on purpose (batch-1 latency): every torch call here costs ~1-2 us
+        shape, dtype = x.shape, x.dtype
+        if x.requires_grad:
+            x = x.detach()
+        if dtype != torch.float32:
+            x = x.to(torch.float32)
+        if len(shape) != 2:
+            x = x.reshape(-1, self.in_features)
+        y = torch.from_numpy(ops.linear(x.numpy(), self.packed, self.act_scale, self.path,
                                         self.act_qmax))
-        y = y.view(*lead, self.out_features)
-        return y if x.dtype == torch.float32 else y.to(x.dtype)
+        if len(shape) != 2:
+            y = y.view(*shape[:-1], self.out_features)
+        return y if dtype == torch.float32 else y.to(dtype)
 
     def extra_repr(self) -> str:
         p = self.packed

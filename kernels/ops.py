@@ -1,8 +1,8 @@
 """Dispatch: y = x @ W.T + b on a packed layer, activation quantization fused.
 
 ``linear(x, packed, act_scale=None)``: x float32 [M, K] -> float32 [M, N]. Per-tensor dynamic
-activation scale (max|x| / 127) unless a static ``act_scale`` is given. Uses the AVX-512 VNNI
-path when the CPU has it (and the JIT is on), otherwise the portable per-format kernels.
+activation scale (max|x| / 127) unless a static ``act_scale`` is given. Runs the path
+``cpu.kernel_path()`` picks (avx512_vnni > avx_vnni > avx2 > portable, or ``SPARQ_KERNEL_ISA``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from . import cpu, portable
 from .formats import PackedLinear, unpack_2bit
 
 _VNNI = None
+GEMV_MAX_M = 8  # AVX2: M <= 8 runs the latency kernel (weights walked once, rows in registers)
+GEMV_ROWS = 16  # output rows per parallel task of the latency kernel
 SLAB_GROUPS = 64  # K/4 groups per L1 slab (64 groups x 128 rows x 4 B = 32 KiB)
 SLAB_MIN_DENSITY = 0.2
 DENSE_MIN_DENSITY = 0.75  # block density from which full zero-filled block rows win (2:4, dense)
@@ -23,6 +25,29 @@ def vnni_available() -> bool:
     if _VNNI is None:
         _VNNI = cpu.has_vnni512()
     return _VNNI and not cpu.jit_disabled()
+
+
+_ALIAS = {"vnni": "avx512_vnni"}
+
+
+def resolve_path(path: str | None) -> str:
+    """The kernel path a call runs: ``cpu.kernel_path()`` by default; an explicit one must be
+    supported here (one-line error otherwise)."""
+    if path is None:
+        return cpu.kernel_path()
+    if path in _OK:
+        return path
+    path = _ALIAS.get(path, path)
+    if path not in cpu.PATHS:
+        raise ValueError(f"path={path!r}: choose one of {', '.join(cpu.PATHS)}")
+    if not cpu.path_supported(path):
+        raise RuntimeError(f"kernel path {path} cannot run here; supported: "
+                           f"{', '.join(cpu.supported_paths())}")
+    _OK.add(path)
+    return path
+
+
+_OK: set = set()
 
 
 def act_scale_of(x: np.ndarray, act_scale: float | None) -> float:
@@ -54,22 +79,51 @@ def act_range(act_qmax: int | None) -> tuple[np.float32, np.float32]:
 
 def linear(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
            path: str | None = None, act_qmax: int | None = None) -> np.ndarray:
-    """x: float32 [M, K] (C-contiguous). ``path``: None (best), "vnni" or "portable".
+    """x: float32 [M, K] (C-contiguous). ``path``: None (``cpu.kernel_path()``), or one of
+    ``cpu.PATHS`` that this machine supports ("vnni" = "avx512_vnni").
     ``act_qmax``: clamp activation codes to [-act_qmax, act_qmax] (default [-128, 127])."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     m, k = x.shape
     if k != p.in_features:
         raise ValueError(f"input has {k} features, layer expects {p.in_features}")
-    qlo, qhi = act_range(act_qmax)
+    kind = resolve_path(path)
     y = np.empty((m, p.out_features), dtype=np.float32)
-    use_vnni = vnni_available() if path is None else path == "vnni"
     if m == 0:
+        act_range(act_qmax)
         act_scale_of(x, act_scale)
         return y
-    if use_vnni:
-        from . import vnni
+    key = ("run", kind, m <= GEMV_MAX_M, act_scale, act_qmax)
+    run = p._cache.get(key)
+    if run is None:  # validated once per (path, size class, activation quantization)
+        run = p._cache[key] = _RUNNERS[kind](p, m <= GEMV_MAX_M, act_scale, act_qmax)
+    run(x, y)
+    return y
 
-        ptr, cols, vals, comp = p.blocks()
+
+def _portable_runner(p: PackedLinear, small, act_scale, act_qmax):
+    qlo, qhi = act_range(act_qmax)
+    if act_scale is not None:
+        act_scale_of(None, act_scale)
+
+    def run(x, y):
+        sx = act_scale_of(x, act_scale)
+        _portable(p, portable.quantize_t(x, np.float32(1.0 / sx), qlo, qhi), sx, y)
+    return run
+
+
+def _vnni_runner(p: PackedLinear, small, act_scale, act_qmax):
+    from . import vnni
+
+    qlo, qhi = act_range(act_qmax)
+    if act_scale is not None:
+        act_scale_of(None, act_scale)
+    ptr, cols, vals, comp = p.blocks()
+    groups = (p.in_features + 3) // 4
+    density = cols.size / max(1, p.out_features * groups)
+    bias = _bias(p)
+
+    def run(x, y):
+        m = x.shape[0]
         mpad = (m + 15) // 16 * 16
         if act_scale is None:  # dynamic scale and quantization in one call
             xl, sx = vnni.quantize_layout_dynamic(x, mpad, qlo, qhi)
@@ -78,29 +132,72 @@ def linear(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
         else:
             sx = act_scale_of(x, act_scale)
             xl = vnni.quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi)
-        groups = (p.in_features + 3) // 4
-        density = cols.size / max(1, p.out_features * groups)
         if density >= DENSE_MIN_DENSITY:
             # full block rows (2:4 -> every 1x4 group holds 2 values; dense): rows share the
             # activation loads (4 rows x 4 chunks register tile), zero-filled where a group is empty
             if "dense" not in p._cache:
                 p._cache["dense"] = vnni.dense_blocks(ptr, cols, vals, p.out_features, groups, 16)
             vnni.block_gemm_dense(xl, mpad, m, p._cache["dense"], groups, p.out_features, comp,
-                                  p.scale, _bias(p), sx, y, 16)
+                                  p.scale, bias, sx, y, 16)
         elif mpad >= 64 and density >= SLAB_MIN_DENSITY and groups > SLAB_GROUPS:
             # dense-ish block rows (e.g. unstructured 90% -> ~34% of 1x4 groups): walk K in
             # L1-sized slabs; measured 20-25% faster there, slower for sparse block rows.
             if "slabs" not in p._cache:
                 p._cache["slabs"] = vnni.slab_pointers(ptr, cols, SLAB_GROUPS)
             vnni.block_gemm_slab(xl, mpad, m, p._cache["slabs"], cols, vals, comp, p.scale,
-                                 _bias(p), sx, y, 16)
+                                 bias, sx, y, 16)
         else:
-            vnni.block_gemm(xl, mpad, m, ptr, cols, vals, comp, p.scale, _bias(p), sx, y, 16)
-        return y
-    sx = act_scale_of(x, act_scale)
-    xt = portable.quantize_t(x, np.float32(1.0 / sx), qlo, qhi)
-    _portable(p, xt, sx, y)
-    return y
+            vnni.block_gemm(xl, mpad, m, ptr, cols, vals, comp, p.scale, bias, sx, y, 16)
+    return run
+
+
+def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax):
+    """AVX2 / AVX-VNNI kernels (``avx2.py``). A call whose activation codes reach -128 (static
+    scale, default clamp), which the sign trick cannot take, runs on the portable kernels."""
+    from . import avx2
+
+    qlo, qhi = act_range(act_qmax)
+    static = act_scale_of(None, act_scale) if act_scale is not None else 0.0
+    fallback = _portable_runner(p, small, act_scale, act_qmax)
+    ptr, cols, vals, _ = p.blocks()
+    groups = (p.in_features + 3) // 4
+    dense = cols.size / max(1, p.out_features * groups) >= DENSE_MIN_DENSITY
+    scale, bias = p.scale, _bias(p)
+    if small:  # latency kernel: quantize + kernel + epilogue in one jitted call
+        key = "gemv_dense" if dense else "gemv"
+        if key not in p._cache:
+            p._cache[key] = avx2.gemv_form(ptr, cols, vals, p.out_features, groups, dense)
+        ptr8, cols8, vals8 = p._cache[key]
+        gemv, gather = avx2.gemv, not dense
+
+        def run(x, y):
+            sx = gemv(x, static, act_scale is None, qlo, qhi, ptr8, cols8, vals8, gather,
+                      scale, bias, y, GEMV_ROWS)
+            if sx == -1.0:
+                raise ValueError("input contains inf/nan")
+            if sx == -2.0:
+                fallback(x, y)
+        return run
+    if dense and "dense8" not in p._cache:
+        p._cache["dense8"] = avx2.dense_blocks(ptr, cols, vals, p.out_features, groups, 16)
+    wd = p._cache.get("dense8")
+
+    def run(x, y):
+        m = x.shape[0]
+        sx = act_scale_of(x, act_scale)
+        mpad = (m + 7) // 8 * 8
+        xl, bad = avx2.quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi)
+        if bad:
+            fallback(x, y)
+        elif dense:
+            avx2.block_gemm_dense(xl, mpad, m, wd, groups, p.out_features, scale, bias, sx, y, 16)
+        else:
+            avx2.block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, sx, y, 16)
+    return run
+
+
+_RUNNERS = {"portable": _portable_runner, "avx512_vnni": _vnni_runner, "avx2": _avx2_runner,
+            "avx_vnni": _avx2_runner}
 
 
 def _portable(p: PackedLinear, xt, sx, y) -> None:

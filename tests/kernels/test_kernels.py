@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernels
-from kernels import ops
+from kernels import cpu
 
 RNG = np.random.default_rng(1)
-PATHS = ["portable"] + (["vnni"] if ops.vnni_available() else [])
+PATHS = cpu.supported_paths()  # every path this CPU runs gets the same exactness tests
 PATTERN = {"csr": "unstructured", "block1x4": "block1x4", "nm": "nm", "dense": "unstructured"}
 
 
@@ -27,7 +27,7 @@ def _check(x, p, path, act_scale=None):
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("fmt", ["csr", "block1x4", "nm", "dense"])
 @pytest.mark.parametrize("m,k,n", [(1, 13, 7), (37, 70, 33), (16, 64, 16), (130, 101, 35),
-                                   (3, 1, 2), (80, 523, 17)])
+                                   (3, 1, 2), (80, 523, 17), (8, 45, 40), (9, 200, 24)])
 @pytest.mark.parametrize("sparsity", [0.0, 0.9, 0.99])
 def test_kernel_matches_reference(path, fmt, m, k, n, sparsity):
     w = sparse_weight(RNG, n, k, sparsity, PATTERN[fmt])
@@ -79,8 +79,8 @@ def test_property_all_paths_agree(m, k, n, sparsity, fmt, seed):
 
 _NOJIT = r"""
 import numpy as np, kernels
-from kernels import ops
-assert not ops.vnni_available()
+from kernels import cpu
+assert cpu.kernel_path() == "portable" and cpu.supported_paths() == ["portable"]
 rng = np.random.default_rng(0)
 for fmt in ["csr", "block1x4", "nm", "dense"]:
     w = rng.standard_normal((5, 10)).astype(np.float32)
@@ -113,3 +113,73 @@ def test_non_finite_input_rejected():
     from kernels import portable
     y = -np.arange(40, dtype=np.float32).reshape(5, 8) / 7
     assert portable.absmax(y) == pytest.approx(39 / 7)
+
+
+_FORCED = r"""
+import sys, numpy as np, kernels
+from kernels import cpu
+want = sys.argv[1]
+assert cpu.kernel_path() == want, cpu.kernel_path()
+rng = np.random.default_rng(0)
+for fmt, pat in [("csr", "unstructured"), ("block1x4", "block1x4"), ("nm", "nm"), ("dense", "unstructured")]:
+    for m in (1, 5, 8, 9, 64):
+        from _kernels_helpers import sparse_weight
+        p = kernels.pack(sparse_weight(rng, 40, 70, 0.9, pat), fmt, bias=np.ones(40))
+        x = rng.standard_normal((m, 70)).astype(np.float32)
+        ref = kernels.reference(x, p)
+        np.testing.assert_allclose(kernels.linear(x, p), ref, rtol=1e-5,
+                                   atol=1e-5 * (np.abs(ref).max() + 1))
+print("FORCED-OK", want)
+"""
+
+
+def _run_forced(isa, code=_FORCED):
+    env = dict(os.environ, SPARQ_KERNEL_ISA=isa)
+    env.pop("SPARQ_KERNELS_PORTABLE", None)
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(here)), here])
+    return subprocess.run([sys.executable, "-c", code, isa], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("isa", [p for p in ("avx2", "portable") if p in PATHS])
+def test_forced_kernel_path_runs_exact(isa):
+    """SPARQ_KERNEL_ISA forces a lower path (any AVX-512 machine also runs the AVX2 kernels)."""
+    r = _run_forced(isa)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"FORCED-OK {isa}" in r.stdout
+
+
+def test_forced_kernel_path_errors(monkeypatch):
+    monkeypatch.setenv("SPARQ_KERNEL_ISA", "sse9")
+    with pytest.raises(ValueError, match="SPARQ_KERNEL_ISA"):
+        cpu.kernel_path()
+    missing = [p for p in cpu.PATHS if p not in PATHS]
+    if missing:
+        monkeypatch.setenv("SPARQ_KERNEL_ISA", missing[0])
+        with pytest.raises(RuntimeError, match="cannot run here"):
+            cpu.kernel_path()
+        with pytest.raises(RuntimeError, match="cannot run here"):
+            kernels.linear(np.ones((1, 8), np.float32), kernels.pack(np.ones((2, 8)), "csr"),
+                           path=missing[0])
+    monkeypatch.setenv("SPARQ_KERNEL_ISA", "portable")
+    assert cpu.kernel_path() == "portable"
+
+
+def test_kernel_path_is_best_supported(monkeypatch):
+    monkeypatch.delenv("SPARQ_KERNEL_ISA", raising=False)
+    monkeypatch.delenv("SPARQ_KERNELS_PORTABLE", raising=False)
+    assert cpu.kernel_path() == PATHS[0]
+    assert PATHS[-1] == "portable"
+    if "avx2" in cpu.cpuinfo_flags() and not cpu.jit_disabled():
+        assert "avx2" in PATHS
+
+
+def test_avx2_code_minus_128_falls_back_exactly():
+    """A static scale with the default [-128, 127] clamp can produce the code -128, which the
+    AVX2 sign trick cannot take: such calls must still be exact (portable fallback)."""
+    p = kernels.pack(sparse_weight(RNG, 24, 40, 0.5), "csr", bias=np.ones(24))
+    for m in (1, 20):
+        x = -np.abs(RNG.standard_normal((m, 40)).astype(np.float32)) * 10
+        for path in PATHS:
+            _check(x, p, path, act_scale=0.01)
