@@ -1,23 +1,30 @@
-"""Rebuild results/ from MLflow alone: `python -m suite.report [--out DIR]`.
+"""The report: `python -m suite.report [--out DIR] [--publish] [--merge BOARD...]`.
 
-load (MLflow, kernel bench CSV)  ->  records.group_cells  ->  tables / claims / plots / leaderboard.
-Only `load.py` reads stored results; every rendering step is a function of what it returned, and
-nothing here ever re-runs a cell.
+records (MLflow result.json via load.py, and/or merged leaderboard.json boards)  ->
+records.group_cells  ->  tables / claims / plots / leaderboard  ->  a temp dir swapped in whole.
+Only `load.py` and `leaderboard.read_board` read stored results; everything else is a function of
+what they returned, and nothing here ever re-runs a cell. The default output is the local
+runs/results/; the committed results/ is written only by `--publish`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suite.report.load import Store, load_store
-from suite.report.records import Group, group_cells
+from suite.report.load import Store
+from suite.report.records import Cell, Group, group_cells
 
+# What the report writes into its folder; anything else there (README.md, kernels/) is kept.
 OUTPUTS = ("tables.md", "tables", "claims.md", "plots", "leaderboard.json", "leaderboard.schema.json",
-           "leaderboard.html")
+           "leaderboard.html", "cell_record.schema.json")
+
+
+class PublishError(ValueError):
+    """A board that must not be published (dirty-tree records, a host path)."""
 
 
 @dataclass
@@ -27,39 +34,103 @@ class Report:
     groups: list[Group]
     tables: dict[str, str]
     claims_md: str
-    claim_rows: list
-    leaderboard: dict
+    verdicts: list  # claims.ClaimVerdict
+    board: dict  # leaderboard.json
     notes: list[str] = field(default_factory=list)
 
 
-def safe_uri(uri: str) -> str:
-    """The tracking URI without credentials (user:password@)."""
-    return re.sub(r"//[^/@]*@", "//", uri)
+def collect(uri: str | None, boards: tuple[Path, ...] = (), environment: bool = True,
+            kernel_csvs: tuple[Path, ...] = ()) -> tuple[Store, list[str], int]:
+    """The records to report: the MLflow store (unless only boards are given and no `uri`), plus
+    merged boards, one per cell id + machine. Returns (store, sources, duplicates dropped)."""
+    from suite.paths import tracking_uri
+    from suite.report import leaderboard
+    from suite.report.load import load_store, parse_kernel_csv
+
+    lists, sources = [], []
+    store = Store(uri="")
+    if uri is not None or not boards:
+        store = load_store(uri or tracking_uri(), kernel_csvs, environment=environment)
+        lists.append([c.record for c in store.cells])
+        sources.append("mlflow")
+    for path in boards:
+        lists.append(leaderboard.read_board(path))
+        sources.append(leaderboard.source_name(path))
+    records, dropped = leaderboard.merge(*lists)
+    if store.kernel_source.startswith("/"):  # a CSV path: named relative to the project, host-free
+        from suite.paths import ROOT
+
+        src = Path(store.kernel_source)
+        store.kernel_source = str(src.relative_to(ROOT)) if src.is_relative_to(ROOT) else src.name
+    store.cells = [Cell(record=r) for r in records]
+    if not store.kernel_rows:
+        for path in kernel_csvs:
+            if path.is_file() and (rows := parse_kernel_csv(path.read_text())):
+                store.kernel_rows, store.kernel_source = rows, f"kernels/{path.name}"
+                break
+    return store, sources, dropped
 
 
-def render(store: Store) -> Report:
-    """Pure: tables, claims and leaderboard records from the loaded store."""
+def render(store: Store, sources: list[str] | tuple[str, ...] = ("mlflow",)) -> Report:
+    """Pure: tables, claims and leaderboard from the loaded store."""
     from suite.report import claims, leaderboard, tables
 
     groups = group_cells(store.cells)
-    rows = claims.evaluate(groups, store.kernel_rows)
+    verdicts = claims.verdicts(groups, store.kernel_rows)
     notes = []
     if not any(g.latency() for g in groups):
-        notes.append("No latency_ms_* metrics recorded in any cell: no accuracy-vs-latency plot.")
+        notes.append("No latency_ms_* recorded in any cell: no accuracy-vs-latency plot.")
     if not store.kernel_rows:
         notes.append("No kernel benchmark found (MLflow experiment kernels-bench or results/kernels/bench.csv): "
                      "no kernel speedup plot.")
-    return Report(groups, tables.all_tables(groups), claims.claims_markdown(rows), rows,
-                  leaderboard.document(groups, safe_uri(store.uri)), notes)
+    board = leaderboard.document([c.record for c in store.cells], sources)
+    return Report(groups, tables.all_tables(groups), claims.claims_markdown(verdicts), verdicts, board, notes)
+
+
+def check_publishable(report: Report, allow_dirty: bool = False) -> list[str]:
+    """Why this board must not become the committed results/ (empty: it may). Records from a
+    dirty tree are refused unless `allow_dirty` (the page then flags each of them)."""
+    from suite.report.leaderboard import host_leaks
+
+    problems = []
+    dirty = [r["cell_id"] for r in report.board["records"] if r.get("git_dirty")]
+    if dirty and not allow_dirty:
+        problems.append(f"{len(dirty)} records come from a modified tree (git_dirty), e.g. {dirty[0]}: "
+                        f"re-run them from a clean commit, or pass --allow-dirty to publish them flagged")
+    leaks = host_leaks(json.dumps(report.board))
+    if leaks:
+        problems.append(f"the board holds host paths or names: {', '.join(leaks[:3])}")
+    return problems
 
 
 def write(report: Report, store: Store, out: Path) -> list[Path]:
+    """Render every file into a temp dir beside `out`, then swap it in whole (a reader sees the old
+    report or the new one, never half of each). Files of `out` that the report does not write
+    (README.md, kernels/) are carried over."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        if out.is_dir():
+            for entry in out.iterdir():
+                if entry.name not in OUTPUTS:
+                    (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
+        written = [out / p.relative_to(tmp) for p in _render_files(report, store, tmp)]
+        tmp.chmod(0o755)
+        old = out.parent / f".{out.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return written
+
+
+def _render_files(report: Report, store: Store, out: Path) -> list[Path]:
+    from suite.record import schema_text
     from suite.report import html, leaderboard, plots
 
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("tables", "plots"):  # generated folders: rebuilt from scratch, no stale files
-        if (out / name).is_dir():
-            shutil.rmtree(out / name)
     written = []
 
     def put(path: Path, text: str) -> None:
@@ -68,32 +139,46 @@ def write(report: Report, store: Store, out: Path) -> list[Path]:
         written.append(path)
 
     all_md = "\n".join(report.tables.values()) or "No finished runs recorded yet.\n"
-    put(out / "tables.md", "# Results in the papers' layout (from MLflow)\n\n" + all_md)
+    put(out / "tables.md", "# Results in the papers' layout (from the cell records)\n\n" + all_md)
     for name, md in report.tables.items():
         put(out / "tables" / f"{plots._slug(name)}.md", md)
     put(out / "claims.md", report.claims_md)
 
     plot_dir = out / "plots"
-    figs = plots.render_compression(plots.compression_series(report.groups), plot_dir)
-    figs += plots.render_latency(plots.latency_series(report.groups), plot_dir)
-    figs += plots.render_kernels(plots.kernel_series(store.kernel_rows), plot_dir, store.kernel_source)
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    if hasattr(plots, "render_all"):
+        figs = plots.render_all(report.groups, store.kernel_rows, store.kernel_source, plot_dir)
+    else:
+        figs = plots.render_compression(plots.compression_series(report.groups), plot_dir)
+        figs += plots.render_latency(plots.latency_series(report.groups), plot_dir)
+        figs += plots.render_kernels(plots.kernel_series(store.kernel_rows), plot_dir, store.kernel_source)
     index = ["# Plots", ""] + [f"- `{f.name}.png` / `.svg`: {f.title}. {f.caption}" for f in figs]
     index += [""] + [f"- {n}" for n in report.notes]
     put(plot_dir / "README.md", "\n".join(index) + "\n")
     written += [p for f in figs for p in (f.png, f.svg)]
 
-    put(out / "leaderboard.json", json.dumps(report.leaderboard, indent=1, sort_keys=False, allow_nan=False) + "\n")
-    put(out / "leaderboard.schema.json", json.dumps(leaderboard.SCHEMA, indent=2) + "\n")
-    put(out / "leaderboard.html", html.page(report.leaderboard["records"], report.claim_rows, figs,
-                                            report.tables, report.notes, report.leaderboard["generated_from"]))
+    put(out / "leaderboard.json", json.dumps(report.board, indent=1, allow_nan=False) + "\n")
+    put(out / "leaderboard.schema.json", json.dumps(leaderboard.schema(), indent=2, sort_keys=True) + "\n")
+    put(out / "cell_record.schema.json", schema_text())
+    put(out / "leaderboard.html", html.page(report, figs))
     return written
 
 
-def build(out: Path, uri: str | None = None, environment: bool = True) -> list[Path]:
-    """Load from MLflow (and the kernel CSV fallback), render, write under `out`."""
-    from suite.paths import RESULTS_DIR, tracking_uri
+def build(out: Path, uri: str | None = None, environment: bool = True, boards: tuple[Path, ...] = (),
+          publish: bool = False, allow_dirty: bool = False) -> list[Path]:
+    """Collect, render, write under `out`; the files written."""
+    return build_report(out, uri, environment, boards, publish, allow_dirty)[1]
 
-    uri = uri or tracking_uri()
+
+def build_report(out: Path, uri: str | None = None, environment: bool = True, boards: tuple[Path, ...] = (),
+                 publish: bool = False, allow_dirty: bool = False) -> tuple[Report, list[Path]]:
+    """Collect, render, (check publishability,) write under `out`."""
+    from suite.paths import RESULTS_DIR
+
+    out = Path(out)
     csvs = tuple(dict.fromkeys([out / "kernels" / "bench.csv", RESULTS_DIR / "kernels" / "bench.csv"]))
-    store = load_store(uri, csvs, environment=environment)
-    return write(render(store), store, out)
+    store, sources, _ = collect(uri, tuple(boards), environment, csvs)
+    report = render(store, sources)
+    if publish and (problems := check_publishable(report, allow_dirty)):
+        raise PublishError("; ".join(problems))
+    return report, write(report, store, out)
