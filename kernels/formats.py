@@ -116,6 +116,24 @@ class PackedLinear:
     def from_int(cls, q: np.ndarray, scale, bias=None, bits: int = 8, **kw) -> PackedLinear:
         raise NotImplementedError
 
+    @classmethod
+    def stored_dtypes(cls, n: int, k: int, bits: int) -> dict[str, np.dtype]:
+        """dtype of every array the format stores (what a file must hold; the file's header
+        does not choose it)."""
+        raise NotImplementedError
+
+    def check_arrays(self) -> None:
+        """ValueError unless the stored arrays are consistent with the shape (counts, index
+        ranges, scales): what a loaded file is checked with before any kernel reads it."""
+        n = self.out_features
+        _expect_len("scale", self.scale, n)
+        if not (np.all(np.isfinite(self.scale)) and np.all(self.scale > 0)):
+            raise ValueError("scale: weight scales must be positive and finite")
+        if self.bias is not None:
+            _expect_len("bias", self.bias, n)
+            if not np.all(np.isfinite(self.bias)):
+                raise ValueError("bias: not finite")
+
     # --- shared
     def meta(self) -> dict:
         return {}
@@ -183,6 +201,32 @@ def _index_dtype(limit: int):
     return np.uint16 if limit <= 65536 else np.int32
 
 
+def _value_dtype(bits: int) -> np.dtype:
+    return np.dtype(np.uint8 if bits == 4 else np.int8)
+
+
+def _value_len(count: int, bits: int) -> int:
+    return (count + 1) // 2 if bits == 4 else count
+
+
+def _expect_len(name: str, arr: np.ndarray, count: int) -> None:
+    if arr.ndim != 1 or arr.size != count:
+        raise ValueError(f"{name}: {arr.size} entries, the shape needs {count}")
+
+
+def _check_csr(ptr_name, ptr, idx_name, idx, n: int, limit: int) -> int:
+    """Row pointers [0 .. nnz] non-decreasing, indices in [0, limit); returns nnz."""
+    _expect_len(ptr_name, ptr, n + 1)
+    p = ptr.astype(np.int64)
+    if p[0] != 0 or np.any(np.diff(p) < 0):
+        raise ValueError(f"{ptr_name}: row pointers must start at 0 and not decrease")
+    nnz = int(p[-1])
+    _expect_len(idx_name, idx, nnz)
+    if nnz and (int(idx.min()) < 0 or int(idx.max()) >= limit):
+        raise ValueError(f"{idx_name}: index out of range [0, {limit})")
+    return nnz
+
+
 # ----------------------------------------------------------------------------- formats
 @register
 @dataclass(eq=False)
@@ -199,6 +243,15 @@ class DenseInt8(PackedLinear):
 
     def index_arrays(self):
         return {"values": self.values}
+
+    @classmethod
+    def stored_dtypes(cls, n, k, bits):
+        return {"values": _value_dtype(bits)}
+
+    def check_arrays(self):
+        super().check_arrays()
+        _expect_len("values", self.values, _value_len(self.out_features * self.in_features,
+                                                      self.bits))
 
     def int_weight(self):
         n, k = self.shape
@@ -231,6 +284,17 @@ class CSRInt8(PackedLinear):
     def index_arrays(self):
         return {"indptr": self.indptr, "indices": self.indices, "values": self.values}
 
+    @classmethod
+    def stored_dtypes(cls, n, k, bits):
+        return {"indptr": np.dtype(np.int32), "indices": np.dtype(_index_dtype(k)),
+                "values": _value_dtype(bits)}
+
+    def check_arrays(self):
+        super().check_arrays()
+        nnz = _check_csr("indptr", self.indptr, "indices", self.indices, self.out_features,
+                         self.in_features)
+        _expect_len("values", self.values, _value_len(nnz, self.bits))
+
     def int_weight(self):
         n, k = self.shape
         q = np.zeros((n, k), dtype=np.int8)
@@ -262,6 +326,17 @@ class Block1x4Int8(PackedLinear):
 
     def index_arrays(self):
         return {"indptr": self.indptr, "blocks": self.blocks_idx, "values": self.values}
+
+    @classmethod
+    def stored_dtypes(cls, n, k, bits):
+        return {"indptr": np.dtype(np.int32), "blocks": np.dtype(_index_dtype((k + 3) // 4)),
+                "values": _value_dtype(bits)}
+
+    def check_arrays(self):
+        super().check_arrays()
+        nb = _check_csr("indptr", self.indptr, "blocks", self.blocks_idx, self.out_features,
+                        (self.in_features + 3) // 4)
+        _expect_len("values", self.values, _value_len(4 * nb, self.bits))
 
     def int_weight(self):
         n, k = self.shape
@@ -315,6 +390,22 @@ class NMInt8(PackedLinear):
 
     def index_arrays(self):
         return {"values": self.values, "idx": self.idx}
+
+    @classmethod
+    def stored_dtypes(cls, n, k, bits):
+        return {"values": _value_dtype(bits), "idx": np.dtype(np.uint8)}
+
+    def check_arrays(self):
+        super().check_arrays()
+        if self.m != 4 or not 1 <= self.n <= 3:
+            raise ValueError(f"nm: n:m={self.n}:{self.m}; supported m=4 with n in 1..3")
+        cnt = self.out_features * ((self.in_features + 3) // 4) * self.n
+        _expect_len("values", self.values, _value_len(cnt, self.bits))
+        _expect_len("idx", self.idx, (cnt + 3) // 4)
+        if self.n > 1 and cnt:  # in-group positions strictly increasing (no duplicates)
+            pos = unpack_2bit(self.idx, cnt).reshape(-1, self.n)
+            if np.any(np.diff(pos.astype(np.int8), axis=1) <= 0):
+                raise ValueError("idx: in-group positions must be distinct and increasing")
 
     def int_weight(self):
         rows, k = self.shape

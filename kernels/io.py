@@ -3,7 +3,10 @@
 Layout: MAGIC (8 bytes) | version u16 | header length u32 | header JSON | payload | sha256 (32
 bytes over everything before it). The header lists every layer (format, shape, bits, meta) and
 every array (dtype, shape, offset, nbytes) in the payload. Any truncated, corrupt or foreign
-file raises ``PackedFormatError`` with a one-line message.
+file raises ``PackedFormatError`` with a one-line message. The checksum only proves integrity,
+not sanity, so a re-checksummed forged file is checked too: array dtypes come from the format
+(the header must agree), declared sizes are bounded by the payload and the file size, index
+arrays are checked against the shape (no negatives, nothing past K), before any kernel runs.
 """
 
 from __future__ import annotations
@@ -92,27 +95,72 @@ def _decode(data: bytes, where: str):
     payload = memoryview(data)[end:end + payload_bytes]
     layers = {}
     try:
-        for e in header["layers"]:
-            cls = FORMATS[e["format"]]
-            arrs = {}
-            for key, a in e["arrays"].items():
-                buf = payload[a["offset"]:a["offset"] + a["nbytes"]]
-                arrs[key] = np.frombuffer(buf, dtype=np.dtype(a["dtype"])).reshape(a["shape"]).copy()
-            layers[e["name"]] = _build(cls, e, arrs)
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
-        raise PackedFormatError(f"{where}: corrupt packed file ({type(exc).__name__}: {exc})") from None
+        entries = header["layers"]
+        if not isinstance(entries, list):
+            raise TypeError("layers is not a list")
+        for e in entries:
+            name = e["name"]
+            if not isinstance(name, str) or name in layers:
+                raise ValueError(f"bad or repeated layer name {name!r}")
+            layers[name] = _build(e, payload, len(data))
+    except (KeyError, ValueError, TypeError, IndexError, OverflowError) as exc:
+        raise PackedFormatError(f"{where}: corrupt packed file ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())})") from None
     if list(layers) == [""]:
         return layers[""]
     return layers
 
 
-def _build(cls, e, arrs) -> PackedLinear:
-    obj = cls(int(e["out_features"]), int(e["in_features"]), int(e["bits"]), arrs.pop("scale"),
-              arrs.pop("bias", None))
-    for key, val in (e.get("meta") or {}).items():
-        setattr(obj, key, val)
+MAX_DENSE_PER_FILE_BYTE = 1024  # a layer's N*K may be at most this many times the file size
+
+
+def _int(v, what: str, lo: int = 0, hi: int = 2**62) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValueError(f"{what}={v!r} out of range [{lo}, {hi}]")
+    return v
+
+
+def _build(e: dict, payload: memoryview, file_bytes: int) -> PackedLinear:
+    """One layer from its header entry: dtypes come from the format (the header must agree),
+    every declared size is checked against the payload before anything is allocated, and the
+    arrays against the shape (counts, index ranges) before a kernel can read them."""
+    fmt = e["format"]
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
+    cls = FORMATS[fmt]
+    n = _int(e["out_features"], "out_features", 1)
+    k = _int(e["in_features"], "in_features", 1)
+    if n * k > MAX_DENSE_PER_FILE_BYTE * file_bytes:
+        raise ValueError(f"declared shape {n}x{k} is far larger than the file ({file_bytes} B)")
+    bits = e["bits"]
+    if bits not in (4, 8):
+        raise ValueError(f"bits={bits!r}")
+    want = dict(cls.stored_dtypes(n, k, bits), scale=np.dtype(np.float32),
+                bias=np.dtype(np.float32))
+    arrays = e["arrays"]
+    missing = set(want) - {"bias"} - set(arrays)
+    if missing or set(arrays) - set(want):
+        raise ValueError(f"{fmt} stores {sorted(want)}, file has {sorted(arrays)}")
+    arrs = {}
+    for key, a in arrays.items():
+        dt = want[key]
+        if np.dtype(a["dtype"]) != dt:
+            raise ValueError(f"{key}: dtype {a['dtype']} declared, format {fmt} stores {dt.str}")
+        off = _int(a["offset"], f"{key}.offset", 0, len(payload))
+        nb = _int(a["nbytes"], f"{key}.nbytes", 0, len(payload) - off)
+        shape = a["shape"]
+        if (not isinstance(shape, list) or len(shape) != 1
+                or _int(shape[0], f"{key}.shape", 0, nb) * dt.itemsize != nb):
+            raise ValueError(f"{key}: shape {shape} does not match {nb} bytes of {dt.str}")
+        arrs[key] = np.frombuffer(payload[off:off + nb], dtype=dt).copy()
+    meta = e.get("meta") or {}
+    obj = cls(n, k, bits, arrs.pop("scale"), arrs.pop("bias", None))
+    if fmt == "nm":
+        obj.n, obj.m = _int(meta.get("n"), "n", 1, 3), _int(meta.get("m"), "m", 4, 4)
+    elif meta:
+        raise ValueError(f"{fmt} takes no meta, got {sorted(meta)}")
     names = {"blocks": "blocks_idx"}
     for key, arr in arrs.items():
         setattr(obj, names.get(key, key), arr)
-    obj.int_weight()  # validates shapes / counts
+    obj.check_arrays()
     return obj

@@ -132,3 +132,103 @@ def test_load_errors(tmp_path):
         assert "\n" not in str(ei.value)
     with pytest.raises(kernels.PackedFormatError, match="cannot read"):
         kernels.load(tmp_path / "missing.spk")
+
+
+def _rewrite(data: bytes, edit) -> bytes:
+    """Tamper with a packed file and re-checksum it: ``edit(header: dict, payload: bytearray)``
+    changes them in place (a forged file that passes the sha256 check)."""
+    import hashlib
+    import json
+    import struct
+
+    from kernels.io import _PRE
+
+    magic, version, hlen = _PRE.unpack_from(data)
+    header = json.loads(data[_PRE.size:_PRE.size + hlen])
+    payload = bytearray(data[_PRE.size + hlen:-32])
+    edit(header, payload)
+    header["payload_bytes"] = len(payload)
+    h = json.dumps(header).encode()
+    body = struct.pack("<8sHI", magic, version, len(h)) + h + bytes(payload)
+    return body + hashlib.sha256(body).digest()
+
+
+def _arr(header, key, layer=0):
+    return header["layers"][layer]["arrays"][key]
+
+
+def _neg_int16_index(h, pl):
+    a = _arr(h, "indices")
+    a["dtype"] = "<i2"  # the format says uint16: a signed header must not be believed
+    pl[a["offset"]:a["offset"] + 2] = (-1).to_bytes(2, "little", signed=True)
+
+
+def _index_past_k(h, pl):
+    a = _arr(h, "indices")
+    pl[a["offset"]:a["offset"] + 2] = (8).to_bytes(2, "little")  # K = 8
+
+
+def _huge_shape(h, pl):
+    h["layers"][0]["out_features"] = h["layers"][0]["in_features"] = 2**31
+
+
+def _nbytes_past_payload(h, pl):
+    a = _arr(h, "values")
+    a["nbytes"], a["shape"] = 2**40, [2**40]
+
+
+def _indptr_decreasing(h, pl):
+    a = _arr(h, "indptr")
+    pl[a["offset"] + 4:a["offset"] + 8] = (10**6).to_bytes(4, "little")
+
+
+def _negative_offset(h, pl):
+    _arr(h, "values")["offset"] = -5
+
+
+def _unknown_array(h, pl):
+    h["layers"][0]["arrays"]["extra"] = dict(_arr(h, "values"))
+
+
+@pytest.mark.parametrize("edit,match", [
+    (_neg_int16_index, "dtype"), (_index_past_k, "out of range"), (_huge_shape, "larger than"),
+    (_nbytes_past_payload, "nbytes"), (_indptr_decreasing, "row pointers|entries"),
+    (_negative_offset, "offset"), (_unknown_array, "stores"),
+])
+def test_tampered_rechecksummed_file_is_refused(tmp_path, edit, match):
+    """A forged file with a valid checksum is refused with one PackedFormatError line before
+    any kernel or large allocation runs (issue 17 item 7)."""
+    f = tmp_path / "x.spk"
+    w = np.zeros((4, 8), np.float32)
+    w[:, 1] = 1.0
+    w[2, 5] = -2.0
+    kernels.save(f, kernels.pack(w, "csr"))
+    assert kernels.load(f).indices.dtype == np.uint16
+    g = tmp_path / "forged.spk"
+    g.write_bytes(_rewrite(f.read_bytes(), edit))
+    with pytest.raises(kernels.PackedFormatError, match=match) as ei:
+        kernels.load(g)
+    assert "\n" not in str(ei.value)
+
+
+def test_tampered_nm_and_block_files_are_refused(tmp_path):
+    w = sparse_weight(RNG, 6, 16, 0.0, "nm")
+    f = tmp_path / "nm.spk"
+    kernels.save(f, kernels.pack(w, "nm"))
+
+    def dup_positions(h, pl):  # positions (1, 1) in every group: a weight the kernels misread
+        a = _arr(h, "idx")
+        pl[a["offset"]:a["offset"] + a["nbytes"]] = bytes([0b01010101]) * a["nbytes"]
+    g = tmp_path / "bad.spk"
+    g.write_bytes(_rewrite(f.read_bytes(), dup_positions))
+    with pytest.raises(kernels.PackedFormatError, match="distinct"):
+        kernels.load(g)
+    f2 = tmp_path / "b.spk"
+    kernels.save(f2, kernels.pack(sparse_weight(RNG, 6, 16, 0.5, "block1x4"), "block1x4"))
+
+    def block_past_groups(h, pl):
+        a = _arr(h, "blocks")
+        pl[a["offset"]:a["offset"] + 2] = (4).to_bytes(2, "little")  # 16 / 4 = 4 groups
+    g.write_bytes(_rewrite(f2.read_bytes(), block_past_groups))
+    with pytest.raises(kernels.PackedFormatError, match="out of range"):
+        kernels.load(g)
