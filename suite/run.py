@@ -114,7 +114,10 @@ def run_cell(cfg: RunConfig) -> CellResult:
                       params=tracking.run_params(cfg),
                       tags={"threads": str(threads), "seed": str(cfg.seed)}, data_files=data_files,
                       run_name=f"{cfg.model.label}-{cfg.task.name}-{cfg.sparsity.method}"
-                               f"-{cfg.quant.method}-{cfg.distill.method}-s{cfg.seed}") as run:
+                               f"-{cfg.quant.method}-{cfg.distill.method}-s{cfg.seed}",
+                      skip_finished=not cfg.force) as run:
+        if run.existing is not None:  # an identical cell finished while this one waited for its lock
+            return CellResult(cid, "SKIPPED", run.run_id, dict(run.existing.data.metrics))
         metrics, tags = execute(cfg, threads)
         run.finish({"cell_id": cid, "config": tracking.config_dict(cfg), "metrics": metrics,
                     "tags": tags}, metrics, tags)

