@@ -8,7 +8,7 @@ What it logs (metrics unless noted):
   encoder_bytes_packed_sparq (= kernels.packed_model_bytes of the packed layers),
   latency_ms_torch_fp32, latency_ms_torch_int8_onednn, latency_ms_sparq_<format>
   (median ms of the model forward at measure.latency_batch x measure.latency_seq, same threads),
-  loadavg_1m (also a param); tags cpu_flags, sparq_format, measure_threads.
+  loadavg_1m (also a param); tags cpu_flags, kernel_path, sparq_format, measure_threads.
 
 Quantized cells reuse the fake-quant state exactly: the weight is packed from its effective
 (fake-quantized) value with the fake-quant weight scale, so the integer codes are the ones the
@@ -216,6 +216,10 @@ def measure(cfg, model: nn.Module, metrics: dict[str, float], task_kind, eval_ds
     mc = getattr(cfg, "measure", None) or MeasureConfig()
     out: dict[str, float] = {}
     tags: dict[str, str] = {"cpu_flags": cpu_flags_string(), "measure_threads": str(threads)}
+    from kernels import cpu as kernels_cpu
+
+    if hasattr(kernels_cpu, "kernel_path"):  # INTERFACES #4: which kernel path ran
+        tags["kernel_path"] = kernels_cpu.kernel_path()
     torch.set_num_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:

@@ -56,8 +56,18 @@ class Axes(_Part):
     act_bits: int
     distill_method: str = Field(description="none | logits | hidden | ...")
     variant: dict[str, str] = Field(default_factory=dict, description=(
-        "method options that differ from the method's defaults (flattened key -> value), e.g. "
-        "quant.zero_preserving: 'False'; empty for the default recipe"))
+        "options that differ from their option file's defaults (conf/<group>/<method>.yaml, "
+        "conf/train/default.yaml), flattened key -> value, e.g. quant.zero_preserving: 'False'; "
+        "axes (method, target, bits, n, m, block) are never a variant; empty for the default recipe"))
+    # Added after v1 (optional, so v1 records still validate): the methods' own words.
+    sparsity_kind: str | None = Field(None, description="mask family (SparsityConfig.pattern): dense | "
+                                      "unstructured | block | nm")
+    sparsity_label: str | None = Field(None, description="what tables call the sparsity option, e.g. "
+                                       "'gmp 90%', 'nm 2:4', 'dense'")
+    quant_label: str | None = Field(None, description="what tables call the quant option, e.g. 'fp32', "
+                                    "'qat w8a8'")
+    ablated: list[str] = Field(default_factory=list, description=(
+        "technique switches this cell turns off (QuantConfig.techniques), e.g. ['quant.zero_preserving']"))
 
 
 class Compression(_Part):

@@ -10,46 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
 from suite.config import RunConfig, register_configs, validate
 from suite.errors import SparqError
 from suite.paths import CONF_DIR
+from suite.runtime import CellResult, pick_device, seed_everything, subset  # noqa: F401  (re-exported)
 
 log = logging.getLogger("sparq")
-
-
-@dataclass
-class CellResult:
-    cell_id: str
-    status: str  # FINISHED | SKIPPED | FAILED
-    run_id: str | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SparqError("device: cuda requested but no GPU is available; allowed here: auto, cpu")
-    return torch.device(name)
 
 
 def preflight(cfg: RunConfig) -> list[Path]:
@@ -119,8 +93,10 @@ def run_cell(cfg: RunConfig) -> CellResult:
         if run.existing is not None:  # an identical cell finished while this one waited for its lock
             return CellResult(cid, "SKIPPED", run.run_id, dict(run.existing.data.metrics))
         metrics, tags = execute(cfg, threads)
-        run.finish({"cell_id": cid, "config": tracking.config_dict(cfg), "metrics": metrics,
-                    "tags": tags}, metrics, tags)
+        from suite.describe import cell_record
+
+        run.finish(cell_record(cfg, kind="cell", cell_id=cid, run_id=run.run_id, experiment=experiment,
+                               metrics=metrics, tags=tags), metrics, tags)
         return CellResult(cid, "FINISHED", run.run_id, metrics)
 
 
@@ -195,19 +171,12 @@ def _save_as_teacher(cfg: RunConfig, model) -> None:
     """A dense fp32 undistilled cell *is* the teacher of its config: cache it for KD / PTQ cells."""
     from suite import teacher
 
-    if (cfg.sparsity.method, cfg.quant.method, cfg.distill.method) != ("dense", "fp32", "none") \
+    if cfg.sparsity.prunes or cfg.quant.quantized or cfg.distill.uses_teacher \
             or cfg.model.shrink_keep_every != 1 or cfg.model.shrink_intermediate:
         return
     t = teacher.teacher_config(cfg)
     if not (teacher.teacher_path(t) / "model.safetensors").is_file():
         teacher.save(t, model)
-
-
-def subset(ds, n: int | None, seed: int):
-    """A seeded random subset of `n` rows (all rows when n is None or larger)."""
-    if n is None or n >= len(ds):
-        return ds
-    return ds.shuffle(seed=seed).select(range(n))
 
 
 # ---------------------------------------------------------------- command line

@@ -7,7 +7,10 @@ importing each other.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,3 +47,14 @@ def subset(ds, n: int | None, seed: int):
     if n is None or n >= len(ds):
         return ds
     return ds.shuffle(seed=seed).select(range(n))
+
+
+@contextmanager
+def building(entry: Path) -> Iterator[None]:
+    """Hold `<entry>.lock` (filelock: flock on POSIX) while a cache entry is checked and built, so
+    parallel cells build it once; the kernel drops the lock of a killed process."""
+    from filelock import FileLock
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(entry.parent / f"{entry.name}.lock"):
+        yield

@@ -3,18 +3,16 @@
 Stored as safetensors under a content hash of its config, with a sha256 checksum beside it; an
 entry whose checksum does not match (partial write, corruption) is rebuilt, never used. Writes
 are atomic (temporary file + rename, checksum last), and building an entry holds an exclusive
-lock on `teachers/<key>.lock`, so cells running in parallel train a teacher once and the others
-wait and reuse it (the kernel drops the lock of a killed process).
+lock on `teachers/<key>.lock` (filelock), so cells running in parallel train a teacher once and
+the others wait and reuse it (the kernel drops the lock of a killed process).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -37,10 +35,10 @@ def teacher_config(cfg: RunConfig) -> RunConfig:
 
 
 def teacher_key(cfg: RunConfig) -> str:
-    t = teacher_config(cfg)
-    d = {"model": dataclasses.asdict(t.model), "task": dataclasses.asdict(t.task),
-         "train": dataclasses.asdict(t.train), "profile": dataclasses.asdict(t.profile), "seed": t.seed}
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    """The teacher's id: `suite.identity.config_hash` of its config, stage "teacher"."""
+    from suite.identity import config_hash
+
+    return config_hash(teacher_config(cfg), "teacher")
 
 
 def teacher_path(cfg: RunConfig) -> Path:
@@ -72,25 +70,6 @@ def load_cached(cfg: RunConfig, model: torch.nn.Module) -> bool:
     return True
 
 
-@contextmanager
-def _building(entry: Path):
-    """Exclusive lock while an entry is checked and built (no-op where flock is unsupported)."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-
-        handle = open(entry.parent / f"{entry.name}.lock", "a+")
-        fcntl.flock(handle, fcntl.LOCK_EX)
-    except (ImportError, OSError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-
-
 def save(cfg: RunConfig, model: torch.nn.Module) -> Path:
     """Atomic write: weights then checksum, each via a temporary file and rename."""
     from safetensors.torch import save_file
@@ -112,13 +91,13 @@ def save(cfg: RunConfig, model: torch.nn.Module) -> Path:
 def get_teacher(cfg: RunConfig, features, collate, device: torch.device) -> tuple[torch.nn.Module, bool]:
     """(teacher in eval mode, reused?) for the cell's model x task x seed x train config."""
     from suite.models import load_model
-    from suite.run import seed_everything
+    from suite.runtime import building, seed_everything
     from suite.train import fine_tune, train_loader
 
     t = teacher_config(cfg)
     seed_everything(t.seed)
     model = load_model(t.model, t.task, t.train.dropout)
-    with _building(teacher_path(t)):
+    with building(teacher_path(t)):
         reused = load_cached(t, model)
         if not reused:
             log.info("training dense teacher %s", teacher_key(t))

@@ -20,6 +20,7 @@ class DistillConfig:
     method: str = "none"
 
     axis_keys: ClassVar[tuple[str, ...]] = ("method",)
+    version: ClassVar[int] = 1  # code version: bump when the method's code changes its results
     uses_teacher: ClassVar[bool] = True  # training reads the cached dense teacher's outputs
 
     def label(self) -> str:

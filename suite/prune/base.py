@@ -29,6 +29,7 @@ class SparsityConfig:
     pattern: ClassVar[str] = "unstructured"  # mask family: dense | unstructured | block | nm (masks.py)
     # Config keys that are axes of a result (in the pattern label or the target), not a variant.
     axis_keys: ClassVar[tuple[str, ...]] = ("method", "target")
+    version: ClassVar[int] = 1  # code version: bump when the method's code changes its results
     prunes: ClassVar[bool] = True  # False for the dense option (no masks)
 
     def nominal_density(self) -> float:

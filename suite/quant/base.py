@@ -24,6 +24,7 @@ class QuantConfig:
 
     # Config keys that are axes of a result, not a variant.
     axis_keys: ClassVar[tuple[str, ...]] = ("method", "weight_bits", "act_bits")
+    version: ClassVar[int] = 1  # code version: bump when the method's code changes its results
     # Technique switches an ablation turns off: key -> value when on (claims read this, not strings).
     techniques: ClassVar[dict[str, object]] = {}
 

@@ -10,6 +10,7 @@ The stage itself is the top-level key `stage`:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from suite.errors import ConfigError
@@ -66,9 +67,19 @@ def check_stage(run) -> None:
     """Cross-group rules of the stage (called from config._check_combination)."""
     if run.stage not in STAGES:
         raise ConfigError("stage", f"'{run.stage}'; allowed: {', '.join(STAGES)}")
-    if run.stage in ("upstream", "transfer") and run.sparsity.method == "dense" and not (
+    if run.stage in ("upstream", "transfer") and not run.sparsity.prunes and not (
             run.stage == "transfer" and run.upstream.ref):
         raise ConfigError("sparsity", f"stage={run.stage} prunes upstream: pick a pruning method "
                           "(gmp, block, nm), or set upstream.ref for a transfer")
-    if run.stage == "upstream" and run.quant.method != "fp32":
+    if run.stage == "upstream" and run.quant.quantized:
         raise ConfigError("quant", "stage=upstream trains fp32; quantize at transfer (quant=qat)")
+
+
+def effective_steps(cfg) -> int:
+    cap = cfg.profile.max_steps
+    return min(cfg.upstream.steps, cap) if cap else cfg.upstream.steps
+
+
+def upstream_config(cfg):
+    """The upstream cell a transfer (or upstream) cell stands on."""
+    return dataclasses.replace(cfg, stage="upstream", upstream=dataclasses.replace(cfg.upstream, ref=None))

@@ -11,15 +11,15 @@ head would teach noise).
 The result is a cache entry `<cache>/upstream/<upstream cell id>/` (model.safetensors,
 masks.safetensors, meta.json with sha256 checksums and mask_sha256; meta written last, so a
 partial entry is never used) and one MLflow run (tag stage=upstream, cell_id=<upstream cell
-id>). The upstream cell id hashes only what changes the upstream model: model, sparsity,
-upstream (minus ref), seed and the effective number of steps. Building holds a file lock, so
+id>). The upstream cell id (`suite.identity`, stage "upstream") hashes only what changes the
+upstream model: model weights, sparsity, upstream (minus ref), seed, the effective number of
+steps and the corpus files read. Building holds a file lock, so
 parallel transfer cells train one upstream once and then reuse it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -36,29 +36,18 @@ from suite.distill import losses as L
 from suite.errors import SparqError
 from suite.lifecycle import Modifier
 from suite.paths import cache_dir
+from suite.upstream.config import effective_steps, upstream_config  # noqa: F401  (re-exported)
 
 log = logging.getLogger("sparq.upstream")
 
 
 # ---------------------------------------------------------------- identity
 
-def effective_steps(cfg: RunConfig) -> int:
-    cap = cfg.profile.max_steps
-    return min(cfg.upstream.steps, cap) if cap else cfg.upstream.steps
-
-
-def upstream_config(cfg: RunConfig) -> RunConfig:
-    """The upstream cell a transfer (or upstream) cell stands on."""
-    return dataclasses.replace(cfg, stage="upstream", upstream=dataclasses.replace(cfg.upstream, ref=None))
-
-
 def upstream_cell_id(cfg: RunConfig) -> str:
-    u = dataclasses.asdict(cfg.upstream)
-    u.pop("ref", None)
-    u["steps"] = effective_steps(cfg)
-    d = {"stage": "upstream", "model": dataclasses.asdict(cfg.model), "sparsity": dataclasses.asdict(cfg.sparsity),
-         "upstream": u, "seed": cfg.seed}
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """The upstream stage's id: `suite.identity.config_hash(cfg, "upstream")` (rules there)."""
+    from suite.identity import config_hash
+
+    return config_hash(cfg, "upstream")
 
 
 def entry_path(cfg: RunConfig, ucid: str) -> Path:
@@ -247,7 +236,7 @@ def train_upstream(cfg: RunConfig, device: torch.device) -> tuple[nn.Module, dic
     from suite.models import load_tokenizer
     from suite.prune import PRUNERS
     from suite.prune import masks as M
-    from suite.run import seed_everything
+    from suite.runtime import seed_everything
     from suite.train import fine_tune, train_loader
     from suite.upstream.corpus import load_corpus
 
@@ -316,8 +305,7 @@ def ensure_upstream(cfg: RunConfig, force: bool = False) -> tuple[UpstreamEntry,
 
     With `upstream.ref` set, the named entry (cell id in the cache, or a directory) is used as is."""
     from suite import tracking
-    from suite.run import pick_device
-    from suite.teacher import _building
+    from suite.runtime import building, pick_device
 
     if cfg.upstream.ref:
         return resolve_ref(cfg), "SKIPPED"
@@ -326,7 +314,7 @@ def ensure_upstream(cfg: RunConfig, force: bool = False) -> tuple[UpstreamEntry,
     path = entry_path(ucfg, ucid)
     experiment = tracking.experiment_name(ucfg)
     mlflow = tracking.setup_mlflow(experiment)
-    with _building(path):
+    with building(path):
         entry = None if force else load_entry(path)
         recorded = tracking.finished_run(experiment, ucid)
         if entry is not None and recorded is not None:
@@ -393,7 +381,7 @@ def find_entry(cfg: RunConfig) -> UpstreamEntry:
 
 def run_upstream_cell(cfg: RunConfig):
     """`python -m suite.run stage=upstream sparsity=gmp sparsity.target=0.9`: one upstream cell."""
-    from suite.run import CellResult
+    from suite.runtime import CellResult
 
     entry, status = ensure_upstream(cfg, force=cfg.force)
     return CellResult(entry.cell_id, "SKIPPED" if status == "SKIPPED" else "FINISHED",
