@@ -52,7 +52,9 @@ report() {
   "$PY" -m suite.report --out "$REPORT_DIR" --summary "$@"
 }
 
-EXPERIMENTS=(prune_ofa intelcaffe_int8 ibm_deep_compression sparsebert_s4)  # `all`, in this order
+# `all`, in this order: the four papers' grids, then the sparsity and budget axes (issue 14)
+EXPERIMENTS=(prune_ofa intelcaffe_int8 ibm_deep_compression sparsebert_s4 sparsity_curves sparsity_curves_patterns
+             budget_curves)
 
 # One paper's grid as a Hydra multirun. The quick grid is conf/experiment/NAME.yaml (its profile:
 # conf/profile/grid/quick.yaml); with profile=full among the overrides, its paper-scale twin
