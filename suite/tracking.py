@@ -156,6 +156,13 @@ def check_tracking_uri(uri: str) -> None:
         folder = Path(uri.split(":///", 1)[-1]).parent
         if not folder.is_dir():
             raise SparqError(f"MLFLOW_TRACKING_URI: folder {folder} of the SQLite store {uri} does not exist")
+        # Create / migrate a new store under a lock: parallel cells on a fresh file would race
+        # MLflow's schema migration ("table ... already exists", alembic_version mismatch).
+        from filelock import FileLock
+        from mlflow.tracking import MlflowClient
+
+        with FileLock(str(Path(uri.split(":///", 1)[-1]).with_suffix(".init.lock"))):
+            MlflowClient(uri).search_experiments(max_results=1)
     _checked.add(uri)
     from suite import sync
 
