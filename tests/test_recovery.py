@@ -253,3 +253,26 @@ def test_a_bad_claim_yaml_is_one_clear_error(tmp_path):
                                      "  - {id: X1, text: t, rule: twin, describe: d}\n")
     with pytest.raises(ValueError, match="claim id X1 defined twice"):
         load_specs(tmp_path)
+
+
+# ------------------------------------------------------------------ end to end on a tiny random model
+
+@pytest.mark.slow
+def test_verdicts_rest_on_the_records_real_cells_write(run_cell, smoke_overrides):
+    """Two real smoke cells (dense, 90% gmp + KD) on the tiny random model: the report reads their
+    result.json back, and PO1's verdict names exactly those cells, their budget and their model."""
+    import os
+
+    from suite.report.load import load_store
+
+    dense = run_cell(smoke_overrides + ["task=sst2", "seed=3"])
+    gmp = run_cell(smoke_overrides + ["task=sst2", "seed=3", "+experiment/arm/prune_ofa=gmp90_kd"])
+    assert {dense.status, gmp.status} <= {"FINISHED", "SKIPPED"}
+    store = load_store(os.environ["MLFLOW_TRACKING_URI"])
+    mine = [c for c in store.cells if c.cell_id in (dense.cell_id, gmp.cell_id)]
+    assert len(mine) == 2 and {c.profile for c in mine} == {"smoke"}
+    rows = [r for r in verdicts(group_cells(mine)) if r.id == "PO1" and r.at.startswith("paper")]
+    assert len(rows) == 1 and rows[0].verdict in ("holds", "does not hold", "inconclusive")
+    assert set(rows[0].evidence) == {dense.cell_id, gmp.cell_id}
+    steps = mine[0].steps
+    assert steps and f"{steps} steps x" in rows[0].budget and rows[0].model == mine[0].model
