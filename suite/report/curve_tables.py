@@ -28,6 +28,12 @@ def curve_label(g: Group) -> str:
     return f"{g.model_label} {g.sparsity_method}" + (f" + {' + '.join(extra)}" if extra else "") + f" @{g.budget}"
 
 
+def arm_label(g: Group) -> str:
+    """A key arm across budgets: 'minilm gmp 90% + logits', 'minilm (1/6 layers) dense + logits'."""
+    label = curve_label(g).rsplit(" @", 1)[0]
+    return label.replace(f" {g.sparsity_method}", f" {g.sparsity_label}", 1)
+
+
 def _point(g: Group, base: Group) -> str:
     d = g.mean() - base.mean()
     return f"{fmt_pm(g.mean(), g.std())} ({d:+.2f})"
@@ -109,7 +115,8 @@ def budget_tables(groups: Sequence[Group]) -> dict[str, str]:
             continue
         lines = [f"## Budget curves ({profile})", "",
                  "eval_primary mean ± std over seeds at each budget (x the recipe's optimizer steps over the same "
-                 "train subset); in brackets Δ to our dense baseline at the same budget.", ""]
+                 "train subset); in brackets Δ to our dense baseline at the same budget (a smaller model: to the largest "
+                 "dense model of the task).", ""]
         for task in sorted({f[0][0].task for f in fams}):
             tf = [f for f in fams if f[0][0].task == task]
             budgets = sorted({g.budget_factor for f in tf for g, _ in f})
@@ -118,8 +125,7 @@ def budget_tables(groups: Sequence[Group]) -> dict[str, str]:
             lines += [f"### {task}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for f in tf:
                 at = {g.budget_factor: (g, b) for g, b in f}
-                row = [curve_label(f[0][0]).rsplit(" @", 1)[0] + (f" {_pct(f[0][0].sparsity_target)}"
-                                                               if f[0][0].sparsity_method != "dense" else "")]
+                row = [arm_label(f[0][0])]
                 for x in budgets:
                     if x not in at:
                         row.append("")

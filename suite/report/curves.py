@@ -92,6 +92,17 @@ def sparsity_curves(groups: Sequence[Group], all_groups: Sequence[Group] | None 
     return {k: [v[s] for s in sorted(v)] for k, v in by.items() if len(v) >= min_points}
 
 
+def reference_dense(group: Group, groups: Sequence[Group]) -> Group | None:
+    """The group's dense baseline; for a smaller model without one (a layer- or width-reduced dense
+    model), the largest dense baseline of the same task and recipe: what a small model is compared to."""
+    base = baseline_for(group, groups)
+    if base is not None:
+        return base
+    cands = [g for g in groups if g.first.is_dense_baseline and g.task == group.task and g.profile == group.profile
+             and g.budget == group.budget and g.train_examples == group.train_examples]
+    return max(cands, key=lambda g: (g.mean("encoder_bytes_dense_fp32"), len(g.cells)), default=None)
+
+
 def budget_curve(group: Group, groups: Sequence[Group]) -> list[tuple[Group, Group | None]]:
-    """The group's twins at every budget, each with its dense baseline at that budget."""
-    return [(g, baseline_for(g, groups)) for g in budget_siblings(group, groups)]
+    """The group's twins at every budget, each with its dense reference at that budget."""
+    return [(g, reference_dense(g, groups)) for g in budget_siblings(group, groups)]
