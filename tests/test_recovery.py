@@ -32,6 +32,11 @@ def dense_at(budgets: dict[str, float], task: str = "sst2", **kw) -> list[dict]:
     return [record(task=task, budget=b, steps=steps[b], primary=p, **kw) for b, p in budgets.items()]
 
 
+def converged(primary: float, **kw) -> dict:
+    """A 2x twin of a dense reference gaining 0.2 pt: it shows the reference converged."""
+    return record(budget="2x", steps=126, primary=primary + 0.2, **kw)
+
+
 def cell_at(budgets: dict[str, float], task: str = "sst2", **kw) -> list[dict]:
     steps = {"1x": 63, "2x": 126, "4x": 252}
     return [record(task=task, budget=b, steps=steps[b], primary=p, **kw) for b, p in budgets.items()]
@@ -80,6 +85,13 @@ def test_po1_judged_at_the_largest_budget_across_experiments():
     assert v.verdict == "holds" and "1/1" in v.reason
 
 
+def test_po1_failure_without_a_budget_twin_is_inconclusive():
+    v = one("PO1", [record(primary=90.0), record(primary=80.0, target=0.9, **GMP)])
+    assert v.verdict == "inconclusive" and "no budget twin" in v.reason and "1x only" in v.reason
+    v = one("PO1", [record(primary=90.0), converged(90.0), record(primary=80.0, target=0.9, **GMP)])
+    assert v.verdict == "does not hold"  # the dense is shown converged: the 1x failure stands
+
+
 def test_po1_not_run_without_cells():
     assert one("PO1", [record(primary=90.0)]).verdict == "not run"
 
@@ -93,12 +105,13 @@ def test_po1_and_s3_at_the_models_own_knee():
     assert knee_row.verdict == "holds" and knee_row.at == "knee on minilm: 81%"  # 0.8 + 0.1 x 0.4 / 5.2
     assert "sst2 gmp/logits @1x: 81%" in knee_row.reason
     paper = next(r for r in rows if r.at.startswith("paper"))
-    assert paper.verdict == "does not hold"  # 90% is past this model's knee (reference convergence unchecked)
-    s3 = judge("S3", recs)
-    assert [r.verdict for r in s3] == ["does not hold", "holds"]
-    # no point within 2 pt: the knee fails; dense at chance: inconclusive
+    assert paper.verdict == "inconclusive"  # 90% fails, but the dense has no budget twin
+    s3 = judge("S3", recs + [converged(85.0, seed=42)])
+    assert [r.verdict for r in s3] == ["does not hold", "holds"]  # 95% is past this model's knee
+    # no point within 2 pt: the knee fails (dense converged) or is unchecked; dense at chance: inconclusive
     low = [record(primary=85.0)] + [record(target=t, primary=70.0, **GMP) for t in (0.5, 0.9)]
-    assert next(r for r in judge("PO1", low) if r.at == "knee").verdict == "does not hold"
+    assert next(r for r in judge("PO1", low) if r.at == "knee").verdict == "inconclusive"
+    assert next(r for r in judge("PO1", low + [converged(85.0)]) if r.at == "knee").verdict == "does not hold"
     chance = [record(primary=51.0)] + [record(target=t, primary=50.0, **GMP) for t in (0.5, 0.9)]
     assert next(r for r in judge("PO1", chance) if r.at == "knee").verdict == "inconclusive"
 
@@ -114,8 +127,9 @@ def test_knee_interpolates_and_flags_beyond_the_curve():
 def test_po2_twin_paths():
     fp32 = record(target=0.9, primary=89.0, **GMP)
     assert one("PO2", [fp32, record(target=0.9, quant="qat", wb=8, ab=8, primary=88.5, **GMP)]).verdict == "holds"
-    assert one("PO2", [fp32, record(target=0.9, quant="qat", wb=8, ab=8, primary=86.0, **GMP)]).verdict \
-        == "does not hold"
+    qat = record(target=0.9, quant="qat", wb=8, ab=8, primary=86.0, **GMP)
+    assert one("PO2", [fp32, qat, converged(89.0, target=0.9, **GMP)]).verdict == "does not hold"
+    assert one("PO2", [fp32, qat]).verdict == "inconclusive"  # the fp32 twin's convergence unchecked
     chance = record(target=0.9, primary=50.0, **GMP)
     assert one("PO2", [chance, record(target=0.9, quant="qat", wb=8, ab=8, primary=50.0, **GMP)]).verdict \
         == "inconclusive"
@@ -125,7 +139,7 @@ def test_po2_twin_paths():
 def test_po3_relative_loss_paths():
     qat = dict(target=0.9, quant="qat", wb=8, ab=8, **GMP)
     assert one("PO3", [record(primary=90.0), record(primary=89.2, **qat)]).verdict == "holds"  # > 99% of 90
-    assert one("PO3", [record(primary=90.0), record(primary=88.0, **qat)]).verdict == "does not hold"
+    assert one("PO3", [record(primary=90.0), converged(90.0), record(primary=88.0, **qat)]).verdict == "does not hold"
     mrpc = one("PO3", [record(task="mrpc", primary=69.0), record(task="mrpc", primary=68.4, **qat)])
     assert mrpc.verdict == "inconclusive"  # MRPC dense at the majority class (68.38)
 
@@ -170,7 +184,7 @@ NM = dict(sp="nm", target=0.5, pattern="2:4", quant="qat", wb=4, ab=8)
 
 def test_dc1_paths_and_ablations_left_out():
     assert one("DC1", [record(primary=90.0), record(primary=89.5, **NM)]).verdict == "holds"
-    assert one("DC1", [record(primary=90.0), record(primary=85.0, **NM)]).verdict == "does not hold"
+    assert one("DC1", [record(primary=90.0), converged(90.0), record(primary=85.0, **NM)]).verdict == "does not hold"
     abl = record(primary=60.0, variant={"quant.zero_preserving": False}, **NM)
     v = one("DC1", [record(primary=90.0), record(primary=89.5, **NM), abl])
     assert v.verdict == "holds" and "1/1" in v.reason
@@ -189,8 +203,8 @@ def test_dc3_ablation_paths():
     full = record(primary=89.5, **NM)
     off = {"quant.zero_preserving": False}
     assert one("DC3", [full, record(primary=88.0, variant=off, **NM)]).verdict == "holds"
-    assert one("DC3", [full, record(primary=89.9, variant={"quant.dropout_schedule": "none"}, **NM)]).verdict \
-        == "does not hold"
+    nodrop = record(primary=89.9, variant={"quant.dropout_schedule": "none"}, **NM)
+    assert one("DC3", [full, nodrop, converged(89.5, **NM)]).verdict == "does not hold"
     chance = record(primary=50.0, **NM)
     assert one("DC3", [chance, record(primary=50.5, variant=off, **NM)]).verdict == "inconclusive"
     ptq = [record(quant="ptq", wb=8, ab=8, primary=a, variant={"quant.calibration": c} if c else None)
@@ -207,7 +221,7 @@ TENTH = dict(model="minilm (1/6 layers) (ffn 614)", bytes_dense=BASE_BYTES / 10,
 def test_s1_at_two_sparsities():
     recs = [record(primary=90.0), record(sp="gmp", target=0.5, distill="hidden", primary=89.0),
             record(sp="gmp", target=0.9, distill="hidden", primary=84.0), record(primary=86.0, **HALF),
-            record(primary=85.0, **TENTH)]
+            record(primary=85.0, **TENTH), converged(85.0, **TENTH)]
     rows = judge("S1", recs)
     assert [(r.at, r.verdict) for r in rows] == [("gmp 50% vs minilm (1/2 layers)", "holds"),
                                                  ("gmp 90% vs minilm (1/6 layers) (ffn 614)", "does not hold")]
@@ -224,7 +238,9 @@ def test_s2_from_measured_latency_pairs():
         return record(primary=acc, latency={"torch_fp32": 10.0}, **{**HALF, **kw})
 
     assert one("S2", [sparse(88.0, 10.5), small(85.0)]).verdict == "holds"
-    assert one("S2", [sparse(84.0, 10.5), small(85.0)]).verdict == "does not hold"
+    assert one("S2", [sparse(84.0, 10.5), small(85.0), small(85.2, budget="2x", steps=126)]).verdict \
+        == "does not hold"
+    assert one("S2", [sparse(84.0, 10.5), small(85.0)]).verdict == "inconclusive"  # small model unchecked
     slow = one("S2", [sparse(88.0, 30.0), small(85.0)])
     assert slow.verdict == "does not hold" and "30.00 ms" in slow.reason
     gaining = [sparse(80.0, 10.0, budget="2x", steps=126), small(84.0, budget="1x"), small(86.0, budget="2x",

@@ -42,6 +42,7 @@ class ClaimSpec(BaseModel):
     threshold: float = 0.0
     relative: bool = False  # threshold is a fraction of the reference, not points
     knee: bool = False  # size-dependent: judged again at the model's own knee
+    converged: bool = True  # a failure needs a reference shown converged by a budget twin (else inconclusive)
     options: dict[str, Any] = Field(default_factory=dict)  # rule-specific (twin axes, off values, ...)
     reference: str = ""  # the paper's number(s), as papers.md gives them
 
@@ -179,8 +180,8 @@ def claims_markdown(rows: Sequence[ClaimVerdict], max_ids: int = 12) -> str:
     lines = ["# Claims of the papers, judged on the recorded runs", "",
              "Each verdict is computed from the runs' `result.json` records by the rule of its claim "
              "(conf/claims/<paper>.yaml, suite/report/rules.py). **inconclusive**: the reference has not "
-             "learned the task (at chance, or still gaining > 1 pt per budget doubling) or the gap is still "
-             "closing with budget. Size-dependent claims are judged at the paper's scale and at the model's "
+             "learned the task (at chance, or still gaining > 1 pt per budget doubling), the gap is still "
+             "closing with budget, or a failure has no budget twin to tell the method from the budget. Size-dependent claims are judged at the paper's scale and at the model's "
              "own knee. Cells: `cell_id` (first 8 characters; leaderboard.json has them in full).", "",
              "| claim | paper | statement | at | verdict | reason | budget | model | paper's number | ours "
              "| rule | cells |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -6,7 +6,9 @@ A pair is inconclusive (never "does not hold") when its reference has not learne
 - the reference is still gaining: more than `converged_gain` points from one budget to the next
   (1x -> 2x; at the largest budget, from the previous one);
 - a failing cell whose gap to its reference is still closing: the gap shrank by more than
-  `closing_gain` points from the previous budget to the largest.
+  `closing_gain` points from the previous budget to the largest;
+- a failing cell whose reference has no budget twin at all (convergence unchecked), for claims
+  that depend on training (`converged: true` in the claim YAML, the default).
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ class PairResult:
 
 def judge_pair(g: Group, ref: Group, groups: Sequence[Group], passes: Callable[[Group, Group], bool],
                value: Callable[[Group, Group], float], limits: Limits,
-               reference: Callable[[Group], Group | None] | None = None) -> PairResult:
-    """One cell against its reference, with every inconclusive path."""
+               reference: Callable[[Group], Group | None] | None = None, converged: bool = True) -> PairResult:
+    """One cell against its reference, with every inconclusive path. `converged`: a failure needs a
+    reference shown converged (a budget twin within `converged_gain`); unchecked is inconclusive."""
     v = value(g, ref)
     if at_chance(ref, limits):
         return PairResult(g, ref, INCONCLUSIVE, v, f"reference at chance ({desc(ref)}: {ref.mean():.2f})")
@@ -113,6 +116,9 @@ def judge_pair(g: Group, ref: Group, groups: Sequence[Group], passes: Callable[[
     closing, trend = gap_trend(g, groups, reference or (lambda h: baseline_for(h, groups)))
     if closing is not None and closing > limits.closing_gain + FLOAT_TOL:
         return PairResult(g, ref, INCONCLUSIVE, v, f"gap still closing ({trend})")
+    if gaining is None and converged:
+        return PairResult(g, ref, INCONCLUSIVE, v, f"fails at {g.budget}, but {note} (no budget twin: "
+                                                   "is it the method or the budget?)")
     return PairResult(g, ref, FAILS, v, "; ".join(x for x in (note, trend) if x))
 
 

@@ -98,7 +98,8 @@ def within_dense(spec, groups, kernels, limits) -> list[Outcome]:
             return g.mean() >= (1 - spec.threshold) * b.mean() - FLOAT_TOL
         return g.mean() - b.mean() >= -spec.threshold - FLOAT_TOL
 
-    res = [judge_pair(g, b, groups, passes, lambda g, b: g.mean() - b.mean(), limits) for g, b in pairs]
+    res = [judge_pair(g, b, groups, passes, lambda g, b: g.mean() - b.mean(), limits, converged=spec.converged)
+           for g, b in pairs]
     worst = min(res, key=lambda r: r.value)
     out = [Outcome(combine(res), summary(res, what), evidence(res),
                    f"Δ dense {worst.value:+.2f} pt ({desc(worst.cell)})", spec.options.get("at", "paper's scale"))]
@@ -127,6 +128,8 @@ def knee_outcome(spec, groups: Sequence[Group], limits: Limits) -> Outcome:
             gaining, gnote = still_gaining(base, groups, limits)
             if gaining:
                 status, note = INCONCLUSIVE, f"dense not converged ({gnote})"
+            elif gaining is None and status == FAILS and spec.converged:
+                status, note = INCONCLUSIVE, f"no point within, but {gnote}"
         g0 = curve[0][0]
         per_task[(g0.model_label, g0.task)].append((k, status, note, g0))
         ev += [x for pair in curve for x in pair if all(x is not e for e in ev)]
@@ -153,7 +156,8 @@ def twin(spec, groups, kernels, limits) -> list[Outcome]:
     if not pairs:
         return [Outcome(NOT_RUN, f"no {spec.options.get('what', 'cells')} with a twin ({changes})")]
     res = [judge_pair(g, t, groups, lambda g, t: t.mean() - g.mean() < spec.threshold + FLOAT_TOL,
-                      lambda g, t: g.mean() - t.mean(), limits, reference=lambda h: _partner(h, groups, changes))
+                      lambda g, t: g.mean() - t.mean(), limits, reference=lambda h: _partner(h, groups, changes),
+                      converged=spec.converged)
            for g, t in pairs]
     worst = min(res, key=lambda r: r.value)
     return [Outcome(combine(res), summary(res, "pairs"), evidence(res), f"{worst.value:+.2f} pt vs twin")]
@@ -268,7 +272,8 @@ def ablation(spec, groups, kernels, limits) -> list[Outcome]:
     if not pairs:
         return [Outcome(NOT_RUN, "no ablation pairs (cells equal but for one technique option)")]
     res = [judge_pair(abl, full, groups, lambda g, f: f.mean() - g.mean() >= -spec.threshold - FLOAT_TOL,
-                      lambda g, f: f.mean() - g.mean(), limits) for _, full, abl in pairs]
+                      lambda g, f: f.mean() - g.mean(), limits, converged=spec.converged)
+           for _, full, abl in pairs]
     effects: dict[str, list[float]] = defaultdict(list)
     for (k, _, _), r in zip(pairs, res, strict=True):
         effects[k].append(r.value)
@@ -301,7 +306,8 @@ def equal_size(spec, groups, kernels, limits) -> list[Outcome]:
         if cands:
             big = max(cands, key=lambda g: (g.distill_method == small.distill_method, _nonzero(g)))
             by_level[big.sparsity_label].append(judge_pair(big, small, groups, lambda s, d: s.mean() > d.mean(),
-                                                           lambda s, d: s.mean() - d.mean(), limits))
+                                                           lambda s, d: s.mean() - d.mean(), limits,
+                                                           converged=spec.converged))
     if not by_level:
         return [Outcome(NOT_RUN, "no smaller dense model with a sparse model of equal nonzero weights")]
     out = []
@@ -339,7 +345,8 @@ def equal_latency(spec, groups, kernels, limits) -> list[Outcome]:
             ev += [x] if all(x is not e for e in ev) else []
         return [Outcome(FAILS, f"no larger sparse model is as fast as a smaller dense one ({lat})", ev,
                         f"{len(comparable)} pairs, none at equal latency")]
-    res = [judge_pair(s, d, groups, lambda s, d: s.mean() > d.mean(), lambda s, d: s.mean() - d.mean(), limits)
+    res = [judge_pair(s, d, groups, lambda s, d: s.mean() > d.mean(), lambda s, d: s.mean() - d.mean(), limits,
+                      converged=spec.converged)
            for s, d in pairs]
     return [Outcome(combine(res), summary(res, "equal-latency pairs") + f"; {lat}", evidence(res),
                     f"{min(r.value for r in res):+.2f} pt at equal latency")]
