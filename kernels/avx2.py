@@ -194,15 +194,7 @@ def _make_gemv(mrows: int, gather: bool):
                 if gather:
                     idx = _loadv(builder, cp, b, _V8)
                 for m in range(mrows):
-                    if gather == "scalar":
-                        rp = builder.bitcast(rows[m], _I32.as_pointer())
-                        xv = ir.Constant(_V8, ir.Undefined)
-                        for l in range(8):
-                            ix = builder.sext(builder.extract_element(idx, ir.Constant(_I32, l)), _I64)
-                            xv = builder.insert_element(xv, builder.load(builder.gep(rp, [ix])),
-                                                        ir.Constant(_I32, l))
-                        xv = builder.bitcast(xv, _VB)
-                    elif gather:
+                    if gather:
                         xv = builder.call(gfn, [ir.Constant(_V8, None),
                                                 builder.bitcast(rows[m], _I8.as_pointer()), idx,
                                                 ir.Constant(_V8, [-1] * 8), ir.Constant(_I8, 4)])
@@ -230,23 +222,23 @@ def _gemv_dispatch(table):
     g1, g2, g3, g4, g5, g6, g7, g8 = table
 
     @njit(inline="always")
-    def call(m, xq, xs, cols, vals, s, e, out):
+    def call(m, xq, xs, cols, vals, s, e, out, last):
         if m == 1:
-            g1(xq, xs, cols, vals, s, e, out, np.int64(0))
+            g1(xq, xs, cols, vals, s, e, out, last)
         elif m == 2:
-            g2(xq, xs, cols, vals, s, e, out, np.int64(0))
+            g2(xq, xs, cols, vals, s, e, out, last)
         elif m == 3:
-            g3(xq, xs, cols, vals, s, e, out, np.int64(0))
+            g3(xq, xs, cols, vals, s, e, out, last)
         elif m == 4:
-            g4(xq, xs, cols, vals, s, e, out, np.int64(0))
+            g4(xq, xs, cols, vals, s, e, out, last)
         elif m == 5:
-            g5(xq, xs, cols, vals, s, e, out, np.int64(0))
+            g5(xq, xs, cols, vals, s, e, out, last)
         elif m == 6:
-            g6(xq, xs, cols, vals, s, e, out, np.int64(0))
+            g6(xq, xs, cols, vals, s, e, out, last)
         elif m == 7:
-            g7(xq, xs, cols, vals, s, e, out, np.int64(0))
+            g7(xq, xs, cols, vals, s, e, out, last)
         else:
-            g8(xq, xs, cols, vals, s, e, out, np.int64(0))
+            g8(xq, xs, cols, vals, s, e, out, last)
     return call
 
 
@@ -285,8 +277,8 @@ def _epilogue8(typingctx, buf, boff, bstride, sc, soff, off, y, yoff, ystride):
 
 
 @njit(cache=_CACHE)
-def _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y):
-    """y[:m, n0:n1] = buf (tile x mpad int32, row = feature) * xscale * scale + bias."""
+def _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, row0):
+    """y[row0:row0+m, n0:n1] = buf (tile x mpad int32, row = feature) * xscale * scale + bias."""
     nt = n1 - n0
     sc = np.zeros(tile, dtype=np.float32)
     off = np.zeros(tile, dtype=np.float32)
@@ -299,40 +291,46 @@ def _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y):
         i0 = 0
         while i0 + 8 <= m:
             _epilogue8(buf, np.int64(j0) * mpad + i0, np.int64(mpad), sc, np.int64(j0), off, y,
-                       np.int64(i0) * ystride + n0 + j0, ystride)
+                       np.int64(row0 + i0) * ystride + n0 + j0, ystride)
             i0 += 8
         for i in range(i0, m):
             for j in range(j0, j0 + 8):
-                y[i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
+                y[row0 + i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
         j0 += 8
     for i in range(m):
         for j in range(j0, nt):
-            y[i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
+            y[row0 + i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
 
 
 # ----------------------------------------------------------------------------- quantize + layout
 @njit(parallel=True, cache=_CACHE)
 def quantize_layout(x, inv, mpad, qlo, qhi):
     """float32 [M, K] -> (int8 [ceil(K/4) * mpad * 4] laid out [k // 4][m][k % 4], zero padded;
-    True when some code is < -127, which the sign trick cannot take)."""
+    True when some code is < -127, which the sign trick cannot take). Blocks of 8 rows: quantize
+    them into a small scratch, then one 32-byte store per group (no strided 4-byte writes)."""
     m, k = x.shape
     g = (k + 3) // 4
     out = np.empty(g * mpad, dtype=np.int32)
-    tmp = np.zeros((mpad, g * 4), dtype=np.int8)
-    bad = np.zeros(mpad, dtype=np.bool_)
-    for i in prange(mpad):
-        if i < m:
-            row = tmp[i]
-            lo = np.int32(0)
-            for kk in range(k):
-                v = np.rint(x[i, kk] * inv)
-                c = np.int32(min(max(v, qlo), qhi))
-                lo = min(lo, c)
-                row[kk] = np.int8(c)
-            bad[i] = lo < -127
-        t32 = tmp[i].view(np.int32)
+    nblk = mpad // 8
+    bad = np.zeros(nblk, dtype=np.bool_)
+    for blk in prange(nblk):
+        tmp = np.zeros((8, g * 4), dtype=np.int8)
+        lo = np.int32(0)
+        for r in range(8):
+            i = blk * 8 + r
+            if i < m:
+                row = tmp[r]
+                for kk in range(k):
+                    c = np.int32(min(max(np.rint(x[i, kk] * inv), qlo), qhi))
+                    lo = min(lo, c)
+                    row[kk] = np.int8(c)
+        bad[blk] = lo < -127
+        t32 = tmp.reshape(-1).view(np.int32)
+        base = blk * 8
         for gg in range(g):
-            out[gg * mpad + i] = t32[gg]
+            o = gg * mpad + base
+            for r in range(8):
+                out[o + r] = t32[r * g + gg]
     return out.view(np.int8), bad.any()
 
 
@@ -369,34 +367,43 @@ def _quantize_rows(x, iv, qlo, qhi, kpad):
 
 
 # ----------------------------------------------------------------------------- GEMM kernels
+PANEL = 128  # activation rows per task at large M (K x 128 int8 stays in L2)
+
+
 @njit(parallel=True, cache=_CACHE)
 def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile):
-    """y[:m] = dequant(x_layout @ blocks.T): one tile of output features per parallel task,
-    each block row against up to 8 chunks of 8 activation rows held in registers."""
+    """y[:m] = dequant(x_layout @ blocks.T). Tasks are (panel of <= PANEL activation rows) x
+    (tile of output features), panel-major, so that a panel stays in L2 while the weights
+    stream; each block row runs against up to 8 chunks of 8 rows held in registers."""
     n_out = ptr.shape[0] - 1
     ntiles = (n_out + tile - 1) // tile
-    nch = mpad // 8
+    panel = min(mpad, PANEL)
+    npan = (mpad + panel - 1) // panel
     rs = np.int64(mpad) * 4
-    for t in prange(ntiles):
-        n0 = t * tile
+    for t in prange(npan * ntiles):
+        p0 = (t // ntiles) * panel
+        pr = min(panel, mpad - p0)
+        nch = pr // 8
+        n0 = (t % ntiles) * tile
         n1 = min(n_out, n0 + tile)
-        buf = np.empty(tile * mpad, dtype=np.int32)
+        buf = np.empty(tile * pr, dtype=np.int32)
         for n in range(n0, n1):
-            o = np.int64(n - n0) * mpad
+            o = np.int64(n - n0) * pr
             s, e = ptr[n], ptr[n + 1]
             c = 0
+            xo = np.int64(p0) * 4
             while c + 8 <= nch:
-                _rowdot8(xl, vals, cols, s, e, np.int64(c * 32), rs, buf, o + c * 8)
+                _rowdot8(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
                 c += 8
             if c + 4 <= nch:
-                _rowdot4(xl, vals, cols, s, e, np.int64(c * 32), rs, buf, o + c * 8)
+                _rowdot4(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
                 c += 4
             if c + 2 <= nch:
-                _rowdot2(xl, vals, cols, s, e, np.int64(c * 32), rs, buf, o + c * 8)
+                _rowdot2(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
                 c += 2
             if c < nch:
-                _rowdot1(xl, vals, cols, s, e, np.int64(c * 32), rs, buf, o + c * 8)
-        _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y)
+                _rowdot1(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
+        _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0)
 
 
 @njit(parallel=True, cache=_CACHE)
@@ -422,7 +429,7 @@ def block_gemm_dense(xl, mpad, m, wd, groups, n_out, scale, bias, xscale, y, til
                 else:
                     _multirow41(xl, wd, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
             c0 += 2
-        _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y)
+        _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, 0)
 
 
 @njit(parallel=True, cache=_CACHE)
@@ -447,9 +454,9 @@ def gemv(x, sx, dynamic, qlo, qhi, ptr8, cols8, vals8, gather, scale, bias, y, r
         for n in range(t * rows_per_task, min(n_out, (t + 1) * rows_per_task)):
             s, e = np.int64(ptr8[n]), np.int64(ptr8[n + 1])
             if gather:
-                _gemv_gather(m, x32, np.int64(g8), cols8, vals8, s, e, acc)
+                _gemv_gather(m, x32, np.int64(g8), cols8, vals8, s, e, acc, np.int64(0))
             else:
-                _gemv_dense(m, x32, np.int64(g8), cols8, vals8, s, e, acc)
+                _gemv_dense(m, x32, np.int64(g8), cols8, vals8, s, e, acc, np.int64(0))
             sc = np.float32(sx * scale[n])
             for i in range(m):
                 y[i, n] = np.float32(acc[i]) * sc + bias[n]
@@ -467,7 +474,8 @@ def dense_blocks(ptr, cols, vals, n_out: int, groups: int, tile: int = 16) -> np
 
 def gemv_form(ptr, cols, vals, n_out: int, groups: int, dense: bool):
     """Rows padded to a multiple of 8 blocks (zero blocks at group 0) for ``gemv``: (ptr8,
-    cols8, vals8). ``dense``: every row holds all ceil(G/8)*8 groups in order (no gather)."""
+    cols8, vals8). ``dense``: every row holds all ceil(G/8)*8 groups in order (no gather).
+    (Tried: no padding, 8 blocks of any rows per gather, then per-row segment sums: 2x slower.)"""
     g8 = (groups + 7) // 8 * 8
     if dense:
         wd = np.zeros((n_out, g8), dtype=np.int32)

@@ -234,7 +234,7 @@ def fuse_shared_input(model: nn.Module, siblings=SIBLINGS) -> int:
             layer = SparseInt8Linear(_concat_packed(members), act_scale=m0.act_scale,
                                      path=m0.path, act_qmax=m0.act_qmax)
             group = _SharedInput(layer, [m.out_features for m in members])
-            for i, (n, m) in enumerate(zip(names, members)):
+            for i, (n, m) in enumerate(zip(names, members, strict=True)):
                 setattr(parent, n, FusedSliceLinear(group, i, m))
             fused += 1
     return fused

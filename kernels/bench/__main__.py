@@ -17,6 +17,7 @@ import numpy as np
 from .. import cpu
 from .common import (
     REPO,
+    check_load,
     log_mlflow,
     measure_bandwidth_gbs,
     measure_int8_peak_gmacs,
@@ -29,7 +30,7 @@ SHAPES = {"bert-base": ["768x768", "768x3072", "3072x768"],
 FORMAT_OF = {"unstructured": "csr", "block1x4": "block1x4", "nm": "nm"}
 COLUMNS = ["k", "n", "m", "sparsity", "pattern", "backend", "median_ms", "min_ms", "max_ms",
            "speedup_vs_fp32", "speedup_vs_onednn", "roofline_ms", "roofline_frac", "packed_bytes",
-           "threads", "cpu_flags", "loadavg"]
+           "threads", "kernel_path", "cpu_flags", "loadavg"]
 
 
 def parse(argv=None):
@@ -91,7 +92,8 @@ def main(argv=None):
     from .baselines import BASELINES
 
     flags = cpu.cpu_flags_string()
-    print(f"cpu: {flags}\nthreads: {a.threads}  vnni path: {cpu.has_vnni512()}")
+    path = cpu.kernel_path()
+    print(f"cpu: {flags}\nthreads: {a.threads}  kernel path: {path}")
     load0 = check_load(a.threads)
     bw = measure_bandwidth_gbs()
     peak, peak_src = measure_int8_peak_gmacs()
@@ -128,7 +130,7 @@ def main(argv=None):
                     layer = SparseInt8Linear.from_linear(lin, format=fmt)
                     xt = torch.from_numpy(x)
                     ours = f"sparq_{fmt}"
-                    res[ours] = timeit(lambda: layer(xt), a.repeats)
+                    res[ours] = timeit(lambda layer=layer, xt=xt: layer(xt), a.repeats)
                     nnz = int((w != 0).sum())
                     nbytes = layer.packed_bytes + 4 * m * k + 4 * m * n
                     roof = max(nbytes / (bw * 1e9), nnz * m / (peak * 1e9)) * 1e3
@@ -143,7 +145,9 @@ def main(argv=None):
                                      "roofline_ms": roof if be == ours else "",
                                      "roofline_frac": roof / med if be == ours else "",
                                      "packed_bytes": layer.packed_bytes if be == ours else "",
-                                     "threads": a.threads, "cpu_flags": flags,
+                                     "threads": a.threads,
+                                     "kernel_path": path if be.startswith("sparq") else "",
+                                     "cpu_flags": flags,
                                      "loadavg": round(os.getloadavg()[0], 2)})
                     _print_block(k, n, m, sp, pat, res, ours, roof)
     os.makedirs(os.path.dirname(os.path.abspath(a.csv)), exist_ok=True)
@@ -160,21 +164,11 @@ def main(argv=None):
         mets.update(bandwidth_gbs=bw, int8_peak_gmacs=peak, loadavg_start=load0,
                     loadavg_end=load1)
         run = log_mlflow("kernels-bench", {"argv": " ".join(sys.argv[1:]), "threads": a.threads,
-                                           "cpu_flags": flags, "shapes": a.shape_list,
+                                           "cpu_flags": flags, "kernel_path": path, "shapes": a.shape_list,
                                            "m": a.m_list, "sparsity": a.sp_list,
                                            "patterns": a.pat_list}, mets, [a.csv])
         print(f"mlflow run {run}")
     return rows
-
-
-def check_load(threads: int) -> float:
-    """1-minute load average; warns when other processes compete for the cores (figures taken
-    then are not comparable: OpenMP barriers degrade badly under oversubscription)."""
-    load = os.getloadavg()[0]
-    if load > threads + 0.5:
-        print(f"WARNING: load average {load:.1f} > {threads} threads: the machine is busy, "
-              "timings below are contaminated")
-    return load
 
 
 def _print_block(k, n, m, sp, pat, res, ours, roof):
@@ -195,7 +189,7 @@ def _summary(rows):
     for (k, n, m, sp, pat), d in key.items():
         ours = next(v for b, v in d.items() if b.startswith("sparq"))
 
-        def g(b):
+        def g(b, d=d):
             return d[b]["median_ms"] if b in d else float("nan")
         print(f"{k}x{n:<4} {m:>4} {sp:>8} {pat:>12} {ours['median_ms']:7.3f} {g('torch_fp32'):7.3f} "
               f"{g('torch_int8_onednn'):7.3f} {g('torch_int8_fbgemm'):7.3f} "

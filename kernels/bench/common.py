@@ -20,18 +20,31 @@ def set_threads(n: int) -> None:
 
 
 def timeit(fn, repeats: int = 20, warmup: int = 3, min_time: float = 0.0):
-    """Median/min/max in ms over ``repeats`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
+    """(median, min, max) in ms of ``fn()`` after ``warmup`` calls, with
+    ``torch.utils.benchmark.Timer.blocked_autorange``: blocks of calls long enough that the timer
+    does not matter (µs kernels), at least ``repeats`` calls' worth of run time (whole seconds
+    for an encoder at batch 8). The statistics are over blocks (per-call averages)."""
+    from torch.utils.benchmark import Timer
+
+    s = time.perf_counter()
+    for _ in range(max(1, warmup)):
         fn()
-    ts = []
-    t_end = time.perf_counter() + min_time
-    while len(ts) < repeats or time.perf_counter() < t_end:
-        s = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - s) * 1e3)
-        if len(ts) >= 10 * repeats:
-            break
+    one = (time.perf_counter() - s) / max(1, warmup)
+    budget = max(min_time, 0.2, min(repeats * one, 60.0))
+    m = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()) \
+        .blocked_autorange(min_run_time=budget)
+    ts = [t * 1e3 for t in m.times]
     return statistics.median(ts), min(ts), max(ts)
+
+
+def check_load(threads: int) -> float:
+    """1-minute load average; warns when other processes compete for the cores (figures taken
+    then are not comparable: OpenMP barriers degrade badly under oversubscription)."""
+    load = os.getloadavg()[0]
+    if load > threads + 0.5:
+        print(f"WARNING: load average {load:.1f} > {threads} threads: the machine is busy, "
+              "timings below are contaminated")
+    return load
 
 
 def measure_bandwidth_gbs() -> float:
@@ -55,14 +68,14 @@ def measure_int8_peak_gmacs() -> tuple[float, str]:
     except Exception:
         pass
     try:
-        from .. import ops
+        from .. import cpu, ops
         from ..formats import pack
 
-        if ops.vnni_available():
+        if cpu.kernel_path() != "portable":
             p = pack(np.random.default_rng(0).standard_normal((n, k)).astype(np.float32), "dense")
             x = np.random.default_rng(1).standard_normal((512, k)).astype(np.float32)
             t = timeit(lambda: ops.linear(x, p), repeats=5)[1]
-            res["sparq_dense_vnni"] = 512 * k * n / (t * 1e-3) / 1e9
+            res[f"sparq_dense_{cpu.kernel_path()}"] = 512 * k * n / (t * 1e-3) / 1e9
     except Exception:
         pass
     del m

@@ -18,7 +18,7 @@ from torch import nn
 from .. import cpu
 from ..linear import convert_model, fuse_shared_input, packed_model_bytes
 from .baselines import ort_quantize_dynamic, ort_session, quantize_dynamic_torch
-from .common import REPO, log_mlflow, timeit
+from .common import REPO, check_load, log_mlflow, timeit
 
 CONFIGS = {
     "minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
@@ -30,12 +30,15 @@ SEQ = 128
 
 
 def build_encoder(name: str, sparsity: float = 0.9, pattern: str = "unstructured",
-                  seed: int = 0) -> nn.Module:
+                  seed: int = 0, attn: str = "sdpa") -> nn.Module:
+    """Random BERT encoder (seeded: same weights for any ``attn``). Attention runs on
+    ``torch.nn.functional.scaled_dot_product_attention`` ("sdpa") for every torch-run variant
+    (fp32, torch int8, sparq); "eager" is what the ONNX export uses."""
     import transformers
 
     cfg = transformers.BertConfig(vocab_size=30522, max_position_embeddings=512,
                                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                                  attn_implementation="eager", **CONFIGS[name])
+                                  attn_implementation=attn, **CONFIGS[name])
     torch.manual_seed(seed)
     model = transformers.BertModel(cfg, add_pooling_layer=False).eval()
     with torch.no_grad():
@@ -84,13 +87,13 @@ def ort_model(model: nn.Module, ids, mask, threads: int):
 
 def run_model_bench(a):
     flags = cpu.cpu_flags_string()
-    print(f"cpu: {flags}\nthreads: {a.threads}")
-    from .__main__ import check_load
-
+    path = cpu.kernel_path()
+    print(f"cpu: {flags}\nthreads: {a.threads}  kernel path: {path}")
     check_load(a.threads)
     rows = []
     for name in a.models.split(","):
         base = build_encoder(name)
+        ort_base = build_encoder(name, attn="eager")  # same weights; exported to ONNX
         blk = build_encoder(name, pattern="block1x4")
         variants = {"torch_fp32": base}
         for eng in ("fbgemm", "onednn"):
@@ -109,14 +112,14 @@ def run_model_bench(a):
             for be, model in variants.items():
                 eng = be.rsplit("_", 1)[-1] if be.startswith("torch_int8") else None
 
-                def run(model=model, eng=eng):
+                def run(model=model, eng=eng, ids=ids, mask=mask):
                     if eng:
                         torch.backends.quantized.engine = eng
                     with torch.inference_mode():
                         return model(input_ids=ids, attention_mask=mask).last_hidden_state
                 res[be] = timeit(run, repeats=max(5, a.repeats // (2 if bsz > 1 else 1)), warmup=2)
             try:
-                res["onnxruntime_int8"] = timeit(ort_model(base, ids, mask, a.threads),
+                res["onnxruntime_int8"] = timeit(ort_model(ort_base, ids, mask, a.threads),
                                                  repeats=max(5, a.repeats // 2), warmup=2)
             except Exception as e:
                 print(f"  onnxruntime_int8 skipped: torch.onnx.export/ORT failed ({str(e)[:200]})")
@@ -129,7 +132,9 @@ def run_model_bench(a):
                 rows.append({"model": name, "batch": bsz, "seq": SEQ, "sparsity": 0.9,
                              "backend": be, "median_ms": med, "min_ms": lo, "max_ms": hi,
                              "speedup_vs_fp32": fp / med, "speedup_vs_ort": ort / med,
-                             "threads": a.threads, "cpu_flags": flags,
+                             "threads": a.threads,
+                             "kernel_path": path if be.startswith("sparq") else "",
+                             "cpu_flags": flags,
                              "loadavg": round(os.getloadavg()[0], 2)})
     path = a.csv if a.csv and "model" in os.path.basename(a.csv) else os.path.join(
         REPO, "results", "kernels", "bench_model.csv")
@@ -142,6 +147,7 @@ def run_model_bench(a):
     if not a.no_mlflow:
         mets = {f"{r['model']}_b{r['batch']}_{r['backend']}_ms": r["median_ms"] for r in rows}
         log_mlflow("kernels-bench", {"mode": "model", "threads": a.threads, "cpu_flags": flags,
+                                     "kernel_path": path,
                                      "models": a.models, "batches": a.batches}, mets, [path])
     return rows
 
