@@ -178,7 +178,12 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax):
             if sx == -2.0:
                 fallback(x, y)
         return run
-    if dense and "dense8" not in p._cache:
+    pairs = None
+    if dense:  # 2:4 (<= 2 nonzeros in every group of 4): two groups per dot product
+        if "pairs" not in p._cache:
+            p._cache["pairs"] = avx2.pair_form(p.int_weight())
+        pairs = p._cache["pairs"]
+    if dense and pairs is None and "dense8" not in p._cache:
         p._cache["dense8"] = avx2.dense_blocks(ptr, cols, vals, p.out_features, groups, 16)
     wd = p._cache.get("dense8")
 
@@ -186,9 +191,13 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax):
         m = x.shape[0]
         sx = act_scale_of(x, act_scale)
         mpad = (m + 7) // 8 * 8
-        xl, bad = avx2.quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi)
+        xl, bad = avx2.quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi,
+                                       1 if pairs is None else 2)
         if bad:
             fallback(x, y)
+        elif pairs is not None:
+            avx2.block_gemm_pairs(xl, mpad, m, pairs[0], pairs[1], avx2.PAIR_MASKS, pairs[2],
+                                  p.out_features, scale, bias, sx, y, 16)
         elif dense:
             avx2.block_gemm_dense(xl, mpad, m, wd, groups, p.out_features, scale, bias, sx, y, 16)
         else:

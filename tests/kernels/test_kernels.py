@@ -183,3 +183,19 @@ def test_avx2_code_minus_128_falls_back_exactly():
         x = -np.abs(RNG.standard_normal((m, 40)).astype(np.float32)) * 10
         for path in PATHS:
             _check(x, p, path, act_scale=0.01)
+
+
+@pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 path on this CPU")
+def test_avx2_24_runs_the_pair_kernel_exactly():
+    """2:4 weights take the two-groups-per-dot kernel (its structure used), not the full rows;
+    rows with 3 of 4 nonzeros (3:4) cannot and take the full-row kernel; both exact."""
+    for n_keep, pairs in ((2, True), (1, True), (3, False)):
+        w = sparse_weight(RNG, 37, 90, 0.0)
+        g = np.zeros((37, 92), np.float32)
+        g[:, :90] = w
+        g4 = g.reshape(37, 23, 4)
+        drop = np.argsort(np.abs(g4), axis=2)[:, :, : 4 - n_keep]
+        np.put_along_axis(g4, drop, 0, axis=2)
+        p = kernels.pack(g[:, :90], "nm", n=n_keep, bias=RNG.standard_normal(37))
+        _check(RNG.standard_normal((45, 90)).astype(np.float32), p, "avx2")
+        assert (p._cache["pairs"] is not None) == pairs
