@@ -229,11 +229,11 @@ def _pair_masks() -> np.ndarray:
     4-byte activation quad of group 2gp to bytes 0, 1 and bytes (k, l) of group 2gp+1 to 2, 3."""
     out = np.full((36, 2, 32), 0x80, dtype=np.uint8)
     for pa, (i, j) in enumerate(_PAIRS):
-        for pb, (k, l) in enumerate(_PAIRS):
+        for pb, (k, kk) in enumerate(_PAIRS):
             for slot in range(8):
                 q = 4 * (slot % 4)  # vpshufb indexes within each 128-bit lane
                 out[pa * 6 + pb, 0, 4 * slot:4 * slot + 2] = (q + i, q + j)
-                out[pa * 6 + pb, 1, 4 * slot + 2:4 * slot + 4] = (q + k, q + l)
+                out[pa * 6 + pb, 1, 4 * slot + 2:4 * slot + 4] = (q + k, q + kk)
     return out.ravel()
 
 
