@@ -103,7 +103,8 @@ def rows(records: Sequence[dict]) -> list[Row]:
             target=_num(ax.get("sparsity_target")), measured=_num(comp.get("sparsity_measured")),
             bits=bits_label(ax.get("quant_method", "fp32"), ax.get("weight_bits", 32), ax.get("act_bits", 32)),
             distill=ax.get("distill_method", "none"),
-            variant=", ".join(f"{k}={v}" for k, v in sorted((ax.get("variant") or {}).items())),
+            variant=", ".join([f"init={ax['init']}"] * (ax.get("init") not in (None, "", "pretrained"))
+                              + [f"{k}={v}" for k, v in sorted((ax.get("variant") or {}).items())]),
             seed=str(ax.get("seed", "")), budget=ax.get("budget") or "1x",
             metric=metric_name(r.get("metrics", {})), primary=_num(r.get("metrics", {}).get("eval_primary")),
             compression=_num(comp.get("compression_packed")), nominal=_num(comp.get("compression_nominal")),
