@@ -79,6 +79,7 @@ def table(groups: Sequence[Group], verdicts: Sequence, experiments: Sequence[str
 
 def text(groups: Sequence[Group], verdicts: Sequence, experiments: Sequence[str], out: Path,
          width: int = 60) -> str:
+    experiments = list(dict.fromkeys(experiments))  # `all` names prune_ofa-quick for three grids
     rows = table(groups, verdicts, experiments)
     what = ", ".join(experiments) or "all experiments"
     if len(rows) == 1:
