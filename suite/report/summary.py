@@ -87,7 +87,10 @@ def text(groups: Sequence[Group], verdicts: Sequence, experiments: Sequence[str]
     else:
         rows = [[c if len(c) <= width else c[: width - 1] + "…" for c in r] for r in rows]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        fmt_row = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+
+        def fmt_row(r: list[str]) -> str:
+            return "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+
         lines = [f"[sparq] summary of {what}: {len(rows) - 1} rows (mean ± std over seeds)", fmt_row(rows[0]),
                  "  ".join("-" * w for w in widths)] + [fmt_row(r) for r in rows[1:]]
     page = Path(out) / "leaderboard.html"
