@@ -1,0 +1,19 @@
+import csv
+
+import kernels.bench.__main__ as bench
+from kernels import cpu
+
+
+def test_layer_bench_records_kernel_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "measure_bandwidth_gbs", lambda: 10.0)  # machine probes: slow
+    monkeypatch.setattr(bench, "measure_int8_peak_gmacs", lambda: (100.0, "stub"))
+    out = tmp_path / "bench.csv"
+    bench.main(["--shapes", "64x32", "--m", "1,9", "--sparsity", "0.9,2:4", "--pattern", "block1x4",
+          "--backends", "torch_fp32", "--threads", "1", "--repeats", "1", "--no-mlflow",
+          "--csv", str(out)])
+    rows = list(csv.DictReader(out.open()))
+    sparq = [r for r in rows if r["backend"].startswith("sparq")]
+    assert len(sparq) == 4 and {r["backend"] for r in sparq} == {"sparq_block1x4", "sparq_nm"}
+    assert all(r["kernel_path"] == cpu.kernel_path() for r in sparq)
+    assert all(r["kernel_path"] == "" for r in rows if not r["backend"].startswith("sparq"))
+    assert all(r["cpu_flags"] == cpu.cpu_flags_string() for r in rows)
