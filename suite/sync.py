@@ -58,19 +58,29 @@ def _run_of(client, data: dict) -> str:
 
 def upload(path: Path, uri: str | None = None) -> str:
     """Upload one spooled record; returns the run id it now lives in. Removes the file."""
+    import mlflow
     from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 
     data = json.loads(path.read_text())
-    client = MlflowClient(uri or data["tracking_uri"])
-    run_id = _run_of(client, data)
-    now = int(time.time() * 1000)
-    metrics = [Metric(k, float(v), now, 0) for k, v in data.get("metrics", {}).items()]
-    tags = [RunTag(k, str(v)) for k, v in {**data.get("tags", {}), "synced_from_spool": "true"}.items()]
-    for i in range(0, max(len(metrics), len(tags)), 100):  # MLflow batches: at most 1000 / 100
-        client.log_batch(run_id, metrics=metrics[i:i + 100], tags=tags[i:i + 100])
-    client.log_dict(run_id, data["record"], "result.json")
-    client.set_terminated(run_id, "FINISHED")
+    uri = uri or data["tracking_uri"]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)  # proxied artifacts (mlflow-artifacts:/) resolve against it
+    try:
+        client = MlflowClient(uri)
+        run_id = _run_of(client, data)
+        from mlflow.tracking._tracking_service import utils
+
+        utils._artifact_repos_cache.pop(run_id, None)  # a repo cached for the dead server's address
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in data.get("metrics", {}).items()]
+        tags = [RunTag(k, str(v)) for k, v in {**data.get("tags", {}), "synced_from_spool": "true"}.items()]
+        for i in range(0, max(len(metrics), len(tags)), 100):  # MLflow batches: at most 1000 / 100
+            client.log_batch(run_id, metrics=metrics[i:i + 100], tags=tags[i:i + 100])
+        client.log_dict(run_id, data["record"], "result.json")
+        client.set_terminated(run_id, "FINISHED")
+    finally:
+        mlflow.set_tracking_uri(previous)
     path.unlink()
     return run_id
 
