@@ -23,8 +23,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import statistics
-import time
 import warnings
 from types import SimpleNamespace
 
@@ -156,6 +154,18 @@ def _inputs(model: nn.Module, batch: int, seq: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones(batch, seq, dtype=torch.long)}
 
 
+def median_ms(fn, repeats: int, warmup: int = 2) -> float:
+    """Median wall time (ms) of `fn()` over `repeats` timed calls after `warmup` untimed ones
+    (torch.utils.benchmark.Timer: the thread count pinned, a Measurement with median and IQR)."""
+    from torch.utils import benchmark
+
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    for _ in range(warmup):
+        fn()
+    m = benchmark.Measurement.merge([timer.timeit(1) for _ in range(repeats)])[0]
+    return m.median * 1e3
+
+
 def latency_ms(model: nn.Module, inputs: dict, repeats: int, warmup: int = 2,
                engine: str | None = None) -> float:
     """Median wall time (ms) of one forward pass."""
@@ -165,14 +175,7 @@ def latency_ms(model: nn.Module, inputs: dict, repeats: int, warmup: int = 2,
         with torch.inference_mode():
             model(**inputs)
 
-    for _ in range(warmup):
-        run()
-    ts = []
-    for _ in range(repeats):
-        s = time.perf_counter()
-        run()
-        ts.append((time.perf_counter() - s) * 1e3)
-    return statistics.median(ts)
+    return median_ms(run, repeats, warmup)
 
 
 class _LogitsAsHidden(nn.Module):
@@ -191,14 +194,7 @@ def _ort_latency(model_fp32, inputs, threads, repeats) -> float:
     from kernels.bench.model import ort_model
 
     fn = ort_model(_LogitsAsHidden(model_fp32), inputs["input_ids"], inputs["attention_mask"], threads)
-    for _ in range(2):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        s = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - s) * 1e3)
-    return statistics.median(ts)
+    return median_ms(fn, repeats)
 
 
 def measure(cfg, model: nn.Module, metrics: dict[str, float], task_kind, eval_ds, eval_features,

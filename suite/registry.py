@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -49,3 +51,11 @@ class Registry(Generic[T]):
         hint = difflib.get_close_matches(name, self.names(), n=1)
         tip = f" (did you mean '{hint[0]}'?)" if hint else ""
         return f"unknown value '{name}'; allowed: {', '.join(self.names())}{tip}"
+
+
+def import_members(package: str) -> None:
+    """Import every module of `package` (e.g. suite.prune), so a method registers itself by
+    existing: adding one is its module plus its YAML, no list to edit."""
+    pkg = importlib.import_module(package)
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{package}.{info.name}")

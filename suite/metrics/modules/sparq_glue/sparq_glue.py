@@ -1,4 +1,4 @@
-"""GLUE metrics for `evaluate`, computed offline with NumPy.
+"""GLUE metrics for `evaluate`, computed offline with scikit-learn and scipy.
 
 Config names pick the metric set: accuracy, accuracy_f1 (MRPC, QQP), mcc (CoLA),
 pearson_spearmanr (STS-B). Values are fractions in [0, 1] (correlations in [-1, 1]).
@@ -7,6 +7,9 @@ pearson_spearmanr (STS-B). Values are fractions in [0, 1] (correlations in [-1, 
 import datasets
 import evaluate
 import numpy as np
+from scipy.stats import pearsonr
+from scipy.stats import spearmanr as scipy_spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 SETS = {
     "accuracy": ("accuracy",),
@@ -17,50 +20,32 @@ SETS = {
 
 
 def accuracy(p, r):
-    return float(np.mean(p == r))
+    return float(accuracy_score(r, p))
 
 
 def f1(p, r):
     """Binary F1 of the positive class (label 1)."""
-    tp = float(np.sum((p == 1) & (r == 1)))
-    fp = float(np.sum((p == 1) & (r != 1)))
-    fn = float(np.sum((p != 1) & (r == 1)))
-    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+    return float(f1_score(r, p, pos_label=1, average="binary", zero_division=0.0))
 
 
 def mcc(p, r):
-    """Matthews correlation (binary); 0 when undefined, as scikit-learn does."""
-    tp = float(np.sum((p == 1) & (r == 1)))
-    tn = float(np.sum((p != 1) & (r != 1)))
-    fp = float(np.sum((p == 1) & (r != 1)))
-    fn = float(np.sum((p != 1) & (r == 1)))
-    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return 0.0 if denom == 0 else (tp * tn - fp * fn) / denom
+    """Matthews correlation (binary); 0 when undefined."""
+    return float(matthews_corrcoef(r, p))
 
 
-def _ranks(x):
-    """Average ranks with ties (as Spearman needs)."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
-    sorted_x = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1
-        i = j + 1
-    return ranks
+def _correlation(fn, p, r):
+    """0 when a side is constant (undefined), as before; scipy otherwise."""
+    if np.ptp(p) == 0 or np.ptp(r) == 0:
+        return 0.0
+    return float(fn(p, r)[0])
 
 
 def pearson(p, r):
-    p, r = p - p.mean(), r - r.mean()
-    denom = np.sqrt(np.sum(p * p) * np.sum(r * r))
-    return 0.0 if denom == 0 else float(np.sum(p * r) / denom)
+    return _correlation(pearsonr, p.astype(np.float64), r.astype(np.float64))
 
 
 def spearmanr(p, r):
-    return pearson(_ranks(p), _ranks(r))
+    return _correlation(scipy_spearmanr, p.astype(np.float64), r.astype(np.float64))
 
 
 class SparqGlue(evaluate.Metric):
