@@ -132,7 +132,7 @@ def test_write_swaps_atomically_and_keeps_foreign_files(tmp_path, monkeypatch):
         write(report, store, out)
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before  # the old report, whole
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp dir left
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".") and p.is_dir()] == []  # no temp dir left
 
 
 def test_page_escapes_every_string(tmp_path):

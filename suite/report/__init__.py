@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from filelock import FileLock
+
 from suite.report.load import Store
 from suite.report.records import Cell, Group, group_cells
 
@@ -106,7 +108,7 @@ def check_publishable(report: Report, allow_dirty: bool = False) -> list[str]:
 def write(report: Report, store: Store, out: Path) -> list[Path]:
     """Render every file into a temp dir beside `out`, then swap it in whole (a reader sees the old
     report or the new one, never half of each). Files of `out` that the report does not write
-    (README.md, kernels/) are carried over."""
+    (README.md, kernels/) are carried over. The swap is two renames under a lock file beside `out`."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
@@ -118,9 +120,10 @@ def write(report: Report, store: Store, out: Path) -> list[Path]:
         written = [out / p.relative_to(tmp) for p in _render_files(report, store, tmp)]
         tmp.chmod(0o755)
         old = out.parent / f".{out.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
+        with FileLock(str(out.parent / f".{out.name}.swap.lock")):  # two reports finishing at once
+            if out.exists():
+                out.rename(old)
+            tmp.rename(out)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
