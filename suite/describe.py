@@ -169,11 +169,22 @@ def cell_record(cfg, *, kind: str, cell_id: str, run_id: str | None, experiment:
                        seq=cfg.measure.latency_seq, threads=int(tags.get("measure_threads") or env.threads or 0))
     budget = {"steps": _int(m.get("train_steps")), "batch_size": cfg.train.batch_size,
               "train_examples": _int(m.get("train_examples")), "eval_examples": _int(m.get("eval_examples"))}
+    ax, data = axes(cfg), None
+    if kind == "upstream":  # MLM on a corpus, fp32, distilled from the dense encoder (suite/upstream)
+        from suite.identity import corpus_identity
+
+        ax = ax.model_copy(update={"task": "mlm", "quant_method": "fp32", "weight_bits": 32, "act_bits": 32,
+                                   "distill_method": "hidden", "quant_label": "fp32", "ablated": [],
+                                   "init": "pretrained"})
+        budget.update(batch_size=cfg.upstream.batch_size, train_examples=_int(m.get("mlm_examples")),
+                      eval_examples=None)
+        data = {"source": tags.get("corpus_source") or cfg.upstream.corpus,
+                "files": corpus_identity(cfg).get("files", {})}
     return CellRecord(
         kind=kind, cell_id=cell_id, run_id=run_id, experiment=experiment, status=status,
         command=command(overrides), git_sha=sha.removesuffix("+dirty"), git_dirty=sha.endswith("+dirty"),
-        axes=axes(cfg), metrics=m, compression={k: m[k] for k in COMPRESSION_KEYS if k in m},
-        latency=latency, budget=budget, data=data_info(cfg, tags) if kind != "upstream" else {},
+        axes=ax, metrics=m, compression={k: m[k] for k in COMPRESSION_KEYS if k in m},
+        latency=latency, budget=budget, data=data if data is not None else data_info(cfg, tags),
         environment=env, tags={k: str(v) for k, v in tags.items()}, config=config_record(cfg))
 
 

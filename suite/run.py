@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -21,6 +23,7 @@ from omegaconf import DictConfig
 from suite.config import RunConfig, register_configs, validate
 from suite.errors import SparqError
 from suite.paths import CONF_DIR
+from suite.registry import Registry
 from suite.runtime import CellResult, pick_device, seed_everything, subset  # noqa: F401  (re-exported)
 
 log = logging.getLogger("sparq")
@@ -58,14 +61,39 @@ def build_modifiers(cfg: RunConfig, ctx) -> list:
     return modifiers + debug_modifiers(cfg.debug)  # test hooks; none unless debug.* is set
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One entry of the stage registry: the record kind it writes (CellRecord.kind; its id is
+    `suite.identity.config_hash(cfg, kind)`), how it runs inside `recorded_run`, and the stage it
+    stands on (built and recorded first, unless this cell is already recorded)."""
+
+    kind: str
+    run: Callable[[RunConfig], CellResult]
+    before: Callable[[RunConfig], object] | None = None
+
+
+def _upstream(cfg: RunConfig) -> CellResult:
+    from suite.upstream.stage import run_upstream_cell
+
+    return run_upstream_cell(cfg)
+
+
+def _ensure_upstream(cfg: RunConfig) -> object:
+    from suite.upstream.stage import ensure_upstream
+
+    return ensure_upstream(cfg)
+
+
 def run_cell(cfg: RunConfig) -> CellResult:
-    """Run one validated cell and record it. Raises SparqError on bad input before logging."""
+    """Run one validated config as its stage (`cfg.stage`) and record it. Raises SparqError on bad
+    input before logging."""
+    return STAGES.get(cfg.stage).run(cfg)
+
+
+def record_cell(cfg: RunConfig) -> CellResult:
+    """The cell stage (finetune, transfer): fine-tune + compress + evaluate + measure, one run."""
     from suite import tracking
 
-    if cfg.stage == "upstream":  # Prune OFA pre-training: its own cell id, cache entry and run
-        from suite.upstream.stage import run_upstream_cell
-
-        return run_upstream_cell(cfg)
     data_files = preflight(cfg)
     cid = tracking.cell_id(cfg)
     experiment = tracking.experiment_name(cfg)
@@ -74,10 +102,8 @@ def run_cell(cfg: RunConfig) -> CellResult:
         log.info("cell %s already recorded (run %s); skipping (force=true re-runs)", cid, done.info.run_id)
         return CellResult(cid, "SKIPPED", done.info.run_id, dict(done.data.metrics))
     tracking.close_orphans(experiment, cid)  # RUNNING runs of this cell whose process died
-    if cfg.stage == "transfer":  # build (or find) and record the upstream model first
-        from suite.upstream.stage import ensure_upstream
-
-        ensure_upstream(cfg)
+    if (before := STAGES.get(cfg.stage).before) is not None:  # e.g. transfer: the upstream model
+        before(cfg)
         tracking.setup_mlflow(experiment)
     threads = cfg.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -184,6 +210,15 @@ def _save_as_teacher(cfg: RunConfig, model) -> None:
 def fail(message: str) -> None:
     print(f"sparq: error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+# Every stage a run can be (Prune OFA's upstream pre-training: suite/upstream). The dense teacher
+# is no entry: it is built inside the first cell that needs it (suite/teacher.py) and keyed by
+# config_hash(teacher_config(cfg), "teacher").
+STAGES: Registry[Stage] = Registry("stage")
+STAGES.register("finetune")(Stage("cell", record_cell))
+STAGES.register("transfer")(Stage("cell", record_cell, before=_ensure_upstream))
+STAGES.register("upstream")(Stage("upstream", _upstream))
+
 
 
 def precheck(overrides: list[str]) -> None:

@@ -22,19 +22,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from torch import nn
 
-from suite.config import ProfileConfig, RunConfig, TrainConfig
-from suite.distill import losses as L
+from suite.config import RunConfig
 from suite.errors import SparqError
-from suite.lifecycle import Modifier
 from suite.paths import cache_dir
 from suite.upstream.config import effective_steps, upstream_config  # noqa: F401  (re-exported)
 
@@ -126,161 +121,6 @@ def save_entry(path: Path, model: nn.Module, masks: dict[str, torch.Tensor], met
     return UpstreamEntry(path, meta)
 
 
-# ---------------------------------------------------------------- model and loss
-
-def load_mlm_model(cfg: RunConfig) -> tuple[nn.Module, bool]:
-    """(AutoModelForMaskedLM with the pretrained encoder, head_pretrained?)."""
-    from transformers import AutoModelForMaskedLM
-
-    from suite.models import resolve_model_dir
-
-    where, local = resolve_model_dir(cfg.model)
-    model, info = AutoModelForMaskedLM.from_pretrained(where, local_files_only=local, revision=cfg.model.revision,
-                                                        trust_remote_code=False, output_loading_info=True)
-    prefix = model.base_model_prefix + "."
-    head_missing = [k for k in info["missing_keys"] if not k.startswith(prefix)]
-    encoder_missing = [k for k in info["missing_keys"] if k.startswith(prefix) and "position_ids" not in k]
-    if encoder_missing:
-        raise SparqError(f"model: the MLM model misses encoder weights {encoder_missing[:3]}")
-    model.tie_weights()
-    return model, not head_missing
-
-
-class MLMStudent(nn.Module):
-    """Wraps an MLM model so the generic fine-tuning loop can train it: the loss is the MLM
-    cross-entropy at the masked positions; the vocabulary projection runs only there (BERT's
-    `cls` head), which saves most of the head's compute on a CPU."""
-
-    def __init__(self, mlm: nn.Module):
-        super().__init__()
-        self.mlm = mlm
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
-                output_hidden_states: bool = False):
-        base = self.mlm.base_model
-        kwargs = {"attention_mask": attention_mask}
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        out = base(input_ids=input_ids, output_hidden_states=output_hidden_states, **kwargs)
-        selected = labels != -100
-        if hasattr(self.mlm, "cls"):
-            logits = self.mlm.cls(out.last_hidden_state[selected])
-        else:
-            logits = self.mlm(input_ids=input_ids, **kwargs).logits[selected]
-        loss = nn.functional.cross_entropy(logits.float(), labels[selected]) if selected.any() \
-            else logits.sum() * 0.0
-        return SimpleNamespace(loss=loss, logits=logits, hidden_states=out.hidden_states, selected=selected)
-
-
-class UpstreamDistillModifier(Modifier):
-    """loss = alpha_mlm * MLM + alpha_kd * KD(logits at masked positions, T) [trained head only]
-    + alpha_hidden * hidden-state MSE against the frozen dense encoder."""
-
-    def __init__(self, teacher: MLMStudent, cfg, use_logits: bool):
-        self.teacher, self.cfg, self.use_logits = teacher, cfg, use_logits
-        self.history: dict[str, list[float]] = {"mlm": [], "hidden": [], "kd": []}
-
-    def forward_kwargs(self) -> dict:
-        return {"output_hidden_states": True} if self.cfg.alpha_hidden > 0 else {}
-
-    def loss(self, model, batch, outputs, task_loss, state):
-        c = self.cfg
-        total = c.alpha_mlm * task_loss
-        self.history["mlm"].append(float(task_loss.detach()))
-        need_hidden = c.alpha_hidden > 0
-        if need_hidden or self.use_logits:
-            with torch.no_grad():
-                t = self.teacher(**batch, output_hidden_states=need_hidden)
-        if self.use_logits and c.alpha_kd > 0 and outputs.logits.shape[0]:
-            kd = L.kd_logits(outputs.logits, t.logits, c.temperature)
-            total = total + c.alpha_kd * kd
-            self.history["kd"].append(float(kd.detach()))
-        if need_hidden:
-            h = L.hidden_mse(outputs.hidden_states, t.hidden_states, batch.get("attention_mask"))
-            total = total + c.alpha_hidden * h
-            self.history["hidden"].append(float(h.detach()))
-        state.logs["upstream_mlm_loss"] = float(task_loss.detach())
-        return total
-
-    def metrics(self, model) -> dict[str, float]:
-        out = {}
-        for key, values in self.history.items():
-            if values:
-                out[f"upstream_{key}_loss"] = sum(values[-50:]) / len(values[-50:])
-                out[f"upstream_{key}_loss_first"] = sum(values[:20]) / len(values[:20])
-        return out
-
-
-def tokenize_corpus(lines: list[str], tokenizer, max_length: int, pack: bool):
-    """A Dataset of MLM examples: one per line, or lines packed into max_length chunks."""
-    from datasets import Dataset
-
-    enc = tokenizer(lines, truncation=True, max_length=max_length, return_special_tokens_mask=True)
-    if not pack:
-        return Dataset.from_dict({"input_ids": enc["input_ids"], "special_tokens_mask": enc["special_tokens_mask"]})
-    ids = [t for seq in enc["input_ids"] for t in seq]
-    special = [t for seq in enc["special_tokens_mask"] for t in seq]
-    n = max(1, len(ids) // max_length) * max_length if len(ids) >= max_length else len(ids)
-    return Dataset.from_dict({"input_ids": [ids[i:i + max_length] for i in range(0, n, max_length)],
-                              "special_tokens_mask": [special[i:i + max_length] for i in range(0, n, max_length)]})
-
-
-def train_upstream(cfg: RunConfig, device: torch.device) -> tuple[nn.Module, dict, dict, dict, object]:
-    """Train the sparse upstream model: (mlm model, masks (base-relative), metrics, tags, corpus)."""
-    import copy
-
-    from transformers import DataCollatorForLanguageModeling
-
-    from suite import compression
-    from suite.lifecycle import RunContext
-    from suite.models import load_tokenizer
-    from suite.prune import PRUNERS
-    from suite.prune import masks as M
-    from suite.runtime import seed_everything
-    from suite.train import fine_tune, train_loader
-    from suite.upstream.corpus import load_corpus
-
-    u = cfg.upstream
-    start = time.perf_counter()
-    seed_everything(cfg.seed)
-    tokenizer = load_tokenizer(cfg.model)
-    corpus = load_corpus(u, cfg.data_dir, cfg.seed)
-    features = tokenize_corpus(corpus.lines, tokenizer, u.max_length, u.pack)
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=u.mlm_probability, seed=cfg.seed)
-    loader = train_loader(features, collator, u.batch_size, cfg.seed)
-    seed_everything(cfg.seed)
-    mlm, head_pretrained = load_mlm_model(cfg)
-    teacher = MLMStudent(copy.deepcopy(mlm)).to(device).eval()  # the dense model, frozen
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    student = MLMStudent(mlm)
-    pruners = PRUNERS.get(cfg.sparsity.method)(cfg.sparsity, RunContext(cfg=cfg, task=None, device=device))
-    distill = UpstreamDistillModifier(teacher, u, use_logits=head_pretrained)
-    steps = effective_steps(cfg)
-    train = TrainConfig(epochs=1.0, lr=u.lr, batch_size=u.batch_size, weight_decay=u.weight_decay,
-                        warmup_ratio=u.warmup_ratio)
-    profile = ProfileConfig(name="upstream", epochs=float(math.ceil(steps / max(1, len(loader)))), max_steps=steps)
-    stats = fine_tune(student, loader, train, profile, [*pruners, distill], device, cfg.progress,
-                      desc=f"upstream mlm {cfg.sparsity.method} {getattr(cfg.sparsity, 'target', '')}")
-    base_prefix = f"mlm.{mlm.base_model_prefix}."
-    masks = {}
-    for m in pruners:
-        masks.update({k[len(base_prefix):]: v.cpu() for k, v in m.masks.items()})
-    if not masks:
-        raise SparqError("stage=upstream: the pruning method produced no masks")
-    linears = compression.prunable_linears(mlm.base_model)
-    metrics = {**{k: float(v) for k, v in stats.items()}, **distill.metrics(student)}
-    metrics.update({
-        "sparsity_measured": compression.measured_sparsity(linears), "mask_sparsity": M.mask_sparsity(masks),
-        "mlm_examples": float(len(features)), "mlm_tokens": float(sum(len(x) for x in features["input_ids"])),
-        **corpus.stats(), "wall_seconds": time.perf_counter() - start,
-    })
-    tags = {"mlm_head": "pretrained" if head_pretrained else "fresh",
-            "kd_logits": str(head_pretrained and u.alpha_kd > 0).lower(), "mask_sha256": M.mask_sha256(masks),
-            "corpus_sha256": corpus.sha256(), "corpus_source": corpus.source}
-    return mlm, masks, metrics, tags, corpus
-
-
 # ---------------------------------------------------------------- records
 
 def _params(cfg: RunConfig, ucid: str) -> dict[str, str]:
@@ -299,13 +139,28 @@ def _params(cfg: RunConfig, ucid: str) -> dict[str, str]:
     return params
 
 
+def _corpus_paths(cfg: RunConfig) -> list[Path]:
+    """The local files the corpus reads (hashed into environment.json), before anything is read."""
+    from suite.upstream.corpus import corpus_files
+
+    if cfg.upstream.corpus == "tasks":
+        return [p for _, p in corpus_files(cfg.upstream, cfg.data_dir)[0]]
+    return [Path(f) for f in cfg.upstream.files if Path(f).is_file()]
+
+
 def ensure_upstream(cfg: RunConfig, force: bool = False) -> tuple[UpstreamEntry, str]:
     """The upstream entry `cfg` stands on, trained and recorded if needed: (entry, status) with
     status FINISHED (trained now), RECORDED (cached, recorded now in this experiment) or SKIPPED.
+    The run is a `recorded_run` of kind "upstream" whose result.json is a CellRecord.
 
     With `upstream.ref` set, the named entry (cell id in the cache, or a directory) is used as is."""
+    import mlflow
+
     from suite import tracking
+    from suite.describe import cell_record
+    from suite.recorded import recorded_run
     from suite.runtime import building, pick_device
+    from suite.upstream.mlm import train_upstream
 
     if cfg.upstream.ref:
         return resolve_ref(cfg), "SKIPPED"
@@ -313,45 +168,35 @@ def ensure_upstream(cfg: RunConfig, force: bool = False) -> tuple[UpstreamEntry,
     ucid = upstream_cell_id(ucfg)
     path = entry_path(ucfg, ucid)
     experiment = tracking.experiment_name(ucfg)
-    mlflow = tracking.setup_mlflow(experiment)
+    label = f"{ucfg.model.label}-upstream-{ucfg.sparsity.method}{getattr(ucfg.sparsity, 'target', '')}-s{ucfg.seed}"
     with building(path):
         entry = None if force else load_entry(path)
-        recorded = tracking.finished_run(experiment, ucid)
-        if entry is not None and recorded is not None:
-            log.info("upstream %s already recorded (run %s); reusing %s", ucid, recorded.info.run_id, path)
-            return entry, "SKIPPED"
-        tracking.close_orphans(experiment, ucid)
-        label = f"{ucfg.model.label}-upstream-{ucfg.sparsity.method}{getattr(ucfg.sparsity, 'target', '')}-s{ucfg.seed}"
-        with mlflow.start_run(run_name=label):
-            mlflow.set_tags({"cell_id": ucid, "stage": "upstream", "suite.version": tracking.__version__,
-                             "git_sha": tracking.git_sha(), "seed": str(ucfg.seed), **tracking.run_owner()})
-            tracking.log_params(mlflow, _params(ucfg, ucid))
-            try:
-                if entry is None:
-                    log.info("training upstream %s -> %s", ucid, path)
-                    torch.set_num_threads(ucfg.threads or os.cpu_count() or 1)
-                    model, masks, metrics, tags, corpus = train_upstream(ucfg, pick_device(ucfg.device))
-                    data_root = Path(ucfg.data_dir) if ucfg.data_dir else None
-                    corpus_paths = [data_root / f for f in corpus.files if data_root and (data_root / f).is_file()]
-                    meta = {"cell_id": ucid, "mask_sha256": tags["mask_sha256"], "metrics": metrics, "tags": tags,
-                            "base_model_prefix": model.base_model_prefix, "corpus_files": corpus.files,
-                            "corpus_skipped": corpus.skipped, "model": dataclasses.asdict(ucfg.model),
-                            "sparsity": dataclasses.asdict(ucfg.sparsity), "seed": ucfg.seed,
-                            "config": tracking.config_dict(ucfg)}
-                    entry = save_entry(path, model, masks, meta)
-                    mlflow.log_dict(tracking.environment(corpus_paths), "environment.json")
-                    status, reused = "FINISHED", False
-                else:
-                    status, reused = "RECORDED", True
-                mlflow.set_tags({**entry.meta["tags"], "upstream_reused": str(reused).lower(),
-                                 "corpus_files": json.dumps(entry.meta["corpus_files"]),
-                                 "upstream_path": str(path)})
-                mlflow.log_metrics(entry.meta["metrics"])
-                mlflow.log_dict({k: v for k, v in entry.meta.items()}, "upstream_meta.json")
-            except Exception as e:
-                mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])
-                mlflow.end_run(status="FAILED")
-                raise
+        with recorded_run(ucfg, kind="upstream", cell_id=ucid, experiment=experiment, params=_params(ucfg, ucid),
+                          tags={"stage": "upstream", "seed": str(ucfg.seed)}, run_name=label,
+                          data_files=_corpus_paths(ucfg) if entry is None else (),
+                          skip_finished=entry is not None) as run:
+            if run.existing is not None:
+                log.info("upstream %s already recorded (run %s); reusing %s", ucid, run.run_id, path)
+                return entry, "SKIPPED"
+            if entry is None:
+                log.info("training upstream %s -> %s", ucid, path)
+                torch.set_num_threads(ucfg.threads or os.cpu_count() or 1)
+                model, masks, metrics, tags, corpus = train_upstream(ucfg, pick_device(ucfg.device))
+                meta = {"cell_id": ucid, "mask_sha256": tags["mask_sha256"], "metrics": metrics, "tags": tags,
+                        "base_model_prefix": model.base_model_prefix, "corpus_files": corpus.files,
+                        "corpus_skipped": corpus.skipped, "model": dataclasses.asdict(ucfg.model),
+                        "sparsity": dataclasses.asdict(ucfg.sparsity), "seed": ucfg.seed,
+                        "config": tracking.config_dict(ucfg)}
+                entry = save_entry(path, model, masks, meta)
+                status, reused = "FINISHED", False
+            else:
+                status, reused = "RECORDED", True
+            tags = {**entry.meta["tags"], "upstream_reused": str(reused).lower(),
+                    "corpus_files": json.dumps(entry.meta["corpus_files"]), "upstream_path": str(path)}
+            mlflow.log_dict(dict(entry.meta), "upstream_meta.json")
+            metrics = dict(entry.meta["metrics"])
+            run.finish(cell_record(ucfg, kind="upstream", cell_id=ucid, run_id=run.run_id, experiment=experiment,
+                                   metrics=metrics, tags=tags), metrics, tags)
     return entry, status
 
 
