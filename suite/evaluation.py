@@ -15,7 +15,8 @@ from suite.metrics import compute_metrics
 
 @torch.no_grad()
 def predict(model: nn.Module, features, collate: Callable, batch_size: int, output_keys: tuple,
-            device: torch.device = torch.device("cpu"), progress: bool = False) -> dict[str, torch.Tensor]:
+            device: torch.device | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
+    device = device or torch.device("cpu")
     model.to(device).eval()
     loader = DataLoader(features, batch_size=batch_size, shuffle=False, collate_fn=collate)
     collected: dict[str, list[torch.Tensor]] = {k: [] for k in output_keys}
