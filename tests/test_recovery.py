@@ -185,7 +185,7 @@ NM = dict(sp="nm", target=0.5, pattern="2:4", quant="qat", wb=4, ab=8)
 def test_dc1_paths_and_ablations_left_out():
     assert one("DC1", [record(primary=90.0), record(primary=89.5, **NM)]).verdict == "holds"
     assert one("DC1", [record(primary=90.0), converged(90.0), record(primary=85.0, **NM)]).verdict == "does not hold"
-    abl = record(primary=60.0, variant={"quant.zero_preserving": False}, **NM)
+    abl = record(primary=60.0, variant={"quant.zero_preserving": False}, ablated=["quant.zero_preserving"], **NM)
     v = one("DC1", [record(primary=90.0), record(primary=89.5, **NM), abl])
     assert v.verdict == "holds" and "1/1" in v.reason
     assert one("DC1", [record(primary=52.0), record(primary=50.0, **NM)]).verdict == "inconclusive"
@@ -194,19 +194,24 @@ def test_dc1_paths_and_ablations_left_out():
 def test_dc2_paths():
     assert one("DC2", [record(primary=89.0, **NM)]).verdict == "holds"
     assert one("DC2", [record(primary=89.0, after_quant=0.45, **NM)]).verdict == "does not hold"
-    leak = record(primary=80.0, after_quant=0.1, variant={"quant.zero_preserving": False}, **NM)
+    leak = record(primary=80.0, after_quant=0.1, variant={"quant.zero_preserving": False},
+                  ablated=["quant.zero_preserving"], **NM)
     assert one("DC2", [record(primary=89.0, **NM), leak]).verdict == "holds"  # the ablation is not judged
     assert one("DC2", [record()]).verdict == "not run"
 
 
 def test_dc3_ablation_paths():
     full = record(primary=89.5, **NM)
-    off = {"quant.zero_preserving": False}
-    assert one("DC3", [full, record(primary=88.0, variant=off, **NM)]).verdict == "holds"
-    nodrop = record(primary=89.9, variant={"quant.dropout_schedule": "none"}, **NM)
-    assert one("DC3", [full, nodrop, converged(89.5, **NM)]).verdict == "does not hold"
+    off = dict(variant={"quant.zero_preserving": False}, ablated=["quant.zero_preserving"])
+    assert one("DC3", [full, record(primary=88.0, **off, **NM)]).verdict == "holds"
+    nodrop = record(primary=89.9, variant={"quant.dropout_schedule": "none"}, ablated=["quant.dropout_schedule"], **NM)
+    v = one("DC3", [full, nodrop, converged(89.5, **NM)])
+    assert v.verdict == "does not hold" and "quant.dropout_schedule: -0.40 pt" in v.reason
     chance = record(primary=50.0, **NM)
-    assert one("DC3", [chance, record(primary=50.5, variant=off, **NM)]).verdict == "inconclusive"
+    assert one("DC3", [chance, record(primary=50.5, **off, **NM)]).verdict == "inconclusive"
+    # a variant that is no technique switch (another calibration) is not an ablation
+    other = record(primary=80.0, variant={"quant.calibration": "maxabs"}, **NM)
+    assert one("DC3", [full, other]).verdict == "not run"
     ptq = [record(quant="ptq", wb=8, ab=8, primary=a, variant={"quant.calibration": c} if c else None)
            for c, a in ((None, 89.0), ("entropy", 86.0))]
     assert one("DC3", ptq).verdict == "not run"  # calibration is IC3's business
@@ -268,6 +273,9 @@ def test_a_bad_claim_yaml_is_one_clear_error(tmp_path):
     (tmp_path / "x.yaml").write_text("paper: x\ntitle: X\nclaims:\n  - {id: X1, text: t, rule: twin, describe: d}\n"
                                      "  - {id: X1, text: t, rule: twin, describe: d}\n")
     with pytest.raises(ValueError, match="claim id X1 defined twice"):
+        load_specs(tmp_path)
+    (tmp_path / "x.yaml").write_text("paper: x\ntitle: X\nclaims:\n  - {id: X1, text: a: b}\n")
+    with pytest.raises(ValueError, match="x.yaml: not valid YAML"):
         load_specs(tmp_path)
 
 

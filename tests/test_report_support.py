@@ -28,7 +28,7 @@ def record(exp: str = "default", model: str = "minilm", task: str = "sst2", seed
            ab: int = 32, distill: str = "none", budget: str = "1x", variant: dict | None = None,
            bytes_dense: float = BASE_BYTES, sparsity: float | None = None, after_quant: float | None = None,
            latency: dict | None = None, steps: int = 63, train_examples: int = 2000, profile: str = "quick",
-           init: str | None = None, **metrics) -> dict:
+           init: str | None = None, ablated: list[str] | None = None, **metrics) -> dict:
     """One CellRecord (validated) as the dict a run stores in result.json."""
     from suite.record import CellRecord
 
@@ -48,7 +48,7 @@ def record(exp: str = "default", model: str = "minilm", task: str = "sst2", seed
             "sparsity_method": sp, "sparsity_target": target,
             "sparsity_pattern": pattern or ("dense" if sp == "dense" else "unstructured"),
             "quant_method": quant, "weight_bits": wb, "act_bits": ab, "distill_method": distill,
-            "variant": {k: str(v) for k, v in (variant or {}).items()}}
+            "variant": {k: str(v) for k, v in (variant or {}).items()}, "ablated": list(ablated or [])}
     cid = hashlib.sha256(json.dumps([exp, axes, steps, train_examples], sort_keys=True).encode()).hexdigest()[:16]
     rec = {"kind": "cell", "cell_id": cid, "experiment": f"{exp}-{profile}", "command": "python -m suite.run",
            "git_sha": "abc123", "axes": axes, "metrics": m,
@@ -82,7 +82,7 @@ RECORDS = [
     # DC1 holds (2:4 + 4 bit, 90.0 vs 90.5), DC2 holds, DC3 holds (+2 pt with zero_preserving)
     record("ibm_deep_compression", sp="nm", target=0.5, pattern="2:4", quant="qat", wb=4, ab=8, primary=90.0),
     record("ibm_deep_compression", sp="nm", target=0.5, pattern="2:4", quant="qat", wb=4, ab=8, primary=88.0,
-           variant={"quant.zero_preserving": False}, after_quant=0.5),
+           variant={"quant.zero_preserving": False}, ablated=["quant.zero_preserving"], after_quant=0.5),
     # S3 holds (95% + logits: 89.0 vs 90.5); S1 holds (gmp 90% 89.5 beats half-depth dense 85.0)
     record("sparsebert_s4", sp="gmp", target=0.95, distill="logits", primary=89.0),
     record("sparsebert_s4", model="minilm (1/2 layers)", primary=85.0, bytes_dense=BASE_BYTES / 2),

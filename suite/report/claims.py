@@ -97,6 +97,8 @@ def load_specs(directory: Path = CLAIMS_DIR) -> list[ClaimSpec]:
             continue
         try:
             docs.append(PaperClaims.model_validate(yaml.safe_load(path.read_text())))
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
         except ValidationError as e:
             err = e.errors()[0]
             where = ".".join(str(x) for x in err["loc"])

@@ -145,6 +145,11 @@ class Cell:
         return ", ".join(f"{k}={v}" for k, v in self.variant_items)
 
     @property
+    def ablated(self) -> tuple[str, ...]:
+        """Technique switches the cell turns off, as its method class says (axes.ablated)."""
+        return tuple(sorted(self.axes.get("ablated") or ()))
+
+    @property
     def is_dense_baseline(self) -> bool:
         return self.sparsity_method == "dense" and self.quant_method == "fp32" and self.distill_method == "none"
 

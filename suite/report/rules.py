@@ -45,6 +45,10 @@ def _matches(g: Group, key: str, want: Any) -> bool:
     if key == "variant":  # "" = the default recipe; ["k=v", ...] = has any of these options
         items = {f"{k}={v}" for k, v in g.variant_items}
         return not items if want in ("", None) else bool(items & set(want if isinstance(want, list) else [want]))
+    if key == "ablated":  # none = every technique on; [switch, ...] = any of these switched off
+        if want in ("none", "", None, []):
+            return not g.ablated
+        return bool(set(g.ablated) & set(want if isinstance(want, list) else [want]))
     value = getattr(g, key) if key in KEY_FIELDS or hasattr(type(g.first), key) else g.mean(key)
     if isinstance(want, dict):
         lo, hi = want.get("min", -math.inf), want.get("max", math.inf)
@@ -253,24 +257,22 @@ def zeros_kept(spec, groups, kernels, limits) -> list[Outcome]:
 
 @rule
 def ablation(spec, groups, kernels, limits) -> list[Outcome]:
-    """Cells equal but for one technique option (`options.disabled`: option -> values that switch it off): the full
-    cell minus the ablated one >= -threshold for every pair."""
-    off: dict[str, list[str]] = {k: [str(x) for x in v] for k, v in spec.options.get("disabled", {}).items()}
+    """Cells equal but for one technique switched off (the record's `ablated`, from the method class;
+    `options.techniques` limits which): the full cell minus the ablated one >= -threshold per pair."""
+    techniques = set(spec.options.get("techniques", []))
     pool = select(groups, spec.cells, spec.exclude)
     clusters: dict[tuple, list[Group]] = defaultdict(list)
     for g in pool:
         clusters[g.config_key[:-1] + (g.task,)].append(g)
     pairs = []
     for gs in clusters.values():
-        for a in gs:
-            for b in gs:
-                da, db = dict(a.variant_items), dict(b.variant_items)
-                diff = [k for k in set(da) | set(db) if da.get(k) != db.get(k)]
-                if len(diff) == 1 and diff[0] in off and db.get(diff[0]) in off[diff[0]] \
-                        and da.get(diff[0]) not in off[diff[0]]:
-                    pairs.append((diff[0], a, b))  # (technique, full, ablated)
+        for full in gs:
+            for abl in gs:
+                extra = set(abl.ablated) - set(full.ablated)
+                if set(full.ablated) < set(abl.ablated) and len(extra) == 1 and extra <= techniques:
+                    pairs.append((extra.pop(), full, abl))
     if not pairs:
-        return [Outcome(NOT_RUN, "no ablation pairs (cells equal but for one technique option)")]
+        return [Outcome(NOT_RUN, "no ablation pairs (cells equal but for one technique switched off)")]
     res = [judge_pair(abl, full, groups, lambda g, f: f.mean() - g.mean() >= -spec.threshold - FLOAT_TOL,
                       lambda g, f: f.mean() - g.mean(), limits, converged=spec.converged)
            for _, full, abl in pairs]
