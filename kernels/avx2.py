@@ -338,6 +338,7 @@ def _gemv_dispatch(table):
 
 
 _gemv_gather = _gemv_dispatch(_GEMV_G)
+_gemv1_gather, _gemv1_dense = _GEMV_G[0], _GEMV_D[0]
 _gemv_dense = _gemv_dispatch(_GEMV_D)
 
 
@@ -586,6 +587,35 @@ def block_gemm_pairs(xl, mpad, m, wq, combo, masks, ngp, n_out, scale, bias, xsc
                     _pairsel41(xl, wq, combo, masks, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
             c0 += 2
         _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, 0)
+
+
+@njit(parallel=True, cache=_CACHE)
+def gemv1(x, sx, dynamic, qlo, qhi, ptr8, cols8, vals8, gather, scale, bias, y, rows_per_task):
+    """``gemv`` for M = 1 (batch-1 latency): the same, with the one-row kernel called directly
+    (no per-row dispatch on M: ~15-25% faster at BERT-base shapes)."""
+    k = x.shape[1]
+    if dynamic:
+        sx = _absmax_scale(x)
+        if sx < 0:
+            return -1.0
+    g8 = ((k + 3) // 4 + 7) // 8 * 8
+    xq = _quantize_rows(x, np.float32(1.0 / sx), qlo, qhi, g8 * 4)
+    if xq.shape[0] == 0:
+        return -2.0
+    x32 = xq.reshape(-1).view(np.int32)
+    n_out = ptr8.shape[0] - 1
+    ntasks = (n_out + rows_per_task - 1) // rows_per_task
+    for t in prange(ntasks):
+        acc = np.empty(1, dtype=np.int32)
+        for n in range(t * rows_per_task, min(n_out, (t + 1) * rows_per_task)):
+            if gather:
+                _gemv1_gather(x32, np.int64(g8), cols8, vals8, np.int64(ptr8[n]),
+                              np.int64(ptr8[n + 1]), acc, np.int64(0))
+            else:
+                _gemv1_dense(x32, np.int64(g8), cols8, vals8, np.int64(ptr8[n]),
+                             np.int64(ptr8[n + 1]), acc, np.int64(0))
+            y[0, n] = np.float32(acc[0]) * np.float32(sx * scale[n]) + bias[n]
+    return sx
 
 
 # ----------------------------------------------------------------------------- weight forms

@@ -168,11 +168,12 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax):
         if key not in p._cache:
             p._cache[key] = avx2.gemv_form(ptr, cols, vals, p.out_features, groups, dense)
         ptr8, cols8, vals8 = p._cache[key]
-        gemv, gather = avx2.gemv, not dense
+        gemv, gemv1, gather = avx2.gemv, avx2.gemv1, not dense
 
         def run(x, y):
-            sx = gemv(x, static, act_scale is None, qlo, qhi, ptr8, cols8, vals8, gather,
-                      scale, bias, y, GEMV_ROWS)
+            sx = (gemv1 if x.shape[0] == 1 else gemv)(x, static, act_scale is None, qlo, qhi,
+                                                        ptr8, cols8, vals8, gather, scale, bias,
+                                                        y, GEMV_ROWS)
             if sx == -1.0:
                 raise ValueError("input contains inf/nan")
             if sx == -2.0:
