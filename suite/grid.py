@@ -37,6 +37,8 @@ log = logging.getLogger("sparq.grid")
 
 STATE_DIR = ".grid"
 SUMMARY_FILE = "grid_summary.json"
+# Module state on purpose: hydra.main returns nothing from a multirun, so the callback that sees
+# the summary in the main process leaves it here for `exit_code()` (cli) to read.
 LAST_SUMMARY: dict[str, Any] | None = None  # set by on_multirun_end in the main process
 
 
