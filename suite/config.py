@@ -8,6 +8,7 @@ key and the allowed values, before anything is loaded or logged.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,44 @@ DEVICES = ("auto", "cpu", "cuda")
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(key, message)
+
+
+# Numeric ranges of the plain sections, in one place: key -> rule. Rules: "> a", ">= a", "[a, b)",
+# "[a, b]", "(a, b]"; "or null": None allowed. NaN and infinities break every rule.
+RANGES = {
+    "train.epochs": "> 0", "train.lr": "> 0", "train.batch_size": ">= 1", "train.eval_batch_size": ">= 1",
+    "train.weight_decay": ">= 0", "train.warmup_ratio": "[0, 1)",
+    "train.max_grad_norm": ">= 0",  # 0: no clipping; a negative norm would flip the gradient
+    "train.dropout": "[0, 1) or null",
+    "profile.train_samples": ">= 1 or null", "profile.eval_samples": ">= 1 or null",
+    "profile.max_steps": ">= 1 or null", "profile.epochs": "> 0 or null", "profile.lr": "> 0 or null",
+    "profile.budget": "> 0",  # 1 = the recipe's steps, 2 = twice as many
+    "debug.nan_at_step": ">= 0 or null", "debug.step_sleep": ">= 0",
+    "measure.latency_batch": ">= 1", "measure.latency_seq": "[8, 4096]", "measure.latency_repeats": ">= 1",
+    "threads": ">= 0", "seed": ">= 0",
+}
+
+
+def in_range(value: Any, rule: str) -> bool:
+    rule, _, null = rule.partition(" or ")
+    if value is None:
+        return null == "null"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    if rule[0] in "[(":
+        lo, hi = (float(x) for x in rule[1:-1].split(","))
+        return (lo <= value if rule[0] == "[" else lo < value) and (value <= hi if rule[-1] == "]" else value < hi)
+    op, bound = rule.split()
+    return value >= float(bound) if op == ">=" else value > float(bound)
+
+
+def check_ranges(obj: Any, section: str) -> None:
+    """Raise ConfigError naming key, value and rule for the first field of `section` out of range."""
+    prefix = f"{section}." if section else ""
+    for key, rule in RANGES.items():
+        name = key[len(prefix):]
+        if key.startswith(prefix) and "." not in name and not in_range(value := getattr(obj, name), rule):
+            raise ConfigError(key, f"must be {rule}, got {value!r}")
 
 
 @dataclass
@@ -99,10 +138,7 @@ class TrainConfig:
     dropout: float | None = None  # override the model's hidden dropout
 
     def __post_init__(self) -> None:
-        _require(self.epochs > 0, "train.epochs", "must be > 0")
-        _require(self.lr > 0, "train.lr", "must be > 0")
-        _require(self.batch_size >= 1, "train.batch_size", "must be >= 1")
-        _require(0 <= self.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")
+        check_ranges(self, "train")
 
 
 @dataclass
@@ -118,11 +154,7 @@ class ProfileConfig:
     budget: float = 1.0  # training budget: x the recipe's optimizer steps (epochs over the same subset)
 
     def __post_init__(self) -> None:
-        _require(self.lr is None or self.lr > 0, "profile.lr", "must be > 0 or null")
-        _require(self.budget > 0, "profile.budget", "must be > 0 (1 = the recipe's steps, 2 = twice as many)")
-        for key in ("train_samples", "eval_samples", "max_steps"):
-            value = getattr(self, key)
-            _require(value is None or value >= 1, f"profile.{key}", "must be >= 1 or null")
+        check_ranges(self, "profile")
 
 
 @dataclass
@@ -133,8 +165,7 @@ class DebugConfig:
     step_sleep: float = 0.0  # seconds to sleep per step and print a progress line (kill tests); no effect on results
 
     def __post_init__(self) -> None:
-        _require(self.nan_at_step is None or self.nan_at_step >= 0, "debug.nan_at_step", "must be >= 0 or null")
-        _require(self.step_sleep >= 0, "debug.step_sleep", "must be >= 0")
+        check_ranges(self, "debug")
 
 
 MEASURE_BACKENDS = ("torch_fp32", "torch_int8_onednn", "sparq", "onnxruntime_int8")
@@ -153,9 +184,7 @@ class MeasureConfig:
     backends: list[str] = field(default_factory=lambda: ["torch_fp32", "torch_int8_onednn", "sparq"])
 
     def __post_init__(self) -> None:
-        _require(self.latency_batch >= 1, "measure.latency_batch", "must be >= 1")
-        _require(8 <= self.latency_seq <= 4096, "measure.latency_seq", "must be in [8, 4096]")
-        _require(self.latency_repeats >= 1, "measure.latency_repeats", "must be >= 1")
+        check_ranges(self, "measure")
         bad = [b for b in self.backends if b not in MEASURE_BACKENDS]
         _require(not bad, "measure.backends", f"'{bad[0] if bad else ''}'; allowed: {', '.join(MEASURE_BACKENDS)}")
 
@@ -184,8 +213,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _require(self.device in DEVICES, "device", f"'{self.device}'; allowed: {', '.join(DEVICES)}")
-        _require(self.threads >= 0, "threads", "must be >= 0")
-        _require(self.seed >= 0, "seed", "must be >= 0")
+        check_ranges(self, "")
 
 
 def register_configs() -> None:
