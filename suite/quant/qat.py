@@ -64,6 +64,8 @@ class QatConfig(QuantConfig):
             raise ConfigError("quant.dropout_end", f"{self.dropout_end}; must be in (0, 1]")
         if self.calib_batches < 1:
             raise ConfigError("quant.calib_batches", f"{self.calib_batches}; must be >= 1")
+        if not 50.0 < self.percentile <= 100.0:  # as PTQ: 0 would clip every activation to 0
+            raise ConfigError("quant.percentile", f"{self.percentile}; must be in (50, 100]")
 
 
 class ScheduledDropout(Modifier):
