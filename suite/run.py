@@ -248,6 +248,8 @@ def one_line_compose_error(e: Exception) -> str:
         group, bad = found.groups()
         allowed = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
         return f"{group}: unknown option '{bad}'; allowed: {', '.join(allowed)}"
+    if getattr(e.__cause__, "full_key", None):  # "Error merging override seed=abc": the cause says why
+        e, text = e.__cause__, str(e.__cause__)
     key = getattr(e, "full_key", None)
     first = next((line.strip() for line in text.splitlines() if line.strip()), text)
     return f"{key}: {first}" if key else first
