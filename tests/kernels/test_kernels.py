@@ -199,3 +199,29 @@ def test_avx2_24_runs_the_pair_kernel_exactly():
         p = kernels.pack(g[:, :90], "nm", n=n_keep, bias=RNG.standard_normal(37))
         _check(RNG.standard_normal((45, 90)).astype(np.float32), p, "avx2")
         assert (p._cache["pairs"] is not None) == pairs
+
+
+def test_avx_vnni_dot_selects_vex_vpdpbusd():
+    """The AVX-VNNI build of the AVX2 kernels (sign trick + ``llvm.x86.avx512.vpdpbusd.256``)
+    compiles to the VEX ``vpdpbusd`` on a CPU with avxvnni and no AVX-512 (Alder Lake, Zen 5
+    without AVX-512 use): checked with LLVM's code generator, no such CPU needed."""
+    import llvmlite.binding as llvm
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    ir_text = """
+    declare <8 x i32> @llvm.x86.avx512.vpdpbusd.256(<8 x i32>, <8 x i32>, <8 x i32>)
+    declare <32 x i8> @llvm.x86.avx2.psign.b(<32 x i8>, <32 x i8>)
+    define <8 x i32> @f(<8 x i32> %acc, <32 x i8> %x, <32 x i8> %w, <32 x i8> %aw) {
+      %s = call <32 x i8> @llvm.x86.avx2.psign.b(<32 x i8> %x, <32 x i8> %w)
+      %a = bitcast <32 x i8> %aw to <8 x i32>
+      %b = bitcast <32 x i8> %s to <8 x i32>
+      %r = call <8 x i32> @llvm.x86.avx512.vpdpbusd.256(<8 x i32> %acc, <8 x i32> %a, <8 x i32> %b)
+      ret <8 x i32> %r
+    }"""
+    mod = llvm.parse_assembly(ir_text)
+    target = llvm.Target.from_triple("x86_64-unknown-linux-gnu")
+    tm = target.create_target_machine(cpu="alderlake",
+                                      features="+avx2,+avxvnni,-avx512f,-avx512vnni,-avx512vl")
+    asm = tm.emit_assembly(mod)
+    assert "{vex}" in asm and "vpdpbusd" in asm and "vpsignb" in asm
