@@ -230,6 +230,10 @@ def test_s1_at_two_sparsities():
     rows = judge("S1", recs)
     assert [(r.at, r.verdict) for r in rows] == [("gmp 50% vs minilm (1/2 layers)", "holds"),
                                                  ("gmp 90% vs minilm (1/6 layers) (ffn 614)", "does not hold")]
+    twins = [record(primary=85.0, **TENTH), converged(85.0, **TENTH), record(sp="gmp", target=0.9, primary=80.0),
+             record(sp="gmp", target=0.9, primary=86.0, budget="2x", steps=126)]
+    v = one("S1", twins)
+    assert v.verdict == "holds" and "1/1" in v.reason and "126 steps" in v.budget  # judged at the largest budget
     chance = [record(sp="gmp", target=0.5, distill="hidden", primary=52.0), record(primary=51.0, **HALF)]
     assert one("S1", chance).verdict == "inconclusive"
     assert one("S1", [record(primary=86.0, **HALF)]).verdict == "not run"

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from suite.report.records import Group, baseline_for, budget_siblings
+from suite.report.records import KEY_FIELDS, Group, baseline_for, budget_siblings
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
 FLOAT_TOL = 1e-9
@@ -63,6 +63,19 @@ def largest_budget(selected: Sequence[Group], groups: Sequence[Group]) -> list[G
         if all(top is not h for h in out):
             out.append(top)
     return out
+
+
+def family(g: Group) -> tuple:
+    """A config whatever its budget and the experiment that recorded it."""
+    return tuple(v for f, v in zip(KEY_FIELDS, g.key, strict=True) if f not in ("budget", "paper"))
+
+
+def top_pairs(pairs: Sequence[tuple[Group, Group]]) -> list[tuple[Group, Group]]:
+    """Of the (cell, reference) pairs of one reference config at several budgets, the largest budget's."""
+    top: dict[tuple, float] = {}
+    for _, b in pairs:
+        top[family(b)] = max(top.get(family(b), 0.0), b.budget_factor)
+    return [(a, b) for a, b in pairs if b.budget_factor == top[family(b)]]
 
 
 def gap_trend(g: Group, groups: Sequence[Group],

@@ -27,6 +27,7 @@ from suite.report.judge import (
     largest_budget,
     still_gaining,
     summary,
+    top_pairs,
 )
 from suite.report.records import KEY_FIELDS, Group, baseline_for
 
@@ -300,16 +301,18 @@ def equal_size(spec, groups, kernels, limits) -> list[Outcome]:
     dense = [g for g in select(groups, spec.options.get("small", {})) if g.sparsity_method == "dense"]
     sparse = select(groups, spec.cells, spec.exclude)
     size = lambda g: g.mean("encoder_bytes_dense_fp32")  # noqa: E731
-    by_level: dict[str, list] = defaultdict(list)
+    pairs = []
     for small in dense:
         nz = _nonzero(small)
         cands = [g for g in sparse if same_recipe_but_model(g, small) and size(g) > 1.05 * size(small)
                  and _nonzero(g) <= tol * nz]
         if cands:
-            big = max(cands, key=lambda g: (g.distill_method == small.distill_method, _nonzero(g)))
-            by_level[big.sparsity_label].append(judge_pair(big, small, groups, lambda s, d: s.mean() > d.mean(),
-                                                           lambda s, d: s.mean() - d.mean(), limits,
-                                                           converged=spec.converged))
+            pairs.append((max(cands, key=lambda g: (g.distill_method == small.distill_method, _nonzero(g))), small))
+    by_level: dict[str, list] = defaultdict(list)
+    for big, small in top_pairs(pairs):  # each small model at the largest budget with a partner
+        by_level[big.sparsity_label].append(judge_pair(big, small, groups, lambda s, d: s.mean() > d.mean(),
+                                                       lambda s, d: s.mean() - d.mean(), limits,
+                                                       converged=spec.converged))
     if not by_level:
         return [Outcome(NOT_RUN, "no smaller dense model with a sparse model of equal nonzero weights")]
     out = []
@@ -339,7 +342,7 @@ def equal_latency(spec, groups, kernels, limits) -> list[Outcome]:
     comparable = [(s, d) for s in sparse for d in dense if same_recipe_but_model(s, d) and size(s) > 1.05 * size(d)]
     if not comparable:
         return [Outcome(NOT_RUN, "no latency for a larger sparse and a smaller dense model on one task")]
-    pairs = [(s, d) for s, d in comparable if ms(s, sb) <= tol * ms(d, db)]
+    pairs = top_pairs([(s, d) for s, d in comparable if ms(s, sb) <= tol * ms(d, db)])
     lat = "; ".join(f"{desc(s)} {ms(s, sb):.2f} ms vs {desc(d)} {ms(d, db):.2f} ms" for s, d in comparable[:3])
     if not pairs:
         ev: list[Group] = []
