@@ -605,16 +605,18 @@ def gemv1(x, sx, dynamic, qlo, qhi, ptr8, cols8, vals8, gather, scale, bias, y, 
     x32 = xq.reshape(-1).view(np.int32)
     n_out = ptr8.shape[0] - 1
     ntasks = (n_out + rows_per_task - 1) // rows_per_task
+    accs = np.empty(n_out, dtype=np.int32)
     for t in prange(ntasks):
-        acc = np.empty(1, dtype=np.int32)
-        for n in range(t * rows_per_task, min(n_out, (t + 1) * rows_per_task)):
+        r0, r1 = t * rows_per_task, min(n_out, (t + 1) * rows_per_task)
+        for n in range(r0, r1):  # the kernel stores row n's sum at accs[n]
             if gather:
                 _gemv1_gather(x32, np.int64(g8), cols8, vals8, np.int64(ptr8[n]),
-                              np.int64(ptr8[n + 1]), acc, np.int64(0))
+                              np.int64(ptr8[n + 1]), accs, np.int64(n))
             else:
                 _gemv1_dense(x32, np.int64(g8), cols8, vals8, np.int64(ptr8[n]),
-                             np.int64(ptr8[n + 1]), acc, np.int64(0))
-            y[0, n] = np.float32(acc[0]) * np.float32(sx * scale[n]) + bias[n]
+                             np.int64(ptr8[n + 1]), accs, np.int64(n))
+        for n in range(r0, r1):  # contiguous: vectorized dequantize
+            y[0, n] = np.float32(accs[n]) * np.float32(sx * scale[n]) + bias[n]
     return sx
 
 
