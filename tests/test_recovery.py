@@ -61,6 +61,9 @@ def test_po1_inconclusive_when_dense_at_chance():
     assert v.verdict == "inconclusive" and "reference at chance" in v.reason
     cola = one("PO1", [record(task="cola", primary=0.0), record(task="cola", primary=0.0, target=0.9, **GMP)])
     assert cola.verdict == "inconclusive"
+    # the eval subset's own majority rate (recorded) beats the dev set's: 56.25 on 32 examples is chance
+    small = [record(primary=56.25, eval_primary_chance=56.25), record(primary=56.25, target=0.9, **GMP)]
+    assert one("PO1", small).verdict == "inconclusive"
 
 
 def test_po1_inconclusive_when_dense_still_gains_from_1x_to_2x():
