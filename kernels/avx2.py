@@ -94,8 +94,8 @@ def _c(v):
 
 
 # ----------------------------------------------------------------------------- sparse block rows
-def _make_rowdot(nchunks: int):
-    """out[ooff + 8i + l] = sum over blocks b in [start, end) of dot4(x[cols[b]*rs + xoff + 32i
+def _make_rowdot(nchunks: int, accumulate: bool = False):
+    """out[ooff + 8i + l] (+)= sum over blocks b in [start, end) of dot4(x[cols[b]*rs + xoff + 32i
     + 4l : +4], vals[b]) for i < nchunks (chunk i = activation rows 8i..8i+7 after xoff)."""
 
     @intrinsic
@@ -109,6 +109,9 @@ def _make_rowdot(nchunks: int):
             cp, op = _data(context, builder, t[2], ca, _I32), _data(context, builder, t[7], oa, _I32)
             accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8, None))
                     for _ in range(nchunks)]
+            if accumulate:
+                for i in range(nchunks):
+                    builder.store(_loadv(builder, op, builder.add(ooff_, _c(8 * i)), _V8), accs[i])
             with cgutils.for_range_slice(builder, _i64(builder, s_), _i64(builder, e_), _c(1),
                                          intp=_I64) as (b, _):
                 col = builder.sext(builder.load(builder.gep(cp, [b])), _I64)
@@ -127,6 +130,7 @@ def _make_rowdot(nchunks: int):
 
 
 _rowdot8, _rowdot4, _rowdot2, _rowdot1 = (_make_rowdot(c) for c in (8, 4, 2, 1))
+_rowacc8, _rowacc4, _rowacc2, _rowacc1 = (_make_rowdot(c, True) for c in (8, 4, 2, 1))
 
 
 # ----------------------------------------------------------------------------- full block rows
@@ -500,6 +504,45 @@ def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile):
                 c += 2
             if c < nch:
                 _rowdot1(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
+        _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0)
+
+
+@njit(parallel=True, cache=_CACHE)
+def block_gemm_slab(xl, mpad, m, sp, cols, vals, scale, bias, xscale, y, tile):
+    """``block_gemm`` with K walked in slabs (``sp`` from ``vnni.slab_pointers``): one slab of
+    the activation panel stays in L1 while every row of the tile uses it (dense-ish block rows,
+    e.g. unstructured 90% -> ~34% of the 1x4 groups occupied)."""
+    n_out = sp.shape[0]
+    nslab = sp.shape[1] - 1
+    ntiles = (n_out + tile - 1) // tile
+    panel = min(mpad, PANEL)
+    npan = (mpad + panel - 1) // panel
+    rs = np.int64(mpad) * 4
+    for t in prange(npan * ntiles):
+        p0 = (t // ntiles) * panel
+        pr = min(panel, mpad - p0)
+        nch = pr // 8
+        n0 = (t % ntiles) * tile
+        n1 = min(n_out, n0 + tile)
+        buf = np.zeros(tile * pr, dtype=np.int32)
+        c0 = 0
+        while c0 < nch:
+            r = 8 if c0 + 8 <= nch else (4 if c0 + 4 <= nch else (2 if c0 + 2 <= nch else 1))
+            xo = np.int64(p0) * 4 + c0 * 32
+            for s_ in range(nslab):
+                for n in range(n0, n1):
+                    o = np.int64(n - n0) * pr + c0 * 8
+                    s, e = sp[n, s_], sp[n, s_ + 1]
+                    if e > s:
+                        if r == 8:
+                            _rowacc8(xl, vals, cols, s, e, xo, rs, buf, o)
+                        elif r == 4:
+                            _rowacc4(xl, vals, cols, s, e, xo, rs, buf, o)
+                        elif r == 2:
+                            _rowacc2(xl, vals, cols, s, e, xo, rs, buf, o)
+                        else:
+                            _rowacc1(xl, vals, cols, s, e, xo, rs, buf, o)
+            c0 += r
         _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0)
 
 

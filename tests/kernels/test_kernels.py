@@ -225,3 +225,12 @@ def test_avx_vnni_dot_selects_vex_vpdpbusd():
                                       features="+avx2,+avxvnni,-avx512f,-avx512vnni,-avx512vl")
     asm = tm.emit_assembly(mod)
     assert "{vex}" in asm and "vpdpbusd" in asm and "vpsignb" in asm
+
+
+@pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 path on this CPU")
+def test_avx2_k_slab_kernel_exact():
+    """Unstructured rows over a long K take the L1 K-slab kernel at M >= 64: exact."""
+    p = kernels.pack(sparse_weight(RNG, 21, 2101, 0.9), "csr", bias=RNG.standard_normal(21))
+    _check(RNG.standard_normal((70, 2101)).astype(np.float32), p, "avx2")
+    assert "slabs8" in p._cache
+    _check(RNG.standard_normal((9, 2101)).astype(np.float32), p, "avx2")  # M < 64: block rows
