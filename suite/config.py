@@ -100,6 +100,7 @@ class TaskConfig:
     header: bool = True
     columns: dict[str, int] = field(default_factory=dict)  # text_a / text_b / label -> TSV index
     labels: list[str] = field(default_factory=list)  # label strings in class-id order
+    header_names: dict[str, str] = field(default_factory=dict)  # text_a / text_b / label -> header text (checked)
     metric: str = "glue"  # metric module shipped in suite/metrics/modules
     metric_config: str = "accuracy"  # which metric set the module computes
     primary: str = "accuracy"  # headline metric, reported as eval_primary (percent)
@@ -118,6 +119,9 @@ class TaskConfig:
         _require(self.kind != "classification" or len(self.labels) >= 2, "task.labels",
                  "a classification task needs at least two labels")
         _require("eval" in self.files, "task.files", "needs an 'eval' file")
+        bad = sorted(set(self.header_names) - set(self.columns))
+        _require(not bad, "task.header_names", f"'{bad[0] if bad else ''}' is not a column; allowed: "
+                 f"{', '.join(self.columns)}")
         _require(0.0 < self.eval_split_of_dev < 1.0, "task.eval_split_of_dev", "must be in (0, 1)")
         _require(8 <= self.max_length <= 4096, "task.max_length", "must be in [8, 4096]")
 

@@ -31,10 +31,10 @@ log = logging.getLogger("sparq")
 
 def preflight(cfg: RunConfig) -> list[Path]:
     """Cheap checks of everything the run will read; returns the data files (for hashing)."""
-    from suite.models import resolve_model_dir
+    from suite.models import check_model
     from suite.tasks import check_task_files
 
-    resolve_model_dir(cfg.model)
+    check_model(cfg.model)  # a hub id must resolve; a missing local path is said so
     check_task_files(cfg.task, cfg.data_dir)
     pick_device(cfg.device)
     if cfg.data_dir is None:

@@ -8,6 +8,7 @@ task's head. Weights are read through safetensors (transformers' default) and ne
 from __future__ import annotations
 
 import importlib
+from functools import lru_cache
 from pathlib import Path
 
 from torch import nn
@@ -24,8 +25,9 @@ def resolve_model_dir(cfg: ModelConfig) -> tuple[str, bool]:
             if not (path / "config.json").is_file():
                 raise ConfigError("model.name_or_path", f"{path} has no config.json")
             return str(path), True
-        if cfg.name_or_path.startswith((".", "/", "~")):
-            raise ConfigError("model.name_or_path", f"local directory {path} does not exist")
+        if cfg.name_or_path.startswith((".", "/", "~")) or not _hub_id_form(cfg.name_or_path) \
+                or Path(cfg.name_or_path.split("/")[0]).is_dir():
+            raise ConfigError("model.name_or_path", f"local directory {path.absolute()} does not exist")
         return cfg.name_or_path, False
     try:
         module = importlib.import_module(cfg.package)
@@ -37,6 +39,47 @@ def resolve_model_dir(cfg: ModelConfig) -> tuple[str, bool]:
     if not (path / "config.json").is_file():
         raise ConfigError("model.package", f"package '{cfg.package}' ships no model at {path}")
     return str(path), True
+
+
+def check_model(cfg: ModelConfig) -> tuple[str, bool]:
+    """`resolve_model_dir`, and a hub id must resolve too (before a run is opened)."""
+    where, local = resolve_model_dir(cfg)
+    if not local:
+        _check_hub_model(where, cfg.revision)
+    return where, local
+
+
+def _hub_id_form(name: str) -> bool:
+    """`name` or `org/name` as the hub spells repo ids (anything else is a path)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=32)
+def _check_hub_model(repo_id: str, revision: str | None) -> None:
+    """A hub id must resolve before a run is opened: from the local cache when offline, else by
+    fetching its config (what loading does first anyway)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    here = Path(repo_id).absolute()
+    if constants.HF_HUB_OFFLINE:
+        if not isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str):
+            raise ConfigError("model.name_or_path", f"'{repo_id}' is not a local directory ({here} does not "
+                              "exist) nor a model in the hub cache (HF_HUB_OFFLINE=1)")
+        return
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(repo_id, revision=revision, trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001 - any failure here is the same user error
+        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise ConfigError("model.name_or_path", f"'{repo_id}' is not a local directory ({here} does not "
+                          f"exist) and the hub did not give its config: {first}") from None
 
 
 def load_tokenizer(cfg: ModelConfig):

@@ -25,8 +25,10 @@ class TaskData:
     train_from_dev: bool = False  # True when train/eval are the documented split of dev
 
 
-def check_task_files(cfg: TaskConfig, data_dir: str | None) -> None:
-    """Fail before any compute when the data directory lacks the eval file."""
+def check_task_files(cfg: TaskConfig, data_dir: str | None, *, parse: bool = True) -> None:
+    """Fail before any compute (and before a run is opened) when the data directory lacks the
+    eval file, or (`parse`) when a file that will be read does not decode, parse or hold
+    examples: the task kind's `check` reads it whole, as training will (errors name file and line)."""
     if data_dir is None:
         if not cfg.hub_path:
             raise ConfigError("data_dir", f"task '{cfg.name}' has no hub dataset; set SPARQ_DATA_DIR")
@@ -37,6 +39,23 @@ def check_task_files(cfg: TaskConfig, data_dir: str | None) -> None:
     eval_file = root / cfg.files["eval"]
     if not eval_file.is_file():
         raise ConfigError("task.files.eval", f"missing data file {eval_file} (task '{cfg.name}')")
+    if parse:
+        kind = TASK_KINDS.get(cfg.kind)
+        for split in ("train", "eval"):
+            if split in cfg.files and (path := root / cfg.files[split]).is_file():
+                _checked_examples(kind, path, cfg)
+
+
+def _checked_examples(kind, path: Path, cfg: TaskConfig) -> int:
+    """kind.check(path), once per process for an unchanged file and task."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, repr(cfg))
+    if key not in _CHECKED:
+        _CHECKED[key] = kind.check(path, cfg)
+    return _CHECKED[key]
+
+
+_CHECKED: dict[tuple, int] = {}
 
 
 def in_eval_half(key: str, eval_fraction: float) -> bool:
@@ -52,7 +71,7 @@ def load_task_data(cfg: TaskConfig, data_dir: str | None) -> TaskData:
     if data_dir is None:
         return TaskData(train=kind.from_hub(cfg, cfg.hub_splits["train"]),
                         eval=kind.from_hub(cfg, cfg.hub_splits["eval"]), source="hub")
-    check_task_files(cfg, data_dir)
+    check_task_files(cfg, data_dir, parse=False)  # parsed below; errors name file and line
     root = Path(data_dir)
     eval_file = root / cfg.files["eval"]
     dev = kind.read(eval_file, cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -16,32 +17,58 @@ from suite.tasks.base import TASK_KINDS
 csv.field_size_limit(2**31 - 1)
 
 
+def decode_utf8(path: Path) -> str:
+    """The file's text; bytes that are not UTF-8 are named by line and column."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise SparqError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x} at column {column})") from None
+
+
 def read_glue_tsv(path: Path, cfg: TaskConfig) -> dict[str, list]:
-    """Read a GLUE TSV with quoting off (as the GLUE release is written); columns by index."""
+    """Read a GLUE TSV with quoting off (as the GLUE release is written); columns by index.
+    Checks the header (`task.header_names`), the width of every row and every label, and that
+    there is at least one example; errors name file and line."""
     cols = cfg.columns
     rows: dict[str, list] = {"text_a": [], "label": []}
     if cols.get("text_b") is not None:
         rows["text_b"] = []
     label_ids = {label: i for i, label in enumerate(cfg.labels)}
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        if cfg.header:
-            next(reader, None)
-        width = max(cols.values()) + 1
-        for line_no, row in enumerate(reader, start=2 if cfg.header else 1):
-            if len(row) < width:
-                raise SparqError(f"{path}:{line_no}: expected >= {width} tab-separated fields, got {len(row)}")
-            raw = row[cols["label"]].strip()
-            if cfg.kind == "regression":
+    width = max(c + 1 if c >= 0 else -c for c in cols.values())
+    reader = csv.reader(io.StringIO(decode_utf8(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    if cfg.header:
+        header = next(reader, None)
+        if header is None:
+            raise SparqError(f"{path}: empty file (expected a header line, then examples)")
+        if len(header) < width:
+            raise SparqError(f"{path}:1: header has {len(header)} tab-separated fields, expected >= {width}")
+        for role, name in getattr(cfg, "header_names", {}).items():
+            got = header[cols[role]].strip()
+            if got != name:
+                raise SparqError(f"{path}:1: header column {cols[role]} ({role}) is '{got}', expected "
+                                 f"'{name}' (task.header_names.{role}); renamed or reordered columns?")
+    for line_no, row in enumerate(reader, start=2 if cfg.header else 1):
+        if len(row) < width:
+            raise SparqError(f"{path}:{line_no}: expected >= {width} tab-separated fields, got {len(row)}")
+        raw = row[cols["label"]].strip()
+        if cfg.kind == "regression":
+            try:
                 label = float(raw)
-            elif raw in label_ids:
-                label = label_ids[raw]
-            else:
-                raise SparqError(f"{path}:{line_no}: label '{raw}' not in task.labels {cfg.labels}")
-            rows["text_a"].append(row[cols["text_a"]])
-            if "text_b" in rows:
-                rows["text_b"].append(row[cols["text_b"]])
-            rows["label"].append(label)
+            except ValueError:
+                raise SparqError(f"{path}:{line_no}: label '{raw}' is not a number") from None
+        elif raw in label_ids:
+            label = label_ids[raw]
+        else:
+            raise SparqError(f"{path}:{line_no}: label '{raw}' not in task.labels {cfg.labels}")
+        rows["text_a"].append(row[cols["text_a"]])
+        if "text_b" in rows:
+            rows["text_b"].append(row[cols["text_b"]])
+        rows["label"].append(label)
+    if not rows["label"]:
+        raise SparqError(f"{path}: no examples" + (" after the header" if cfg.header else " (empty file)"))
     return rows
 
 
@@ -50,6 +77,10 @@ class SequenceTask:
 
     def read(self, path: Path, cfg: TaskConfig) -> Dataset:
         return Dataset.from_dict(read_glue_tsv(path, cfg))
+
+    def check(self, path: Path, cfg: TaskConfig) -> int:
+        """Parse the whole file as `read` does (SparqError naming file and line); the examples."""
+        return len(read_glue_tsv(path, cfg)["label"])
 
     def from_hub(self, cfg: TaskConfig, split: str) -> Dataset:
         from datasets import load_dataset

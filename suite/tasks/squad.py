@@ -17,20 +17,32 @@ MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids", "start_positions"
 
 
 def read_squad_json(path: Path) -> dict[str, list]:
+    """Read a SQuAD v1.1 file; errors (not UTF-8, not JSON, not SQuAD, no questions) name the file
+    and, where JSON says it, the line."""
+    from suite.tasks.glue import decode_utf8
+
     try:
-        articles = json.loads(path.read_text(encoding="utf-8"))["data"]
-    except (json.JSONDecodeError, KeyError) as e:
-        raise SparqError(f"{path}: not a SQuAD v1.1 file ({e})") from None
+        articles = json.loads(decode_utf8(path))["data"]
+    except json.JSONDecodeError as e:
+        raise SparqError(f"{path}:{e.lineno}: not JSON ({e.msg}, column {e.colno})") from None
+    except (KeyError, TypeError):
+        raise SparqError(f"{path}: not a SQuAD v1.1 file (no top-level 'data' list)") from None
     rows: dict[str, list] = {k: [] for k in ("id", "title", "context", "question", "answers")}
-    for article in articles:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                rows["id"].append(qa["id"])
-                rows["title"].append(article["title"])
-                rows["context"].append(paragraph["context"])
-                rows["question"].append(qa["question"].lstrip())
-                rows["answers"].append({"text": [a["text"] for a in qa["answers"]],
-                                        "answer_start": [a["answer_start"] for a in qa["answers"]]})
+    try:
+        for article in articles:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    rows["id"].append(qa["id"])
+                    rows["title"].append(article["title"])
+                    rows["context"].append(paragraph["context"])
+                    rows["question"].append(qa["question"].lstrip())
+                    rows["answers"].append({"text": [a["text"] for a in qa["answers"]],
+                                            "answer_start": [a["answer_start"] for a in qa["answers"]]})
+    except (KeyError, TypeError, AttributeError) as e:
+        where = f"question {len(rows['id']) + 1}"
+        raise SparqError(f"{path}: not a SQuAD v1.1 file ({where}: {type(e).__name__} {e})") from None
+    if not rows["id"]:
+        raise SparqError(f"{path}: no questions")
     return rows
 
 
@@ -39,6 +51,10 @@ class QATask:
 
     def read(self, path: Path, cfg: TaskConfig) -> Dataset:
         return Dataset.from_dict(read_squad_json(path))
+
+    def check(self, path: Path, cfg: TaskConfig) -> int:
+        """Parse the whole file as `read` does (SparqError naming the file); the questions."""
+        return len(read_squad_json(path)["id"])
 
     def from_hub(self, cfg: TaskConfig, split: str) -> Dataset:
         from datasets import load_dataset
