@@ -213,17 +213,21 @@ def summarize(sweep_dir: str | Path) -> dict[str, Any]:
     ran = [r for r in records if r.get("status") == "FINISHED"]
     reused = sum(1 for r in ran if r.get("metrics", {}).get("teacher_reused") == 1.0)
     trained = sum(1 for r in ran if r.get("metrics", {}).get("teacher_reused") == 0.0)
+    # No end recorded: a sweep killed (or still running) is timed to its last cell record, not to now.
+    last = max((p.stat().st_mtime for p in _state_dir(sweep_dir).glob("job-*.json")), default=None)
+    end = plan.get("end") or last
     return {"sweep_dir": str(sweep_dir), "experiment": plan.get("experiment"), "total": total, **c,
             "teacher_reused": reused, "teacher_trained": trained,
-            "wall_seconds": (plan.get("end") or time.time()) - plan["start"] if "start" in plan else None,
-            "cells": records}
+            "wall_seconds": end - plan["start"] if "start" in plan and end else None,
+            "ended": "end" in plan, "cells": records}
 
 
 def format_summary(s: dict[str, Any]) -> str:
     lines = [f"[grid {s.get('experiment') or ''}] summary: {s['total']} cells: done {s['done']}, "
              f"skipped {s['skipped']}, failed {s['failed']}, missing {s['remaining']}; teacher "
              f"reused {s['teacher_reused']}x, trained {s['teacher_trained']}x; wall "
-             f"{_fmt_seconds(s.get('wall_seconds'))}"]
+             f"{_fmt_seconds(s.get('wall_seconds'))}"
+             + ("" if s.get("ended", True) else " to its last cell (no end recorded: stopped or still running)")]
     for r in s["cells"]:
         primary = r.get("metrics", {}).get("eval_primary")
         what = f"eval_primary={primary:.2f}" if isinstance(primary, (int, float)) else (r.get("error") or "")

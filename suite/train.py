@@ -88,6 +88,6 @@ def fine_tune(model: nn.Module, loader: DataLoader, train: TrainConfig, profile:
     bar.close()
     for m in modifiers:
         m.on_train_end(model, state)
-    tail = losses[-50:] or [float("nan")]
-    return {"train_loss": sum(tail) / len(tail), "train_steps": float(state.step),
+    tail = losses[-50:]  # empty when no step ran (PTQ of the cached teacher): no train_loss, never NaN
+    return {**({"train_loss": sum(tail) / len(tail)} if tail else {}), "train_steps": float(state.step),
             "train_seconds": time.perf_counter() - start, **state.logs}
