@@ -132,10 +132,12 @@ def test_server_killed_mid_cell_loses_nothing(smoke_overrides, run_cell, restore
         _stop_server(proc2)
 
 
-def _cell_process(overrides: list[str], tag: str) -> subprocess.Popen:
+def _cell_process(overrides: list[str], tag: str, merged: bool = False) -> subprocess.Popen:
+    """`python -m suite.run` in a new session; stderr piped (`merged`: stdout too, Hydra logs there)."""
     return subprocess.Popen([sys.executable, "-m", "suite.run", *overrides,
                              f"hydra.run.dir={Path(os.environ['SPARQ_CACHE_DIR']).parent / tag}"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, stdout=subprocess.PIPE if merged else subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT if merged else subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
@@ -215,11 +217,11 @@ def test_leftover_tmp_files_in_the_cache_are_cleaned(smoke_overrides, run_cell):
 
 
 def test_two_identical_cells_at_once_run_once(smoke_overrides):
-    overrides = smoke_overrides + ["task=rte", "seed=33", "experiment_name=faults-twin", "debug.step_sleep=2"]
-    procs = [_cell_process(overrides, f"twin-{i}") for i in range(2)]
+    overrides = smoke_overrides + ["task=sst2", "seed=33", "experiment_name=faults-twin", "debug.step_sleep=2"]
+    procs = [_cell_process(overrides, f"twin-{i}", merged=True) for i in range(2)]
     errs = []
     for proc in procs:
-        errs.append(proc.communicate(timeout=400)[1])
+        errs.append(proc.communicate(timeout=400)[0])  # stdout and stderr
         assert proc.returncode == 0, errs[-1][-2000:]
     cfg = compose(overrides)
     runs = _runs(experiment_name(cfg), cell_id(cfg))
