@@ -82,7 +82,9 @@ def test_submitit_local_launcher_runs_the_grid(smoke_overrides, tmp_path):
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 # `./reproduce.sh all`: the four paper grids (each with a paper-scale *_full twin)
-PAPERS = re.search(r"^EXPERIMENTS=\(([^)]*)\)", (ROOT / "reproduce.sh").read_text(), re.M).group(1).split()
+ALL_GRIDS = re.search(r"^EXPERIMENTS=\(([^)]*)\)", (ROOT / "reproduce.sh").read_text(), re.M).group(1).split()
+AXIS_GRIDS = [e for e in ALL_GRIDS if "_curves" in e]  # sparsity / budget axes of the papers' arms (issue 14)
+PAPERS = [e for e in ALL_GRIDS if e not in AXIS_GRIDS]
 
 
 def grid_jobs(experiment: str) -> list[list[str]]:
@@ -127,6 +129,17 @@ def test_quick_experiment_grid_composes_into_valid_cells(name):
     full = grid_cells(f"{name}_full")
     assert len(full) > len(cells)
     assert full[0].profile.name == "full" and full[0].experiment_name == name
+
+
+@pytest.mark.parametrize("name", AXIS_GRIDS)
+def test_axis_grids_compose_into_valid_quick_sst2_cells(name):
+    """The sparsity and budget curves: valid, distinct quick SST-2 cells on MiniLM; budgets 1/2/4x."""
+    from suite.tracking import cell_id
+
+    cells = grid_cells(name)
+    assert cells and len({cell_id(c) for c in cells}) == len(cells)
+    assert {c.profile.name for c in cells} == {"quick"} and {c.task.name for c in cells} == {"sst2"}
+    assert {c.model.name for c in cells} == {"minilm"} and {c.profile.budget for c in cells} <= {1.0, 2.0, 4.0}
 
 
 def test_prune_ofa_transfer_grid_extends_prune_ofa_with_the_same_upstream():
