@@ -29,13 +29,33 @@ def weight_of(module: nn.Module) -> torch.Tensor:
     return module.weight
 
 
-def measured_sparsity(linears: dict[str, nn.Linear]) -> float:
+def stored_weight(module: nn.Module) -> torch.Tensor:
+    """The weight as trained, before any fake-quant parametrization (pruned entries are 0)."""
+    from torch.nn.utils import parametrize
+
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original
+    return module.weight
+
+
+def _zero_fraction(tensors) -> float:
     zeros = total = 0
-    for module in linears.values():
-        w = weight_of(module)
-        zeros += int((w == 0).sum())
-        total += w.numel()
+    with torch.no_grad():
+        for w in tensors:
+            zeros += int((w == 0).sum())
+            total += w.numel()
     return zeros / max(1, total)
+
+
+def measured_sparsity(linears: dict[str, nn.Linear]) -> float:
+    """Fraction of prunable weights removed by the pruning masks, before quantization (the masks
+    are applied in place to the stored weight, so its zeros are the mask's zeros)."""
+    return _zero_fraction(stored_weight(m) for m in linears.values())
+
+
+def sparsity_after_quant(linears: dict[str, nn.Linear]) -> float:
+    """Zeros of the effective (fake-quantized) weights: the masks' plus those rounding adds."""
+    return _zero_fraction(weight_of(m) for m in linears.values())
 
 
 def nominal_compression(sparsity: float, weight_bits: int) -> float:
@@ -51,4 +71,3 @@ def dense_fp32_bytes(linears: dict[str, nn.Linear]) -> int:
         if module.bias is not None:
             total += module.bias.numel() * 4
     return total
-

@@ -23,6 +23,8 @@ from suite.quant.base import QuantConfig
 from suite.upstream.config import UpstreamConfig
 
 TASK_KINDS = ("classification", "regression", "qa")
+LR_SCHEDULES = ("linear", "rewind")  # suite/train.py
+INITS = ("pretrained", "finetuned")  # student start: the pre-trained model | the cached dense teacher
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -140,9 +142,13 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     dropout: float | None = None  # override the model's hidden dropout
+    lr_schedule: str = "linear"  # linear | rewind (lr held during the pruning ramp; suite/train.py)
+    group_by_length: bool = True  # batches of similar length (less padding; suite/train.py)
 
     def __post_init__(self) -> None:
         check_ranges(self, "train")
+        _require(self.lr_schedule in LR_SCHEDULES, "train.lr_schedule",
+                 f"'{self.lr_schedule}'; allowed: {', '.join(LR_SCHEDULES)}")
 
 
 @dataclass
@@ -204,6 +210,7 @@ class RunConfig:
     distill: DistillConfig = MISSING  # ... of the registered distiller's config class
     experiment_name: str = "default"  # MLflow experiment = <experiment_name>-<profile>; set by conf/experiment/*
     seed: int = 42
+    init: str = "pretrained"  # pretrained | finetuned (start from the cached dense teacher of this cell)
     device: str = "auto"
     threads: int = 0  # 0: all cores
     data_dir: str | None = None  # GLUE/SQuAD files; null: the Hugging Face hub
@@ -216,8 +223,24 @@ class RunConfig:
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)  # upstream stage / transfer source
 
     def __post_init__(self) -> None:
+        _require(self.init in INITS, "init", f"'{self.init}'; allowed: {', '.join(INITS)}")
+        if self.init == "finetuned":  # the student loads the dense teacher's weights as they are
+            _require(self.stage == "finetune", "init", "finetuned starts a finetune cell; transfer loads the upstream")
+            model = self.model if isinstance(self.model, ModelConfig) else None
+            _require(model is None or (model.shrink_keep_every == 1 and not model.shrink_intermediate), "init",
+                     "finetuned needs the teacher's architecture (no model.shrink_*)")
         _require(self.device in DEVICES, "device", f"'{self.device}'; allowed: {', '.join(DEVICES)}")
         check_ranges(self, "")
+
+
+@dataclass
+class _ComposeSchema(RunConfig):
+    """What Hydra composes against: a method group holds any method's keys until `validate`
+    types it by the config class that the method registered."""
+
+    sparsity: Any = MISSING
+    quant: Any = MISSING
+    distill: Any = MISSING
 
 
 def register_configs() -> None:
@@ -238,16 +261,6 @@ def _method_registries() -> dict[str, Any]:
     from suite.quant import QUANTIZERS
 
     return {"sparsity": PRUNERS, "quant": QUANTIZERS, "distill": DISTILLERS}
-
-
-@dataclass
-class _ComposeSchema(RunConfig):
-    """What Hydra composes against: a method group holds any method's keys until `validate`
-    types it by the config class that the method registered."""
-
-    sparsity: Any = MISSING
-    quant: Any = MISSING
-    distill: Any = MISSING
 
 
 def _typed(section: DictConfig, cls: type, key: str) -> Any:

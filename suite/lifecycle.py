@@ -22,6 +22,7 @@ class TrainState:
     epoch: int = 0
     logs: dict[str, float] = field(default_factory=dict)  # scalars a modifier wants logged
     stop_training: bool = False  # a modifier may end training (e.g. PTQ of the cached fp32 model)
+    batch_index: Any = None  # positions of the current batch's examples in the train features (or None)
 
     @property
     def progress(self) -> float:

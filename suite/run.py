@@ -146,12 +146,17 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
     train_features = kind.featurize(train_ds, tokenizer, cfg.task, train=True)
     eval_features = kind.featurize(eval_ds, tokenizer, cfg.task, train=False)
     collate = kind.collator(tokenizer)
-    loader = train_loader(train_features, collate, cfg.train.batch_size, cfg.seed)
+    loader = train_loader(train_features, collate, cfg.train.batch_size, cfg.seed,
+                          group_by_length=cfg.train.group_by_length, index=True)
 
     seed_everything(cfg.seed)
     model = load_model(cfg.model, cfg.task, cfg.train.dropout)
     ctx = RunContext(cfg=cfg, task=kind, train_loader=loader, device=device,
                      teacher=teacher_provider(cfg, train_features, collate, device))
+    if cfg.init == "finetuned":  # start from the cached dense teacher (IBM's initialisation)
+        from suite.teacher import load_teacher_weights
+
+        load_teacher_weights(model, ctx.teacher)
     modifiers = build_modifiers(cfg, ctx)
     train_stats = fine_tune(model, loader, cfg.train, cfg.profile, modifiers, device, cfg.progress,
                             desc=f"{cfg.task.name} {cfg.sparsity.method}/{cfg.quant.method}")
@@ -165,6 +170,7 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
     metrics.update(train_stats)
     metrics.update({
         "sparsity_measured": sparsity,
+        "sparsity_after_quant": compression.sparsity_after_quant(linears),
         "compression_nominal": compression.nominal_compression(sparsity, cfg.quant.weight_bits),
         "encoder_bytes_dense_fp32": float(dense_bytes), "encoder_bytes_packed": float(packed),
         "compression_packed": dense_bytes / packed, "train_examples": float(len(train_ds)),
@@ -198,18 +204,12 @@ def _save_as_teacher(cfg: RunConfig, model) -> None:
     from suite import teacher
 
     if cfg.sparsity.prunes or cfg.quant.quantized or cfg.distill.uses_teacher \
-            or cfg.model.shrink_keep_every != 1 or cfg.model.shrink_intermediate:
+            or cfg.model.shrink_keep_every != 1 or cfg.model.shrink_intermediate or cfg.init != "pretrained":
         return
     t = teacher.teacher_config(cfg)
     if not (teacher.teacher_path(t) / "model.safetensors").is_file():
         teacher.save(t, model)
 
-
-# ---------------------------------------------------------------- command line
-
-def fail(message: str) -> None:
-    print(f"sparq: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 # Every stage a run can be (Prune OFA's upstream pre-training: suite/upstream). The dense teacher
 # is no entry: it is built inside the first cell that needs it (suite/teacher.py) and keyed by
@@ -219,6 +219,12 @@ STAGES.register("finetune")(Stage("cell", record_cell))
 STAGES.register("transfer")(Stage("cell", record_cell, before=_ensure_upstream))
 STAGES.register("upstream")(Stage("upstream", _upstream))
 
+
+# ---------------------------------------------------------------- command line
+
+def fail(message: str) -> None:
+    print(f"sparq: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def precheck(overrides: list[str]) -> None:

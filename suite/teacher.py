@@ -30,7 +30,8 @@ def teacher_config(cfg: RunConfig) -> RunConfig:
     from suite.quant.fp32 import Fp32Config
 
     return dataclasses.replace(cfg, sparsity=DenseConfig(), quant=Fp32Config(),
-                               distill=NoDistillConfig(),
+                               distill=NoDistillConfig(), init="pretrained",
+                               train=dataclasses.replace(cfg.train, lr_schedule="linear"),
                                model=dataclasses.replace(cfg.model, shrink_keep_every=1, shrink_intermediate=None))
 
 
@@ -103,7 +104,8 @@ def get_teacher(cfg: RunConfig, features, collate, device: torch.device) -> tupl
             log.info("training dense teacher %s", teacher_key(t))
             seed_everything(t.seed)  # a fresh model: a failed load may have touched the first one
             model = load_model(t.model, t.task, t.train.dropout)
-            loader = train_loader(features, collate, t.train.batch_size, t.seed)
+            loader = train_loader(features, collate, t.train.batch_size, t.seed,
+                                  group_by_length=t.train.group_by_length)
             fine_tune(model, loader, t.train, t.profile, (), device, t.progress, desc=f"teacher {t.task.name}")
             save(t, model)
         else:
@@ -138,3 +140,9 @@ def teacher_provider(cfg: RunConfig, features, collate, device: torch.device):
 
     provide.cache = cached  # type: ignore[attr-defined]
     return provide
+
+
+def load_teacher_weights(model: torch.nn.Module, provider) -> None:
+    """`init=finetuned`: copy the dense teacher's weights (built or read from the cache by the
+    provider) into `model`, exactly (strict: same architecture)."""
+    model.load_state_dict(provider().state_dict(), strict=True)

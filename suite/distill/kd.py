@@ -2,13 +2,16 @@
 
 loss = alpha_task * task + alpha_kd * KD(+ alpha_hidden * hidden MSE). Classification: KL at
 temperature T; regression: MSE on the outputs; QA: KD on start and end logits (mean).
-Prune OFA: T = 2, 0.5 task + 0.5 KD. SparseBERT's knowledge-aware pruning = sparsity=gmp +
-distill=hidden.
+Prune OFA: T = 2, 0.5 task + 0.5 KD. `hidden` is ours (logits KD + per-layer hidden MSE, the
+embeddings excluded); SparseBERT's knowledge-aware distillation is `distill=knowledge_aware`.
+The teacher's logits are read from the teacher-output cache (suite/distill/teacher_cache.py) when
+`cache_teacher_outputs` and the loader carries example positions; hidden states run the teacher.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 
@@ -26,6 +29,9 @@ class LogitsConfig(DistillConfig):
     temperature: float = 2.0
     alpha_task: float = 0.5
     alpha_kd: float = 0.5
+    cache_teacher_outputs: bool = True  # teacher logits computed once per teacher x train subset
+
+    version = 2  # 2: teacher logits from the teacher-output cache
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -46,20 +52,44 @@ class HiddenConfig(LogitsConfig):
 
 
 class DistillModifier(Modifier):
-    def __init__(self, cfg: LogitsConfig, kind: str, teacher):
-        self.cfg, self.kind, self.teacher = cfg, kind, teacher
+    carry = True  # goes on in a cell's second (QAT after lock) phase, suite/train.py
+
+    def __init__(self, cfg: LogitsConfig, kind: str, teacher, ctx=None):
+        self.cfg, self.kind, self.teacher, self.ctx = cfg, kind, teacher, ctx
         self.hidden = isinstance(cfg, HiddenConfig) and cfg.alpha_hidden > 0
+        self.cached: torch.Tensor | None = None
+        self.reused: bool | None = None
+
+    def _cacheable(self) -> bool:
+        loader = getattr(self.ctx, "train_loader", None)
+        return (self.cfg.cache_teacher_outputs and not self.hidden and self.kind != "qa"
+                and hasattr(getattr(loader, "dataset", None), "features"))
 
     def on_train_start(self, model, state) -> None:
-        self.teacher()  # build or load it before the clock of the first step
+        if self.cached is None and self._cacheable():
+            from suite.distill.teacher_cache import teacher_logits
+
+            c = self.ctx.cfg
+            self.cached, self.reused = teacher_logits(c, self.teacher, self.ctx.train_loader, self.ctx.device,
+                                                      c.train.eval_batch_size)
+        elif self.cached is None:
+            self.teacher()  # build or load it before the clock of the first step
 
     def forward_kwargs(self) -> dict:
         return {"output_hidden_states": True} if self.hidden else {}
 
-    def loss(self, model, batch, outputs, task_loss, state):
+    def _teacher_logits(self, batch, state):
+        if self.cached is not None and state.batch_index is not None:
+            return SimpleNamespace(logits=self.cached[state.batch_index.cpu()].to(batch["input_ids"].device))
         inputs = {k: v for k, v in batch.items() if k not in TARGET_KEYS}
         with torch.no_grad():
-            t_out = self.teacher()(**inputs, output_hidden_states=self.hidden)
+            return self.teacher()(**inputs, output_hidden_states=self.hidden)
+
+    def metrics(self, model) -> dict[str, float]:
+        return {} if self.reused is None else {"teacher_reused_outputs": float(self.reused)}
+
+    def loss(self, model, batch, outputs, task_loss, state):
+        t_out = self._teacher_logits(batch, state)
         c = self.cfg
         if self.kind == "qa":
             kd = 0.5 * (L.kd_logits(outputs.start_logits, t_out.start_logits, c.temperature)
@@ -80,7 +110,7 @@ class DistillModifier(Modifier):
 def _build(cfg, ctx) -> list:
     if ctx.teacher is None:
         raise ValueError("distillation needs a teacher provider in the run context")
-    return [DistillModifier(cfg, ctx.cfg.task.kind, ctx.teacher)]
+    return [DistillModifier(cfg, ctx.cfg.task.kind, ctx.teacher, ctx)]
 
 
 DISTILLERS.register("logits", config=LogitsConfig)(_build)

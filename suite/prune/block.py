@@ -38,4 +38,4 @@ class BlockConfig(GmpConfig):
 def build_block(cfg: BlockConfig, ctx) -> list:
     from suite.prune.modifier import PruningModifier
 
-    return [PruningModifier(cfg)]
+    return [PruningModifier(cfg, warmup_ratio=ctx.cfg.train.warmup_ratio)]

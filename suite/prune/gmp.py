@@ -18,13 +18,16 @@ class GmpConfig(SparsityConfig):
     target: float = 0.9  # fraction of prunable weights that are zero at the end
     scope: str = "layer"  # layer: every layer at target | global: one threshold over all layers
     schedule: str = "gradual"  # gradual (cubic) | oneshot (prune at train start, then fine-tune)
-    start: float = 0.0  # fraction of training where gradual pruning starts
-    end: float = 0.7  # ... and where it reaches the target (then masks are locked)
-    every: int = 10  # optimizer steps between mask updates
+    start: float = 0.0  # fraction of training where gradual pruning starts (never inside the lr warm-up)
+    end: float = 0.5  # ... and where the cubic ramp reaches the target (Prune OFA: 50% of the steps)
+    lock: float | None = 0.8  # masks recomputed at the target until here, then locked (Prune OFA: 80%)
+    every: int = 10  # optimizer steps between mask updates (when every_fraction is null)
+    every_fraction: float | None = None  # update interval as a fraction of the steps (scales with them)
     include: list[str] = field(default_factory=lambda: list(DEFAULT_INCLUDE))  # module-name patterns
     exclude: list[str] = field(default_factory=list)
 
     pattern = "unstructured"  # class attribute: the mask pattern (not a config key)
+    version = 2  # 2: ramp ends at `end` after the warm-up, masks locked at `lock`, pruned weights' gradients zeroed
 
     def packed_format(self) -> str:
         return "csr"
@@ -38,6 +41,10 @@ class GmpConfig(SparsityConfig):
             raise ConfigError("sparsity.schedule", f"'{self.schedule}'; allowed: {', '.join(SCHEDULES)}")
         if not 0.0 <= self.start <= self.end <= 1.0:
             raise ConfigError("sparsity.start", f"start={self.start}, end={self.end}; need 0 <= start <= end <= 1")
+        if self.lock is not None and not self.end <= self.lock <= 1.0:
+            raise ConfigError("sparsity.lock", f"{self.lock}; need end <= lock <= 1 (or null: lock at end)")
+        if self.every_fraction is not None and not 0.0 < self.every_fraction <= 1.0:
+            raise ConfigError("sparsity.every_fraction", f"{self.every_fraction}; must be in (0, 1] or null")
         if self.every < 1:
             raise ConfigError("sparsity.every", f"{self.every}; must be >= 1")
         if not self.include:
@@ -48,4 +55,4 @@ class GmpConfig(SparsityConfig):
 def build_gmp(cfg: GmpConfig, ctx) -> list:
     from suite.prune.modifier import PruningModifier
 
-    return [PruningModifier(cfg)]
+    return [PruningModifier(cfg, warmup_ratio=ctx.cfg.train.warmup_ratio)]

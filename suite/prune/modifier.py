@@ -34,14 +34,31 @@ def resolve_linears(model: nn.Module, include: Sequence[str] | None = None,
 class LockedMaskModifier(Modifier):
     """Keep given masks (e.g. transferred from upstream pruning) applied after every step.
 
-    `masks` maps module names (as in `model.named_modules()`) to bool masks of their weight."""
+    `masks` maps module names (as in `model.named_modules()`) to bool masks of their weight.
+    The gradient of every pruned weight is zeroed as it is computed (a hook on the trainable
+    weight), so gradient clipping and the optimizer only see the live weights."""
 
     def __init__(self, masks: Mapping[str, torch.Tensor], linears: Mapping[str, nn.Module] | None = None):
         self.masks = {k: v.bool() for k, v in masks.items()}
         self.linears = dict(linears) if linears is not None else None
+        self._hooks: list = []
 
     def _weights(self) -> dict[str, torch.Tensor]:
         return {name: raw_weight(self.linears[name]) for name in self.masks}
+
+    def _mask_grads(self) -> None:
+        """Zero the gradients of pruned weights (reads the masks in force at backward time)."""
+        for name, mod in self.linears.items():
+            def hook(grad: torch.Tensor, name: str = name) -> torch.Tensor:
+                mask = self.masks.get(name)
+                return grad if mask is None else grad * mask.to(grad.dtype)
+
+            self._hooks.append(raw_weight(mod).register_hook(hook))
+
+    def _release(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
 
     def on_train_start(self, model: nn.Module, state: TrainState) -> None:
         if self.linears is None:
@@ -52,12 +69,14 @@ class LockedMaskModifier(Modifier):
                 raise ValueError(f"mask for {name} has shape {tuple(mask.shape)}, weight {tuple(w.shape)}")
             self.masks[name] = mask.to(w.device)
         M.apply_masks(self._weights(), self.masks)
+        self._mask_grads()
 
     def on_step_end(self, model: nn.Module, state: TrainState) -> None:
         M.apply_masks(self._weights(), self.masks)
 
     def on_train_end(self, model: nn.Module, state: TrainState) -> None:
         M.apply_masks(self._weights(), self.masks)
+        self._release()
 
     def sha256(self) -> str:
         return M.mask_sha256(self.masks)
@@ -72,13 +91,29 @@ class PruningModifier(LockedMaskModifier):
     masks then stay locked: pruned weights are exactly 0 after every optimizer step.
 
     `cfg` needs: target, scope, schedule, start, end, every, and optionally pattern ('unstructured'
-    | 'block' | 'nm'), block, n, m, include, exclude."""
+    | 'block' | 'nm'), block, n, m, include, exclude, lock (masks recomputed at the target until
+    this fraction, then locked), every_fraction (update interval as a fraction of the steps).
+    `warmup_ratio`: the ramp starts after the lr warm-up."""
 
-    def __init__(self, cfg, linears: Mapping[str, nn.Module] | None = None):
+    def __init__(self, cfg, linears: Mapping[str, nn.Module] | None = None, warmup_ratio: float = 0.0):
         super().__init__({}, linears)
         self.cfg = cfg
         self.pattern = getattr(cfg, "pattern", "unstructured")
         self.current = 0.0
+        self.start = S.effective_start(cfg.start, warmup_ratio)
+        self.lock = getattr(cfg, "lock", None)
+        self.every = cfg.every
+
+    def lr_hold_until(self, total_steps: int) -> int | None:
+        """Last step of the sparsity ramp (train.lr_schedule=rewind holds the lr until then)."""
+        if self.cfg.schedule == "oneshot":
+            return None
+        return S.window(total_steps, self.start, self.cfg.end)[1]
+
+    def lock_step(self, total_steps: int) -> int:
+        if self.cfg.schedule == "oneshot":
+            return 0
+        return S.lock_step(total_steps, self.cfg.end, self.lock)
 
     def _compute(self, sparsity: float) -> None:
         c = self.cfg
@@ -92,7 +127,7 @@ class PruningModifier(LockedMaskModifier):
         c = self.cfg
         if c.schedule == "oneshot":
             return c.target
-        return S.scheduled_sparsity(step, total, c.target, c.start, c.end, c.every)
+        return S.scheduled_sparsity(step, total, c.target, self.start, c.end, self.every)
 
     def on_train_start(self, model: nn.Module, state: TrainState) -> None:
         if self.linears is None:
@@ -100,11 +135,14 @@ class PruningModifier(LockedMaskModifier):
                                            getattr(self.cfg, "exclude", ()))
         if not self.linears:
             raise ValueError("no prunable Linear layer matches sparsity.include / sparsity.exclude")
+        self.every = S.resolve_every(self.cfg.every, state.total_steps, getattr(self.cfg, "every_fraction", None))
         self._compute(self._target_at(0, state.total_steps))
+        self._mask_grads()
 
     def on_step_end(self, model: nn.Module, state: TrainState) -> None:
         c = self.cfg
-        if c.schedule != "oneshot" and S.is_update_step(state.step, state.total_steps, c.start, c.end, c.every):
+        if c.schedule != "oneshot" and S.is_update_step(state.step, state.total_steps, self.start, c.end,
+                                                        self.every, self.lock):
             s = self._target_at(state.step, state.total_steps)
             if s != self.current or s > 0:
                 self._compute(s)

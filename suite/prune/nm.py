@@ -62,4 +62,4 @@ class NMConfig(GmpConfig):
 def build_nm(cfg: NMConfig, ctx) -> list:
     from suite.prune.modifier import PruningModifier
 
-    return [PruningModifier(cfg)]
+    return [PruningModifier(cfg, warmup_ratio=ctx.cfg.train.warmup_ratio)]

@@ -2,7 +2,10 @@
 
 s(t) = s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^3 for t0 <= t <= t1, s_i before t0,
 s_f after t1; t0 = start * total, t1 = end * total (fractions of training). Masks are updated
-every `every` steps between t0 and t1 and once more at t1, then locked.
+every `every` steps between t0 and t1 and once more at t1; with `lock` > end (Prune OFA: ramp ends at
+50% of the steps, masks are recomputed at the target until 80%, then locked) updates go on every
+`every` steps until the lock step. `effective_start` keeps the first update out of the lr warm-up
+and `resolve_every` scales the update interval with the number of steps.
 """
 
 from __future__ import annotations
@@ -29,12 +32,34 @@ def cubic_sparsity(step: int, total_steps: int, target: float, start: float = 0.
     return target + (initial - target) * (1.0 - frac) ** 3
 
 
-def is_update_step(step: int, total_steps: int, start: float = 0.0, end: float = 0.8, every: int = 1) -> bool:
-    """Whether masks are recomputed after optimizer step `step` (every `every` steps in [t0, t1])."""
+def lock_step(total_steps: int, end: float, lock: float | None = None) -> int:
+    """Step after which masks never change: the ramp's end, or the later `lock` fraction."""
+    t1 = window(total_steps, 0.0, end)[1]
+    return t1 if lock is None else max(t1, int(math.ceil(lock * total_steps)))
+
+
+def is_update_step(step: int, total_steps: int, start: float = 0.0, end: float = 0.8, every: int = 1,
+                   lock: float | None = None) -> bool:
+    """Whether masks are recomputed after optimizer step `step`: every `every` steps in [t0, t1]
+    and at t1; then (lock > end) every `every` steps at the target until the lock step."""
     t0, t1 = window(total_steps, start, end)
-    if step < t0 or step > t1:
+    last = max(t1, lock_step(total_steps, end, lock))
+    if step < t0 or step > last:
         return False
     return step == t1 or (step - t0) % max(1, every) == 0
+
+
+def effective_start(start: float, warmup_ratio: float) -> float:
+    """The ramp never starts inside the lr warm-up (short runs: no mask update while lr ramps up)."""
+    return max(start, warmup_ratio)
+
+
+def resolve_every(every: int, total_steps: int, every_fraction: float | None = None) -> int:
+    """Steps between mask updates: `every_fraction` of the run when set (scales with the number of
+    steps, like Prune OFA's 1000 of ~22k steps), else the fixed `every`."""
+    if every_fraction is None:
+        return max(1, every)
+    return max(1, int(round(every_fraction * total_steps)))
 
 
 def scheduled_sparsity(step: int, total_steps: int, target: float, start: float = 0.0, end: float = 0.8,

@@ -32,9 +32,16 @@ class PtqConfig(QuantConfig):
     # train: fine-tune fp32 in this cell, then calibrate | teacher: calibrate the cached dense
     # fp32 fine-tune of the same config (the teacher; identical model, no training repeated)
     fp32_source: str = "train"
+    # Activations (IntelCaffe): unsigned 8-bit asymmetric for inputs that are non-negative or
+    # skewed (min >= -unsigned_skew * max: after GELU), signed symmetric elsewhere; null: all signed
+    unsigned_skew: float | None = 0.1
+
+    version = 2  # 2: unsigned asymmetric activations after GELU; one HistogramObserver for every calibration
 
     def __post_init__(self) -> None:
         check_bits(self)
+        if self.unsigned_skew is not None and not 0.0 <= self.unsigned_skew < 1.0:
+            raise ConfigError("quant.unsigned_skew", f"{self.unsigned_skew}; must be in [0, 1) or null")
         if self.granularity not in GRANULARITIES:
             raise ConfigError("quant.granularity", f"'{self.granularity}'; allowed: {', '.join(GRANULARITIES)}")
         if self.calibration not in Q.CALIBRATIONS:
@@ -70,14 +77,17 @@ class PTQModifier(Modifier):
         linears = self.linears or resolve_linears(model)
         device = next(model.parameters()).device
         batches = F.take_batches(self.ctx.train_loader, c.calib_batches)
-        amax = F.calibrate_activations(model, linears, batches, c.calibration, c.act_bits, c.percentile, device)
+        amax, lows = F.calibrate_ranges(model, linears, batches, c.calibration, c.act_bits, c.percentile,
+                                        device, c.unsigned_skew)
         scales = {n: Q.weight_scale(raw_weight(m), c.weight_bits, c.granularity) for n, m in linears.items()}
-        F.attach(linears, scales, amax, c.weight_bits, c.act_bits, zero_preserving=True, learn=False)
-        self.amax = amax
+        F.attach(linears, scales, amax, c.weight_bits, c.act_bits, zero_preserving=True, learn=False, act_lo=lows)
+        self.amax, self.unsigned = amax, sorted(lows)
 
     def metrics(self, model) -> dict[str, float]:
         a = list(getattr(self, "amax", {}).values())
-        return {"quant_act_amax_mean": sum(a) / len(a)} if a else {}
+        if not a:
+            return {}
+        return {"quant_act_amax_mean": sum(a) / len(a), "quant_act_unsigned_layers": float(len(self.unsigned))}
 
 
 @QUANTIZERS.register("ptq", config=PtqConfig)

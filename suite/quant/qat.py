@@ -45,9 +45,16 @@ class QatConfig(QuantConfig):
     percentile: float = 99.99
     dropout_schedule: str = "linear"  # linear | none
     dropout_end: float = 1.0  # fraction of training where dropout reaches 0
+    scale_lr_ratio: float = 0.1  # LSQ scales train at this x the weights' lr (10x lower)
+    # On a gradually pruned model: QAT is a second phase of the cell, after the masks lock, with
+    # `phase_steps` x the pruning phase's steps (Prune OFA: prune with KD, then QAT on the locked
+    # pattern); false: fake-quant from step 0 together with the pruning ramp.
+    after_lock: bool = True
+    phase_steps: float = 1.0
 
     # IBM's techniques (key -> value when on): an ablation turns one off
     techniques = {"zero_preserving": True, "scale_init": "fp32", "dropout_schedule": "linear"}
+    version = 2  # 2: QAT after the masks lock (second phase), LSQ scales at their own lr
 
     def __post_init__(self) -> None:
         check_bits(self)
@@ -66,6 +73,10 @@ class QatConfig(QuantConfig):
             raise ConfigError("quant.calib_batches", f"{self.calib_batches}; must be >= 1")
         if not 50.0 < self.percentile <= 100.0:  # as PTQ: 0 would clip every activation to 0
             raise ConfigError("quant.percentile", f"{self.percentile}; must be in (50, 100]")
+        if not 0.0 < self.scale_lr_ratio <= 10.0:
+            raise ConfigError("quant.scale_lr_ratio", f"{self.scale_lr_ratio}; must be in (0, 10]")
+        if self.phase_steps <= 0:
+            raise ConfigError("quant.phase_steps", f"{self.phase_steps}; must be > 0")
 
 
 class ScheduledDropout(Modifier):
@@ -87,8 +98,13 @@ class ScheduledDropout(Modifier):
 
 
 class QATModifier(Modifier):
-    def __init__(self, cfg: QatConfig, ctx, linears=None):
+    def __init__(self, cfg: QatConfig, ctx, linears=None, phase: str | None = None):
         self.cfg, self.ctx, self.linears = cfg, ctx, linears
+        self.phase = phase  # "after_lock": second phase of the cell (suite/train.py)
+        self.scale_lr_ratio = cfg.scale_lr_ratio
+
+    def phase_steps(self, first_phase_steps: int) -> int:
+        return max(1, int(round(self.cfg.phase_steps * first_phase_steps)))
 
     def on_train_start(self, model: nn.Module, state: TrainState) -> None:
         from suite.prune.modifier import raw_weight, resolve_linears
@@ -112,9 +128,20 @@ class QATModifier(Modifier):
         F.attach(self.linears, scales, amax, c.weight_bits, c.act_bits, c.zero_preserving, c.learn_scales)
 
 
+def runs_after_lock(cfg: QatConfig, run) -> bool:
+    """QAT is a second phase when the cell prunes gradually in this run (transfer cells start
+    with their masks locked: one phase)."""
+    s = run.sparsity
+    prunes = getattr(s, "prunes", s.method != "dense")
+    return bool(cfg.after_lock and prunes and run.stage == "finetune")
+
+
 @QUANTIZERS.register("qat", config=QatConfig)
 def build_qat(cfg: QatConfig, ctx) -> list:
-    mods: list[Modifier] = [QATModifier(cfg, ctx)]
+    phase = "after_lock" if runs_after_lock(cfg, ctx.cfg) else None
+    mods: list[Modifier] = [QATModifier(cfg, ctx, phase=phase)]
     if cfg.dropout_schedule == "linear":
-        mods.append(ScheduledDropout(cfg.dropout_end))
+        drop = ScheduledDropout(cfg.dropout_end)
+        drop.phase = phase
+        mods.append(drop)
     return mods

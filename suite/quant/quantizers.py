@@ -52,6 +52,22 @@ def fake_quant(x: torch.Tensor, scale: torch.Tensor, bits: int, zero_preserving:
     return torch.clamp(_floor_ste(v) + 0.5, -q, q) * scale
 
 
+def fake_quant_unsigned(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
+    """Asymmetric unsigned grid (IntelCaffe's u8 activations): codes 0 .. 2^bits - 1,
+    x ~ (code - zero_point) * scale; integer zero point, so 0 is exact. STE like fake_quant."""
+    scale = scale.clamp_min(1e-12)
+    top = float(2 ** bits - 1)
+    v = torch.clamp(x / scale + zero_point, 0.0, top)
+    return (_round_ste(v) - zero_point) * scale
+
+
+def unsigned_grid(lo: float, hi: float, bits: int) -> tuple[float, float]:
+    """(scale, zero_point) of the unsigned grid covering [min(lo, 0), max(hi, 0)]."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max(hi - lo, 1e-8) / (2 ** bits - 1)
+    return scale, float(round(-lo / scale))
+
+
 def quantize_int(x: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
     """Integer codes of the zero-preserving grid (for packing): round(x / scale) clamped."""
     q = qmax(bits, True)
@@ -149,8 +165,8 @@ def entropy_threshold(abs_hist: torch.Tensor, amax: float, bits: int = 8, stride
 
 
 def activation_amax(calibration: str, obs, bits: int, percentile: float = 99.99) -> float:
-    """Clip value of a calibrated activation from its observer (MinMaxObserver for maxabs,
-    HistogramObserver for percentile and entropy)."""
+    """Clip value |x| <= amax of a symmetric signed grid, from the layer's HistogramObserver
+    (its exact running min/max for maxabs, its histogram for percentile and entropy)."""
     lo, hi = float(obs.min_val), float(obs.max_val)
     if calibration == "maxabs":
         return max(abs(lo), abs(hi))
@@ -162,9 +178,34 @@ def activation_amax(calibration: str, obs, bits: int, percentile: float = 99.99)
     raise ValueError(f"calibration={calibration!r}; allowed: {', '.join(CALIBRATIONS)}")
 
 
-def make_observer(calibration: str):
-    from torch.ao.quantization.observer import HistogramObserver, MinMaxObserver
+def is_skewed(lo: float, hi: float, ratio: float) -> bool:
+    """Non-negative or skewed input (e.g. after GELU, whose minimum is -0.17): min >= -ratio * max."""
+    return hi > 0 and lo >= -ratio * hi
 
-    if calibration == "maxabs":
-        return MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+
+def activation_range(calibration: str, obs, bits: int, percentile: float = 99.99) -> tuple[float, float]:
+    """(lo, hi) of an unsigned asymmetric grid: lo = the observed minimum (kept: it is small for a
+    skewed input), hi clipped by the calibration method on the same histogram (offset by lo)."""
+    lo, hi = float(obs.min_val), float(obs.max_val)
+    lo = min(lo, 0.0)
+    if calibration == "maxabs" or hi <= lo:
+        return lo, hi
+    hist = obs.histogram.detach().double().cpu()  # uniform bins over [min_val, max_val]
+    width = float(obs.max_val) - float(obs.min_val)
+    if calibration == "percentile":
+        top = percentile_threshold(hist, width, percentile)
+    elif calibration == "entropy":
+        top = entropy_threshold(hist, width, bits)  # the signed search (2^(bits-1) chunks): clips less
+    else:
+        raise ValueError(f"calibration={calibration!r}; allowed: {', '.join(CALIBRATIONS)}")
+    return lo, float(obs.min_val) + top
+
+
+def make_observer(calibration: str = "maxabs"):
+    """One observer type for every calibration method (same placement, same statistics):
+    HistogramObserver keeps the exact running min/max and a 2048-bin histogram."""
+    from torch.ao.quantization.observer import HistogramObserver
+
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration={calibration!r}; allowed: {', '.join(CALIBRATIONS)}")
     return HistogramObserver(bins=2048, dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
