@@ -113,3 +113,25 @@ def test_missing_relative_model_path_is_said_so_not_sent_to_the_hub(name, smoke_
     assert message.startswith("model.name_or_path: ") and "\n" not in message
     assert "does not exist" in message and "connect" not in message.lower()
     assert _n_runs() == before
+
+
+def test_changed_data_is_a_new_cell_and_a_new_teacher(tmp_path, data_dir, smoke_overrides, run_cell):
+    """Case 1: every dev label flipped under the same task name is never answered from the old run."""
+    from suite.teacher import teacher_key
+    from suite.tracking import cell_id
+
+    root = tmp_path / "flipped"
+    shutil.copytree(data_dir / "glue" / "sst2", root / "glue" / "sst2")
+    overrides = smoke_overrides + ["task=sst2", "seed=43", "experiment_name=faults-data"]
+    first = run_cell(overrides + [f"data_dir={root}"])
+    dev = root / "glue" / "sst2" / "dev.tsv"
+    head, *rows = dev.read_text().splitlines()
+    dev.write_text("\n".join([head] + [r[:-1] + ("0" if r.endswith("1") else "1") for r in rows]) + "\n")
+    second = run_cell(overrides + [f"data_dir={root}"])
+    assert second.status == "FINISHED" and second.cell_id != first.cell_id  # not SKIPPED
+    assert second.metrics["eval_primary"] == pytest.approx(100 - first.metrics["eval_primary"])
+    train = root / "glue" / "sst2" / "train.tsv"
+    before = teacher_key(compose(overrides + [f"data_dir={root}"]))
+    train.write_text(train.read_text().replace("\t1\n", "\t2\n").replace("\t0\n", "\t1\n").replace("\t2\n", "\t0\n"))
+    assert teacher_key(compose(overrides + [f"data_dir={root}"])) != before
+    assert cell_id(compose(overrides + [f"data_dir={root}"])) != second.cell_id
