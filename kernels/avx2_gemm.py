@@ -1,0 +1,275 @@
+"""AVX2 / AVX-VNNI batched kernels (M > 8; see ``kernels.avx2``): quantize + [K/4][Mpad][4]
+layout, sparse block rows (``block_gemm``), its L1 K-slab variant (``block_gemm_slab``), full
+block rows (``block_gemm_dense``), 2:4 two-groups-per-dot rows (``block_gemm_pairs``), the tiled
+dequantizing epilogue, and the weight forms these kernels take."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .avx2_intrinsics import (
+    _CACHE,
+    _epilogue8,
+    _multirow41,
+    _multirow42,
+    _multirow44,
+    _pairsel41,
+    _pairsel42,
+    _rowacc1,
+    _rowacc2,
+    _rowacc4,
+    _rowacc8,
+    _rowdot1,
+    _rowdot2,
+    _rowdot4,
+    _rowdot8,
+)
+
+# ----------------------------------------------------------------------------- 2:4 weight form
+_PAIRS = [(i, j) for i in range(4) for j in range(i + 1, 4)]  # 6 in-group position pairs
+
+
+def _pair_masks() -> np.ndarray:
+    """[36 * 64] uint8: for pattern pa * 6 + pb, the vpshufb masks that move bytes (i, j) of each
+    4-byte activation quad of group 2gp to bytes 0, 1 and bytes (k, l) of group 2gp+1 to 2, 3."""
+    out = np.full((36, 2, 32), 0x80, dtype=np.uint8)
+    for pa, (i, j) in enumerate(_PAIRS):
+        for pb, (k, kk) in enumerate(_PAIRS):
+            for slot in range(8):
+                q = 4 * (slot % 4)  # vpshufb indexes within each 128-bit lane
+                out[pa * 6 + pb, 0, 4 * slot:4 * slot + 2] = (q + i, q + j)
+                out[pa * 6 + pb, 1, 4 * slot + 2:4 * slot + 4] = (q + k, q + kk)
+    return out.ravel()
+
+
+PAIR_MASKS = _pair_masks()
+
+
+def pair_form(q: np.ndarray, tile: int = 16):
+    """(wq int32 [Npad * GP], combo int32 [Npad * GP], GP) for ``block_gemm_pairs``, or None
+    when some group of 4 holds more than 2 nonzeros. GP = ceil(ceil(K/4) / 2) group pairs."""
+    n, k = q.shape
+    g = (k + 3) // 4
+    gp = (g + 1) // 2
+    qp = np.zeros((n, gp * 2, 4), dtype=np.int8)
+    qp.reshape(n, -1)[:, :k] = q
+    nz = qp != 0
+    if np.any(nz.sum(axis=2) > 2):
+        return None
+    # two positions per group: the nonzeros first (in order), then zero positions
+    order = np.sort(np.argsort(~nz, axis=2, kind="stable")[:, :, :2], axis=2)
+    vals = np.take_along_axis(qp, order, axis=2)  # [n, 2gp, 2]
+    pid = {p: t for t, p in enumerate(_PAIRS)}
+    pat = np.vectorize(lambda a, b: pid[(a, b)])(order[:, :, 0], order[:, :, 1])
+    npad = (n + tile - 1) // tile * tile
+    wq = np.zeros((npad, gp, 4), dtype=np.int8)
+    wq[:n] = vals.reshape(n, gp, 4)
+    combo = np.zeros((npad, gp), dtype=np.int32)
+    combo[:n] = pat[:, 0::2] * 6 + pat[:, 1::2]
+    return wq.reshape(-1).view(np.int32).copy(), combo.ravel(), gp
+
+
+# ----------------------------------------------------------------------------- epilogue
+@njit(cache=_CACHE)
+def _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, row0):
+    """y[row0:row0+m, n0:n1] = buf (tile x mpad int32, row = feature) * xscale * scale + bias."""
+    nt = n1 - n0
+    sc = np.zeros(tile, dtype=np.float32)
+    off = np.zeros(tile, dtype=np.float32)
+    for j in range(nt):
+        sc[j] = np.float32(xscale * scale[n0 + j])
+        off[j] = bias[n0 + j]
+    ystride = np.int64(y.shape[1])
+    j0 = 0
+    while j0 + 8 <= nt:
+        i0 = 0
+        while i0 + 8 <= m:
+            _epilogue8(buf, np.int64(j0) * mpad + i0, np.int64(mpad), sc, np.int64(j0), off, y,
+                       np.int64(row0 + i0) * ystride + n0 + j0, ystride)
+            i0 += 8
+        for i in range(i0, m):
+            for j in range(j0, j0 + 8):
+                y[row0 + i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
+        j0 += 8
+    for i in range(m):
+        for j in range(j0, nt):
+            y[row0 + i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
+
+
+# ----------------------------------------------------------------------------- quantize + layout
+@njit(parallel=True, cache=_CACHE)
+def quantize_layout(x, inv, mpad, qlo, qhi, galign=1):
+    """float32 [M, K] -> (int8 [ceil(K/4) * mpad * 4] laid out [k // 4][m][k % 4], zero padded;
+    True when some code is < -127, which the sign trick cannot take). Blocks of 8 rows: quantize
+    them into a small scratch, then one 32-byte store per group (no strided 4-byte writes).
+    ``galign``: round the number of groups up to a multiple of it (zero groups)."""
+    m, k = x.shape
+    g = ((k + 3) // 4 + galign - 1) // galign * galign
+    out = np.empty(g * mpad, dtype=np.int32)
+    nblk = mpad // 8
+    bad = np.zeros(nblk, dtype=np.bool_)
+    for blk in prange(nblk):
+        tmp = np.zeros((8, g * 4), dtype=np.int8)
+        lo = np.int32(0)
+        for r in range(8):
+            i = blk * 8 + r
+            if i < m:
+                row = tmp[r]
+                for kk in range(k):
+                    c = np.int32(min(max(np.rint(x[i, kk] * inv), qlo), qhi))
+                    lo = min(lo, c)
+                    row[kk] = np.int8(c)
+        bad[blk] = lo < -127
+        t32 = tmp.reshape(-1).view(np.int32)
+        base = blk * 8
+        for gg in range(g):
+            o = gg * mpad + base
+            for r in range(8):
+                out[o + r] = t32[r * g + gg]
+    return out.view(np.int8), bad.any()
+
+
+# ----------------------------------------------------------------------------- GEMM kernels
+PANEL = 128  # activation rows per task at large M (K x 128 int8 stays in L2)
+
+
+@njit(parallel=True, cache=_CACHE)
+def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile):
+    """y[:m] = dequant(x_layout @ blocks.T). Tasks are (panel of <= PANEL activation rows) x
+    (tile of output features), panel-major, so that a panel stays in L2 while the weights
+    stream; each block row runs against up to 8 chunks of 8 rows held in registers."""
+    n_out = ptr.shape[0] - 1
+    ntiles = (n_out + tile - 1) // tile
+    panel = min(mpad, PANEL)
+    npan = (mpad + panel - 1) // panel
+    rs = np.int64(mpad) * 4
+    for t in prange(npan * ntiles):
+        p0 = (t // ntiles) * panel
+        pr = min(panel, mpad - p0)
+        nch = pr // 8
+        n0 = (t % ntiles) * tile
+        n1 = min(n_out, n0 + tile)
+        buf = np.empty(tile * pr, dtype=np.int32)
+        for n in range(n0, n1):
+            o = np.int64(n - n0) * pr
+            s, e = ptr[n], ptr[n + 1]
+            c = 0
+            xo = np.int64(p0) * 4
+            while c + 8 <= nch:
+                _rowdot8(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
+                c += 8
+            if c + 4 <= nch:
+                _rowdot4(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
+                c += 4
+            if c + 2 <= nch:
+                _rowdot2(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
+                c += 2
+            if c < nch:
+                _rowdot1(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
+        _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0)
+
+
+@njit(parallel=True, cache=_CACHE)
+def block_gemm_slab(xl, mpad, m, sp, cols, vals, scale, bias, xscale, y, tile):
+    """``block_gemm`` with K walked in slabs (``sp`` from ``vnni.slab_pointers``): one slab of
+    the activation panel stays in L1 while every row of the tile uses it (dense-ish block rows,
+    e.g. unstructured 90% -> ~34% of the 1x4 groups occupied)."""
+    n_out = sp.shape[0]
+    nslab = sp.shape[1] - 1
+    ntiles = (n_out + tile - 1) // tile
+    panel = min(mpad, PANEL)
+    npan = (mpad + panel - 1) // panel
+    rs = np.int64(mpad) * 4
+    for t in prange(npan * ntiles):
+        p0 = (t // ntiles) * panel
+        pr = min(panel, mpad - p0)
+        nch = pr // 8
+        n0 = (t % ntiles) * tile
+        n1 = min(n_out, n0 + tile)
+        buf = np.zeros(tile * pr, dtype=np.int32)
+        c0 = 0
+        while c0 < nch:
+            r = 8 if c0 + 8 <= nch else (4 if c0 + 4 <= nch else (2 if c0 + 2 <= nch else 1))
+            xo = np.int64(p0) * 4 + c0 * 32
+            for s_ in range(nslab):
+                for n in range(n0, n1):
+                    o = np.int64(n - n0) * pr + c0 * 8
+                    s, e = sp[n, s_], sp[n, s_ + 1]
+                    if e > s:
+                        if r == 8:
+                            _rowacc8(xl, vals, cols, s, e, xo, rs, buf, o)
+                        elif r == 4:
+                            _rowacc4(xl, vals, cols, s, e, xo, rs, buf, o)
+                        elif r == 2:
+                            _rowacc2(xl, vals, cols, s, e, xo, rs, buf, o)
+                        else:
+                            _rowacc1(xl, vals, cols, s, e, xo, rs, buf, o)
+            c0 += r
+        _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0)
+
+
+@njit(parallel=True, cache=_CACHE)
+def block_gemm_dense(xl, mpad, m, wd, groups, n_out, scale, bias, xscale, y, tile):
+    """Full block rows (``dense_blocks``, rows padded to a multiple of ``tile``): 4 rows x 4
+    chunks of 8 activation rows per register tile (measured: 4x4 > 2x4 > 4x2 at 768x3072)."""
+    ntiles = (n_out + tile - 1) // tile
+    nch = mpad // 8
+    rs = np.int64(mpad) * 4
+    g64 = np.int64(groups)
+    for t in prange(ntiles):
+        n0 = t * tile
+        n1 = min(n_out, n0 + tile)
+        buf = np.empty(tile * mpad, dtype=np.int32)
+        c0 = 0
+        while c0 < nch:
+            r = 4 if c0 + 4 <= nch else (2 if c0 + 2 <= nch else 1)
+            xo = np.int64(c0 * 32)
+            for r0 in range(0, tile, 4):
+                w0 = np.int64(n0 + r0) * g64
+                oo = np.int64(r0) * mpad + c0 * 8
+                if r == 4:
+                    _multirow44(xl, wd, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
+                elif r == 2:
+                    _multirow42(xl, wd, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
+                else:
+                    _multirow41(xl, wd, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
+            c0 += r
+        _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, 0)
+
+
+@njit(parallel=True, cache=_CACHE)
+def block_gemm_pairs(xl, mpad, m, wq, combo, masks, ngp, n_out, scale, bias, xscale, y, tile):
+    """2:4 rows (``pair_form``; activations laid out with an even number of groups): 4 rows x 2
+    chunks of 8 activation rows per register tile, two groups per dot product."""
+    ntiles = (n_out + tile - 1) // tile
+    nch = mpad // 8
+    rs = np.int64(mpad) * 4
+    g64 = np.int64(ngp)
+    for t in prange(ntiles):
+        n0 = t * tile
+        n1 = min(n_out, n0 + tile)
+        buf = np.empty(tile * mpad, dtype=np.int32)
+        c0 = 0
+        while c0 < nch:
+            xo = np.int64(c0 * 32)
+            for r0 in range(0, tile, 4):
+                w0 = np.int64(n0 + r0) * g64
+                oo = np.int64(r0) * mpad + c0 * 8
+                if c0 + 2 <= nch:
+                    _pairsel42(xl, wq, combo, masks, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
+                else:
+                    _pairsel41(xl, wq, combo, masks, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
+            c0 += 2
+        _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, 0)
+
+
+
+# ----------------------------------------------------------------------------- weight forms
+def dense_blocks(ptr, cols, vals, n_out: int, groups: int, tile: int = 16) -> np.ndarray:
+    """Zero-filled [ceil(N / tile) * tile, groups] int32 block matrix (flattened)."""
+    npad = (n_out + tile - 1) // tile * tile
+    wd = np.zeros((npad, groups), dtype=np.int32)
+    wd[np.repeat(np.arange(n_out), np.diff(ptr)), cols] = vals
+    return wd.ravel()
+

@@ -1,0 +1,239 @@
+"""llvmlite IR building blocks of the AVX2 / AVX-VNNI kernels (see ``kernels.avx2``).
+
+Vector types, the exact int8 4-way dot step (sign trick, or ``vpdpbusd`` on AVX-VNNI), and the
+register-blocked intrinsics of the batched kernels: sparse block rows (``_make_rowdot``), full
+block rows (``_make_multirow``), 2:4 pair selection (``_make_pairsel``) and the 8x8 transposing
+epilogue (``_epilogue8``). Import only where ``cpu.kernel_path()`` allows it.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .cpu import kernel_path
+
+_I1, _I8, _I16 = ir.IntType(1), ir.IntType(8), ir.IntType(16)
+_I32, _I64 = ir.IntType(32), ir.IntType(64)
+_VB = ir.VectorType(_I8, 32)
+_VH = ir.VectorType(_I16, 16)
+_V8 = ir.VectorType(_I32, 8)
+_F32 = ir.FloatType()
+_VF8 = ir.VectorType(_F32, 8)
+ISA = "avx_vnni" if kernel_path() == "avx_vnni" else "avx2"
+_CACHE = ISA == "avx2"  # the AVX-VNNI build is not cached: it would share avx2's cache entries
+
+
+def _fn(builder, name, ret, args):
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, args), name)
+
+
+def _dot_acc(builder, acc, xv, aw, sw):
+    """acc (v8i32) += 4-way dot of the bytes of xv (activation codes, s8) and the weights
+    (aw = |w| as u8, sw = w): exact, see ``kernels.avx2``."""
+    s = builder.call(_fn(builder, "llvm.x86.avx2.psign.b", _VB, [_VB, _VB]), [xv, sw])
+    if ISA == "avx_vnni":
+        f = _fn(builder, "llvm.x86.avx512.vpdpbusd.256", _V8, [_V8, _V8, _V8])
+        return builder.call(f, [acc, builder.bitcast(aw, _V8), builder.bitcast(s, _V8)])
+    p = builder.call(_fn(builder, "llvm.x86.avx2.pmadd.ub.sw", _VH, [_VB, _VB]), [aw, s])
+    q = builder.call(_fn(builder, "llvm.x86.avx2.pmadd.wd", _V8, [_VH, _VH]),
+                     [p, ir.Constant(_VH, [1] * 16)])
+    return builder.add(acc, q)
+
+
+def _weights(builder, w32):
+    """(|w| bytes, w bytes) of a v8i32 of weight quads."""
+    sw = builder.bitcast(w32, _VB)
+    aw = builder.call(_fn(builder, "llvm.abs.v32i8", _VB, [_VB, _I1]), [sw, ir.Constant(_I1, 0)])
+    return aw, sw
+
+
+def _bcast(builder, val):
+    v = builder.insert_element(ir.Constant(_V8, ir.Undefined), val, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, v, ir.Constant(_V8, [0] * 8))
+
+
+def _data(context, builder, ty, val, elt):
+    return builder.bitcast(context.make_array(ty)(context, builder, val).data, elt.as_pointer())
+
+
+def _i64(builder, v):
+    return builder.sext(v, _I64) if v.type.width < 64 else v
+
+
+def _loadv(builder, base, idx, vty):
+    return builder.load(builder.bitcast(builder.gep(base, [idx]), vty.as_pointer()), align=1)
+
+
+def _storev(builder, val, base, idx):
+    builder.store(val, builder.bitcast(builder.gep(base, [idx]), val.type.as_pointer()), align=1)
+
+
+def _c(v):
+    return ir.Constant(_I64, v)
+
+
+# ----------------------------------------------------------------------------- sparse block rows
+def _make_rowdot(nchunks: int, accumulate: bool = False):
+    """out[ooff + 8i + l] (+)= sum over blocks b in [start, end) of dot4(x[cols[b]*rs + xoff + 32i
+    + 4l : +4], vals[b]) for i < nchunks (chunk i = activation rows 8i..8i+7 after xoff)."""
+
+    @intrinsic
+    def rowdot(typingctx, xl, vals, cols, start, end, xoff, rowstride, out, ooff):
+        sig = types.void(xl, vals, cols, start, end, xoff, rowstride, out, ooff)
+
+        def codegen(context, builder, signature, args):
+            xa, va, ca, s_, e_, xoff_, rs_, oa, ooff_ = args
+            t = signature.args
+            xp, vp = _data(context, builder, t[0], xa, _I8), _data(context, builder, t[1], va, _I32)
+            cp, op = _data(context, builder, t[2], ca, _I32), _data(context, builder, t[7], oa, _I32)
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8, None))
+                    for _ in range(nchunks)]
+            if accumulate:
+                for i in range(nchunks):
+                    builder.store(_loadv(builder, op, builder.add(ooff_, _c(8 * i)), _V8), accs[i])
+            with cgutils.for_range_slice(builder, _i64(builder, s_), _i64(builder, e_), _c(1),
+                                         intp=_I64) as (b, _):
+                col = builder.sext(builder.load(builder.gep(cp, [b])), _I64)
+                aw, sw = _weights(builder, _bcast(builder, builder.load(builder.gep(vp, [b]))))
+                base = builder.add(builder.mul(col, rs_), xoff_)
+                for i in range(nchunks):
+                    xv = _loadv(builder, xp, builder.add(base, _c(32 * i)), _VB)
+                    builder.store(_dot_acc(builder, builder.load(accs[i]), xv, aw, sw), accs[i])
+            for i in range(nchunks):
+                _storev(builder, builder.load(accs[i]), op, builder.add(ooff_, _c(8 * i)))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return rowdot
+
+
+_rowdot8, _rowdot4, _rowdot2, _rowdot1 = (_make_rowdot(c) for c in (8, 4, 2, 1))
+_rowacc8, _rowacc4, _rowacc2, _rowacc1 = (_make_rowdot(c, True) for c in (8, 4, 2, 1))
+
+
+# ----------------------------------------------------------------------------- full block rows
+def _make_multirow(nrows: int, nchunks: int):
+    """Full (zero-filled) block rows: for g < ngroups, r < nrows, c < nchunks:
+    acc[r][c] += dot4(x[g*rs + xoff + 32c], w[wrow0 + r*wstride + g]); then
+    out[ooff + r*ostride + 8c : +8] = acc[r][c]. One activation load feeds nrows rows."""
+
+    @intrinsic
+    def multirow(typingctx, xl, wv, ngroups, wrow0, wstride, xoff, rowstride, out, ooff, ostride):
+        sig = types.void(xl, wv, ngroups, wrow0, wstride, xoff, rowstride, out, ooff, ostride)
+
+        def codegen(context, builder, signature, args):
+            xa, wa, ng_, w0_, ws_, xoff_, rs_, oa, ooff_, os_ = args
+            t = signature.args
+            xp, wp = _data(context, builder, t[0], xa, _I8), _data(context, builder, t[1], wa, _I32)
+            op = _data(context, builder, t[7], oa, _I32)
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8, None))
+                     for _ in range(nchunks)] for _ in range(nrows)]
+            with cgutils.for_range_slice(builder, _c(0), ng_, _c(1), intp=_I64) as (g, _):
+                base = builder.add(builder.mul(g, rs_), xoff_)
+                xs = [_loadv(builder, xp, builder.add(base, _c(32 * c)), _VB) for c in range(nchunks)]
+                for r in range(nrows):
+                    widx = builder.add(builder.add(w0_, builder.mul(ws_, _c(r))), g)
+                    aw, sw = _weights(builder, _bcast(builder, builder.load(builder.gep(wp, [widx]))))
+                    for c in range(nchunks):
+                        slot = accs[r][c]
+                        builder.store(_dot_acc(builder, builder.load(slot), xs[c], aw, sw), slot)
+            for r in range(nrows):
+                for c in range(nchunks):
+                    idx = builder.add(builder.add(ooff_, builder.mul(os_, _c(r))), _c(8 * c))
+                    _storev(builder, builder.load(accs[r][c]), op, idx)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return multirow
+
+
+_multirow44, _multirow42, _multirow41 = (_make_multirow(4, c) for c in (4, 2, 1))
+
+
+# ----------------------------------------------------------------------------- 2:4 (<= 2 of 4)
+def _make_pairsel(nrows: int, nchunks: int):
+    """Rows with at most 2 nonzeros in every group of 4 (2:4): the nonzeros of two groups are
+    one weight quad, so one (vpmaddubsw, vpmaddwd) pair does the work of two groups. The
+    activation bytes each row needs are picked per row and group pair with two ``vpshufb`` (masks
+    from a 36-entry table indexed by the pair's pattern), which run on the shuffle ports, not the
+    multiply ports that bound the full-row kernel. For gp < ngp: x_sel = pshufb(x[2gp], ma) |
+    pshufb(x[2gp+1], mb); acc[r][c] += dot4(x_sel, wq[w0 + r*ws + gp])."""
+
+    @intrinsic
+    def pairsel(typingctx, xl, wq, combo, masks, ngp, wrow0, wstride, xoff, rowstride, out, ooff,
+                ostride):
+        sig = types.void(xl, wq, combo, masks, ngp, wrow0, wstride, xoff, rowstride, out, ooff,
+                         ostride)
+
+        def codegen(context, builder, signature, args):
+            xa, wa, ca, ma, ng_, w0_, ws_, xoff_, rs_, oa, ooff_, os_ = args
+            t = signature.args
+            xp, wp = _data(context, builder, t[0], xa, _I8), _data(context, builder, t[1], wa, _I32)
+            cp, mp = _data(context, builder, t[2], ca, _I32), _data(context, builder, t[3], ma, _I8)
+            op = _data(context, builder, t[9], oa, _I32)
+            shuf = _fn(builder, "llvm.x86.avx2.pshuf.b", _VB, [_VB, _VB])
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8, None))
+                     for _ in range(nchunks)] for _ in range(nrows)]
+            with cgutils.for_range_slice(builder, _c(0), ng_, _c(1), intp=_I64) as (gp, _):
+                base = builder.add(builder.mul(builder.mul(gp, _c(2)), rs_), xoff_)
+                xa_ = [_loadv(builder, xp, builder.add(base, _c(32 * c)), _VB) for c in range(nchunks)]
+                xb_ = [_loadv(builder, xp, builder.add(builder.add(base, rs_), _c(32 * c)), _VB)
+                       for c in range(nchunks)]
+                for r in range(nrows):
+                    widx = builder.add(builder.add(w0_, builder.mul(ws_, _c(r))), gp)
+                    aw, sw = _weights(builder, _bcast(builder, builder.load(builder.gep(wp, [widx]))))
+                    moff = builder.mul(builder.sext(builder.load(builder.gep(cp, [widx])), _I64), _c(64))
+                    mska = _loadv(builder, mp, moff, _VB)
+                    mskb = _loadv(builder, mp, builder.add(moff, _c(32)), _VB)
+                    for c in range(nchunks):
+                        xs = builder.or_(builder.call(shuf, [xa_[c], mska]),
+                                         builder.call(shuf, [xb_[c], mskb]))
+                        slot = accs[r][c]
+                        builder.store(_dot_acc(builder, builder.load(slot), xs, aw, sw), slot)
+            for r in range(nrows):
+                for c in range(nchunks):
+                    idx = builder.add(builder.add(ooff_, builder.mul(os_, _c(r))), _c(8 * c))
+                    _storev(builder, builder.load(accs[r][c]), op, idx)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return pairsel
+
+
+_pairsel42, _pairsel41 = _make_pairsel(4, 2), _make_pairsel(4, 1)
+
+
+# ----------------------------------------------------------------------------- epilogue
+_LO = ir.Constant(_V8, [v for j in range(4) for v in (j, 8 + j)])
+_HI = ir.Constant(_V8, [v for j in range(4, 8) for v in (j, 8 + j)])
+
+
+@intrinsic
+def _epilogue8(typingctx, buf, boff, bstride, sc, soff, off, y, yoff, ystride):
+    """Transpose the 8x8 int32 tile buf[boff + j*bstride + l] (j = output feature, l =
+    activation row) in registers and store y[yoff + l*ystride + j] = acc * sc[soff+j] + off[soff+j]."""
+    sig = types.void(buf, boff, bstride, sc, soff, off, y, yoff, ystride)
+
+    def codegen(context, builder, signature, args):
+        ba, boff_, bs_, sa, so_, oa, ya, yoff_, ys_ = args
+        t = signature.args
+        bp, sp = _data(context, builder, t[0], ba, _I32), _data(context, builder, t[3], sa, _F32)
+        fp, yp = _data(context, builder, t[5], oa, _F32), _data(context, builder, t[6], ya, _F32)
+        rows = [_loadv(builder, bp, builder.add(boff_, builder.mul(bs_, _c(j))), _V8)
+                for j in range(8)]
+        for _ in range(3):
+            rows = [builder.shuffle_vector(rows[i], rows[i + 4], m)
+                    for i in range(4) for m in (_LO, _HI)]
+        scv, ofv = _loadv(builder, sp, so_, _VF8), _loadv(builder, fp, so_, _VF8)
+        for lane in range(8):
+            f = builder.fadd(builder.fmul(builder.sitofp(rows[lane], _VF8), scv), ofv)
+            _storev(builder, f, yp, builder.add(yoff_, builder.mul(ys_, _c(lane))))
+        return context.get_dummy_value()
+
+    return sig, codegen
