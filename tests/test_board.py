@@ -119,8 +119,10 @@ def test_write_swaps_atomically_and_keeps_foreign_files(tmp_path, monkeypatch):
     (out / "README.md").write_text("hand written\n")
     (out / "plots").mkdir()
     (out / "plots" / "stale.svg").write_text("old")
+    (out / "plots" / "leaderboard_board_screenshot.png").write_bytes(b"png")
     write(report, store, out)
     assert (out / "README.md").read_text() == "hand written\n" and (out / "kernels" / "bench.csv").is_file()
+    assert (out / "plots" / "leaderboard_board_screenshot.png").read_bytes() == b"png"  # screenshots.py's
     assert not (out / "plots" / "stale.svg").exists() and (out / "leaderboard.html").is_file()
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 

@@ -25,6 +25,9 @@ OUTPUTS = ("tables.md", "tables", "claims.md", "plots", "leaderboard.json", "lea
            "leaderboard.html", "cell_record.schema.json")
 
 
+SCREENSHOT_SUFFIX = "_screenshot.png"  # plots/ files of `python -m suite.report.screenshots`, kept
+
+
 class PublishError(ValueError):
     """A board that must not be published (dirty-tree records, a host path)."""
 
@@ -117,6 +120,9 @@ def write(report: Report, store: Store, out: Path) -> list[Path]:
             for entry in out.iterdir():
                 if entry.name not in OUTPUTS:
                     (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
+            for shot in sorted(out.glob(f"plots/*{SCREENSHOT_SUFFIX}")):  # screenshots.py's, refreshed by --publish
+                (tmp / "plots").mkdir(exist_ok=True)
+                shutil.copy2(shot, tmp / "plots" / shot.name)
         written = [out / p.relative_to(tmp) for p in _render_files(report, store, tmp)]
         tmp.chmod(0o755)
         old = out.parent / f".{out.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
@@ -156,6 +162,8 @@ def _render_files(report: Report, store: Store, out: Path) -> list[Path]:
         figs += plots.render_latency(plots.latency_series(report.groups), plot_dir)
         figs += plots.render_kernels(plots.kernel_series(store.kernel_rows), plot_dir, store.kernel_source)
     index = ["# Plots", ""] + [f"- `{f.name}.png` / `.svg`: {f.title}. {f.caption}" for f in figs]
+    index += [f"- `leaderboard_<view>{SCREENSHOT_SUFFIX}`: a screenshot of each view of leaderboard.html "
+              "(`python -m suite.report.screenshots`, run by `--publish` where a headless Chromium is installed)."]
     index += [""] + [f"- {n}" for n in report.notes]
     put(plot_dir / "README.md", "\n".join(index) + "\n")
     written += [p for f in figs for p in (f.png, f.svg)]

@@ -59,12 +59,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {len(written)} files under {out}: {len(report.board['records'])} records from "
           f"{', '.join(report.board['sources']) or 'nothing'}", file=sys.stderr)
+    if args.publish:
+        refresh_screenshots(out)
     if args.summary is not None:
         text = summary_mod.text(report.groups, report.verdicts, args.summary, out)
         if args.publish:
             text = text.rsplit("\n", 1)[0] + f"\n[sparq] published: {out}/leaderboard.html"
         print(text)
     return 0
+
+
+def refresh_screenshots(out: Path) -> None:
+    """The published page's screenshots (results/plots/*_screenshot.png), or say why they are stale."""
+    from suite.report import screenshots
+
+    if why := screenshots.missing():
+        print(f"sparq: warning: screenshots in {out / 'plots'} not refreshed ({why}); they show the previous "
+              f"page: run python -m suite.report.screenshots where Chromium is installed", file=sys.stderr)
+        return
+    drv = screenshots.driver()
+    try:
+        shots = screenshots.shoot(drv, out / "leaderboard.html", out / "plots")
+    finally:
+        drv.quit()
+    print(f"refreshed {len(shots)} screenshots in {out / 'plots'}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,10 @@ def shoot(drv, page: Path, out: Path, prefix: str = "leaderboard") -> list[Path]
         if tab == "tab-more":
             continue  # the matplotlib figures, already in plots/
         drv.find_element(By.CSS_SELECTOR, f'#tabs a[data-tab="{tab}"]').click()
-        height = drv.execute_script("return Math.min(document.body.scrollHeight, 2400)")
-        drv.set_window_size(1400, max(700, height + 40))
+        if tab == "tab-board":  # show how a record is reproduced: the first row's command + commit
+            drv.execute_script("var d = document.querySelector('#cells tbody tr details'); if (d) d.open = true;")
+        height = drv.execute_script("return Math.min(document.body.scrollHeight, 2000)")
+        drv.set_window_size(1700, max(700, height + 40))
         drv.execute_script("window.scrollTo(0, 0)")
         path = out / f"{prefix}_{tab.removeprefix('tab-')}_screenshot.png"
         drv.save_screenshot(str(path))
