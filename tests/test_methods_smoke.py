@@ -16,7 +16,7 @@ def test_every_yaml_composes(group):
     for path in sorted((CONF / group).glob("*.yaml")):
         cfg = compose([f"{group}={path.stem}"])
         assert getattr(cfg, group).method in {"dense", "gmp", "block", "nm", "fp32", "ptq", "qat",
-                                              "none", "logits", "hidden"}
+                                              "none", "logits", "hidden", "knowledge_aware"}
 
 
 # one smoke cell per non-default YAML, combined so that each runs once
