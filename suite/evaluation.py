@@ -33,4 +33,16 @@ def evaluate_model(model: nn.Module, task_kind, task: TaskConfig, eval_ds, featu
                    batch_size: int, device: torch.device, progress: bool = False) -> dict[str, float]:
     outputs = predict(model, features, collate, batch_size, task_kind.output_keys, device, progress)
     inputs = task_kind.metric_inputs(task, outputs, eval_ds, features)
-    return compute_metrics(task, **inputs)
+    metrics = compute_metrics(task, **inputs)
+    metrics["eval_primary_chance"] = chance_primary(task, inputs)
+    return metrics
+
+
+def chance_primary(task: TaskConfig, inputs: dict) -> float:
+    """eval_primary of a constant predictor on this eval set: the majority class (classification;
+    e.g. its rate x 100 for accuracy, 0 for MCC); 0 for regression and QA."""
+    if task.kind != "classification" or not inputs["references"]:
+        return 0.0
+    refs = list(inputs["references"])
+    majority = max(sorted(set(refs)), key=refs.count)
+    return compute_metrics(task, predictions=[majority] * len(refs), references=refs)["eval_primary"]
