@@ -95,6 +95,27 @@ def test_transfer_masks_bit_identical(upstream, smoke_overrides, run_cell, monke
     assert run_cell(smoke_overrides + UPSTREAM + ["stage=upstream"]).status == "SKIPPED"
 
 
+def test_every_run_writes_a_valid_record(upstream):
+    """The upstream run and the transfer cells each log result.json, a CellRecord of their kind."""
+    import jsonschema
+
+    from suite.paths import RESULTS_DIR
+
+    schema = json.loads((RESULTS_DIR / "cell_record.schema.json").read_text())
+    exp = mlflow.get_experiment_by_name("ofa_test-smoke")
+    runs = mlflow.search_runs([exp.experiment_id], output_format="list")
+    kinds = set()
+    for run in runs:
+        rec = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/result.json")
+        jsonschema.validate(rec, schema)
+        assert rec["cell_id"] == run.data.tags["cell_id"] and rec["run_id"] == run.info.run_id
+        kinds.add(rec["kind"])
+        if rec["kind"] == "upstream":
+            assert rec["axes"]["task"] == "mlm" and rec["data"]["files"]
+            assert all("dev" not in f for f in rec["data"]["files"])
+    assert kinds == {"upstream", "cell"}
+
+
 def test_finetune_cell_ids_unchanged(smoke_overrides):
     from suite import tracking
     from suite.config import compose
