@@ -41,7 +41,8 @@ def parse(argv=None):
     ap.add_argument("--pattern", help="unstructured,block1x4 (2:4 always uses nm)")
     ap.add_argument("--backends", help="comma list; default all")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--csv", default=os.path.join(REPO, "results", "kernels", "bench.csv"))
+    ap.add_argument("--csv", default=os.path.join(REPO, "runs", "kernels", "bench.csv"),
+                    help="where to write (default runs/kernels/, git-ignored; results/kernels/ to publish)")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--full", action="store_true", help="whole grid (both models)")
     ap.add_argument("--model", action="store_true", help="end-to-end encoders instead of layers")

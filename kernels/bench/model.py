@@ -137,7 +137,7 @@ def run_model_bench(a):
                              "cpu_flags": flags,
                              "loadavg": round(os.getloadavg()[0], 2)})
     path = a.csv if a.csv and "model" in os.path.basename(a.csv) else os.path.join(
-        REPO, "results", "kernels", "bench_model.csv")
+        os.path.dirname(a.csv) if a.csv else os.path.join(REPO, "runs", "kernels"), "bench_model.csv")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", newline="") as fh:
         wr = csv.DictWriter(fh, list(rows[0]))
