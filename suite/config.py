@@ -143,7 +143,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     dropout: float | None = None  # override the model's hidden dropout
     lr_schedule: str = "linear"  # linear | rewind (lr held during the pruning ramp; suite/train.py)
-    group_by_length: bool = True  # batches of similar length (less padding; suite/train.py)
+    group_by_length: bool = False  # batches of similar length (less padding; suite/train.py); opt-in
 
     def __post_init__(self) -> None:
         check_ranges(self, "train")
