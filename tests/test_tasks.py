@@ -39,8 +39,8 @@ def test_qnli_without_train_uses_documented_dev_split(data_dir):
     assert data.train_from_dev
     assert len(data.train) + len(data.eval) == 5463
     assert 0.4 < len(data.eval) / 5463 < 0.6
-    train_keys = {a + b for a, b in zip(data.train["text_a"], data.train["text_b"])}
-    assert not train_keys & {a + b for a, b in zip(data.eval["text_a"], data.eval["text_b"])}
+    train_keys = {a + b for a, b in zip(data.train["text_a"], data.train["text_b"], strict=True)}
+    assert not train_keys & {a + b for a, b in zip(data.eval["text_a"], data.eval["text_b"], strict=True)}
 
 
 def test_squad_split_by_article_has_no_shared_context(data_dir):
