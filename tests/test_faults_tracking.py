@@ -7,16 +7,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
+from mlflow_server import start_servers, stop_server
 
 from suite.config import compose
 from suite.errors import SparqError
@@ -34,46 +33,15 @@ def _runs(experiment: str, cid: str | None = None) -> list:
     return mlflow.search_runs([exp.experiment_id], filter_string=where, output_format="list")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_servers(base: Path, n: int) -> list[tuple[subprocess.Popen, str]]:
-    """`n` loopback `mlflow server`s over one store (`base/server.db`, `base/artifacts`), started
-    together: killing one and syncing to another is a crash and a restart of the same server."""
+    """`n` loopback `mlflow server`s over one store, started together: killing one and syncing to
+    another is a crash and a restart of the same server."""
     MlflowClient(f"sqlite:///{base / 'server.db'}").search_experiments()  # tables made once, here
-    started = []
-    for _ in range(n):
-        port, log = _free_port(), open(base / f"server-{time.time_ns()}.log", "w")
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port",
-             str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{base / 'server.db'}",
-             "--artifacts-destination", str(base / "artifacts"), "--serve-artifacts"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        started.append((proc, f"http://127.0.0.1:{port}", log))
-    deadline = time.time() + 240
-    for proc, url, log in started:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                for other, _, _ in started:
-                    _stop_server(other)
-                pytest.fail(f"mlflow server did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
-    return [(proc, url) for proc, url, _ in started]
+    return start_servers(base, n)
 
 
 def _stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)  # the server and its workers, at once (a crash)
-    proc.wait(timeout=30)
+    stop_server(proc, crash=True)  # the server and its workers, at once (a crash)
 
 
 @pytest.fixture
