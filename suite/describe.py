@@ -166,7 +166,9 @@ def cell_record(cfg, *, kind: str, cell_id: str, run_id: str | None, experiment:
     latency = {k: v for k, v in m.items() if k.startswith("latency_ms_")}
     if latency:
         latency.update(kernel_path=tags.get("kernel_path"), batch=cfg.measure.latency_batch,
-                       seq=cfg.measure.latency_seq, threads=int(tags.get("measure_threads") or env.threads or 0))
+                       seq=cfg.measure.latency_seq, threads=int(tags.get("measure_threads") or env.threads or 0),
+                       cpu_busy=m.get("timing_cpu_busy"),
+                       quiet={"true": True, "false": False}.get(tags.get("timing_quiet", "")))
     budget = {"steps": _int(m.get("train_steps")), "batch_size": cfg.train.batch_size,
               "train_examples": _int(m.get("train_examples")), "eval_examples": _int(m.get("eval_examples"))}
     ax, data = axes(cfg), None

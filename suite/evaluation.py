@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from suite.config import TaskConfig
 from suite.metrics import compute_metrics
+from suite.quiet import yield_to_timer
 
 
 @torch.no_grad()
@@ -21,6 +22,7 @@ def predict(model: nn.Module, features, collate: Callable, batch_size: int, outp
     loader = DataLoader(features, batch_size=batch_size, shuffle=False, collate_fn=collate)
     collected: dict[str, list[torch.Tensor]] = {k: [] for k in output_keys}
     for batch in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
+        yield_to_timer()
         batch = {k: v.to(device) for k, v in batch.items()
                  if k not in ("labels", "start_positions", "end_positions")}
         outputs = model(**batch)

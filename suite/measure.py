@@ -8,7 +8,9 @@ What it logs (metrics unless noted):
   encoder_bytes_packed_sparq (= kernels.packed_model_bytes of the packed layers),
   latency_ms_torch_fp32, latency_ms_torch_int8_onednn, latency_ms_sparq_<format>
   (median ms of the model forward at measure.latency_batch x measure.latency_seq, same threads),
-  loadavg_1m (also a param); tags cpu_flags, kernel_path, sparq_format, measure_threads.
+  loadavg_1m (also a param), timing_wait_s and timing_cpu_busy (suite/quiet.py: the other sparq
+  loops on the machine pause while a cell times; the busy share of the CPUs just before timing);
+  tags cpu_flags, kernel_path, sparq_format, measure_threads, timing_quiet.
 
 Quantized cells reuse the fake-quant state exactly: the weight is packed from its effective
 (fake-quantized) value with the fake-quant weight scale, so the integer codes are the ones the
@@ -30,6 +32,7 @@ import torch
 from torch import nn
 
 from suite.config import MeasureConfig
+from suite.quiet import timing_window
 
 log = logging.getLogger("sparq")
 
@@ -243,33 +246,44 @@ def measure(cfg, model: nn.Module, metrics: dict[str, float], task_kind, eval_ds
             log.exception("packed eval failed")
             tags["measure_error"] = f"packed_eval: {type(e).__name__}: {e}"[:500]
     if do_lat:
-        load = os.getloadavg()[0]
-        out["loadavg_1m"] = load
-        _log_param("measure.loadavg_1m", f"{load:.2f}")
-        inputs = _inputs(fp32, mc.latency_batch, mc.latency_seq)
-        names = [n for n, _ in packed.named_modules() if type(_).__name__ == "SparseInt8Linear"]
-        from kernels.linear import fuse_shared_input
-
-        fuse_shared_input(packed)  # Q/K/V in one kernel call; numerics unchanged
-        for be in mc.backends:
-            try:
-                if be == "torch_fp32":
-                    out["latency_ms_torch_fp32"] = latency_ms(fp32, inputs, mc.latency_repeats)
-                elif be == "torch_int8_onednn":
-                    q = torch_int8_onednn(fp32, names)
-                    out["latency_ms_torch_int8_onednn"] = latency_ms(q, inputs, mc.latency_repeats,
-                                                                     engine="onednn")
-                elif be == "sparq":
-                    out[f"latency_ms_sparq_{fmt}"] = latency_ms(packed, inputs, mc.latency_repeats)
-                elif be == "onnxruntime_int8":
-                    out["latency_ms_onnxruntime_int8"] = _ort_latency(fp32, inputs, threads,
-                                                                      mc.latency_repeats)
-            except Exception as e:  # pragma: no cover - one backend failing keeps the others
-                log.warning("latency %s failed: %s", be, e)
-                tags[f"latency_error_{be}"] = f"{type(e).__name__}: {e}"[:300]
-        if "latency_ms_torch_fp32" in out and f"latency_ms_sparq_{fmt}" in out:
-            out["speedup_sparq_vs_fp32"] = out["latency_ms_torch_fp32"] / out[f"latency_ms_sparq_{fmt}"]
+        with timing_window() as quiet:  # other sparq loops on this machine pause; wait for idle CPUs
+            _time_backends(out, tags, mc, fmt, fp32, packed, threads, quiet)
     return out, tags
+
+
+def _time_backends(out: dict, tags: dict, mc: MeasureConfig, fmt: str, fp32, packed, threads: int,
+                   quiet) -> None:
+    """Median latency of each backend, side by side, inside the caller's quiet window."""
+    load = os.getloadavg()[0]
+    out["loadavg_1m"] = load
+    _log_param("measure.loadavg_1m", f"{load:.2f}")
+    out["timing_wait_s"] = quiet.waited_s
+    if quiet.busy is not None:
+        out["timing_cpu_busy"] = quiet.busy
+    tags["timing_quiet"] = str(quiet.quiet).lower()
+    inputs = _inputs(fp32, mc.latency_batch, mc.latency_seq)
+    names = [n for n, _ in packed.named_modules() if type(_).__name__ == "SparseInt8Linear"]
+    from kernels.linear import fuse_shared_input
+
+    fuse_shared_input(packed)  # Q/K/V in one kernel call; numerics unchanged
+    for be in mc.backends:
+        try:
+            if be == "torch_fp32":
+                out["latency_ms_torch_fp32"] = latency_ms(fp32, inputs, mc.latency_repeats)
+            elif be == "torch_int8_onednn":
+                q = torch_int8_onednn(fp32, names)
+                out["latency_ms_torch_int8_onednn"] = latency_ms(q, inputs, mc.latency_repeats,
+                                                                 engine="onednn")
+            elif be == "sparq":
+                out[f"latency_ms_sparq_{fmt}"] = latency_ms(packed, inputs, mc.latency_repeats)
+            elif be == "onnxruntime_int8":
+                out["latency_ms_onnxruntime_int8"] = _ort_latency(fp32, inputs, threads,
+                                                                  mc.latency_repeats)
+        except Exception as e:  # pragma: no cover - one backend failing keeps the others
+            log.warning("latency %s failed: %s", be, e)
+            tags[f"latency_error_{be}"] = f"{type(e).__name__}: {e}"[:300]
+    if "latency_ms_torch_fp32" in out and f"latency_ms_sparq_{fmt}" in out:
+        out["speedup_sparq_vs_fp32"] = out["latency_ms_torch_fp32"] / out[f"latency_ms_sparq_{fmt}"]
 
 
 def _log_param(key: str, value: str) -> None:

@@ -94,6 +94,9 @@ class Latency(_Part):
     batch: int | None = None
     seq: int | None = None
     threads: int | None = None
+    cpu_busy: float | None = Field(None, description="busy share (0-1) of the machine's CPUs just before "
+                                   "timing, other sparq loops paused (suite/quiet.py)")
+    quiet: bool | None = Field(None, description="cpu_busy was below suite.quiet.QUIET_BUSY: the machine was idle")
 
     @model_validator(mode="before")
     @classmethod

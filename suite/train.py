@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from suite.config import ProfileConfig, TrainConfig
 from suite.lifecycle import Modifier, TrainState
+from suite.quiet import yield_to_timer
 
 log = logging.getLogger("sparq.train")
 
@@ -164,6 +165,7 @@ def _train(model: nn.Module, loader: DataLoader, train: TrainConfig, profile: Pr
     bar = tqdm(total=steps, desc=desc, disable=not progress, dynamic_ncols=True)
     while state.step < steps and not state.stop_training:
         for batch in loader:
+            yield_to_timer()  # another cell on this machine is timing: let it have the CPUs
             batch = {k: v.to(device) for k, v in batch.items()}
             state.batch_index = batch.pop(INDEX_KEY, None)  # for cached teacher outputs
             for m in modifiers:

@@ -16,8 +16,11 @@ DATA_DIR = Path(os.environ.get("SPARQ_DATA_DIR", ROOT.parent / "shared" / "data"
 def isolated_store(tmp_path_factory):
     """Every test session gets its own MLflow store and cache; nothing touches the project's."""
     base = tmp_path_factory.mktemp("sparq")
-    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "SPARQ_CACHE_DIR", "SPARQ_DATA_DIR")}
+    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "SPARQ_CACHE_DIR", "SPARQ_DATA_DIR",
+                                          "SPARQ_TIMING_DIR")}
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{base / 'mlflow.db'}"
+    # tests that time never pause a grid running beside them (suite/quiet.py)
+    os.environ["SPARQ_TIMING_DIR"] = str(base / "timing")
     os.environ["SPARQ_CACHE_DIR"] = str(base / "cache")
     os.environ["SPARQ_DATA_DIR"] = str(DATA_DIR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
