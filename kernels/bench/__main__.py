@@ -21,6 +21,8 @@ from .common import (
     log_mlflow,
     measure_bandwidth_gbs,
     measure_int8_peak_gmacs,
+    quiet_columns,
+    quiet_window,
     set_threads,
     timeit,
 )
@@ -30,7 +32,7 @@ SHAPES = {"bert-base": ["768x768", "768x3072", "3072x768"],
 FORMAT_OF = {"unstructured": "csr", "block1x4": "block1x4", "nm": "nm"}
 COLUMNS = ["k", "n", "m", "sparsity", "pattern", "backend", "median_ms", "min_ms", "max_ms",
            "speedup_vs_fp32", "speedup_vs_onednn", "roofline_ms", "roofline_frac", "packed_bytes",
-           "threads", "kernel_path", "cpu_flags", "loadavg"]
+           "threads", "kernel_path", "cpu_flags", "loadavg", "cpu_busy", "quiet"]
 
 
 def parse(argv=None):
@@ -49,6 +51,8 @@ def parse(argv=None):
     ap.add_argument("--models", default="minilm,bert-base", help="with --model")
     ap.add_argument("--batches", default="1,8", help="with --model")
     ap.add_argument("--no-mlflow", action="store_true")
+    ap.add_argument("--settle", type=float, default=None,
+                    help="seconds to wait for idle CPUs in the timing window (default suite.quiet's)")
     a = ap.parse_args(argv)
     shapes = a.shapes or ",".join(SHAPES["bert-base"] + (SHAPES["minilm"] if a.full else []))
     a.shape_list = [tuple(int(v) for v in s.lower().split("x")) for s in shapes.split(",")]
@@ -87,14 +91,39 @@ def main(argv=None):
         from .model import run_model_bench
 
         return run_model_bench(a)
+    flags = cpu.cpu_flags_string()
+    path = cpu.kernel_path()
+    print(f"cpu: {flags}\nthreads: {a.threads}  kernel path: {path}")
+    with quiet_window(a.settle) as q:  # other sparq loops pause; every row records q
+        rows, bw, peak, load0 = _measure_layers(a, flags, path, quiet_columns(q))
+    os.makedirs(os.path.dirname(os.path.abspath(a.csv)), exist_ok=True)
+    with open(a.csv, "w", newline="") as fh:
+        wr = csv.DictWriter(fh, COLUMNS)
+        wr.writeheader()
+        wr.writerows(rows)
+    print(f"wrote {a.csv} ({len(rows)} rows)")
+    _summary(rows)
+    load1 = check_load(a.threads)
+    if not a.no_mlflow:
+        mets = {f"{r['backend']}_{r['k']}x{r['n']}_m{r['m']}_{r['sparsity']}_{r['pattern']}_ms"
+                .replace(":", "-"): r["median_ms"] for r in rows}
+        mets.update(bandwidth_gbs=bw, int8_peak_gmacs=peak, loadavg_start=load0,
+                    loadavg_end=load1)
+        run = log_mlflow("kernels-bench", {"argv": " ".join(sys.argv[1:]), "threads": a.threads,
+                                           "cpu_flags": flags, "kernel_path": path, "shapes": a.shape_list,
+                                           "m": a.m_list, "sparsity": a.sp_list,
+                                           "patterns": a.pat_list}, mets, [a.csv])
+        print(f"mlflow run {run}")
+    return rows
+
+
+def _measure_layers(a, flags, path, quiet):
+    """Every (shape, M, sparsity, pattern): the baselines and ours side by side."""
     import torch
 
     from ..linear import SparseInt8Linear
     from .baselines import BASELINES
 
-    flags = cpu.cpu_flags_string()
-    path = cpu.kernel_path()
-    print(f"cpu: {flags}\nthreads: {a.threads}  kernel path: {path}")
     load0 = check_load(a.threads)
     bw = measure_bandwidth_gbs()
     peak, peak_src = measure_int8_peak_gmacs()
@@ -149,27 +178,9 @@ def main(argv=None):
                                      "threads": a.threads,
                                      "kernel_path": path if be.startswith("sparq") else "",
                                      "cpu_flags": flags,
-                                     "loadavg": round(os.getloadavg()[0], 2)})
+                                     "loadavg": round(os.getloadavg()[0], 2), **quiet})
                     _print_block(k, n, m, sp, pat, res, ours, roof)
-    os.makedirs(os.path.dirname(os.path.abspath(a.csv)), exist_ok=True)
-    with open(a.csv, "w", newline="") as fh:
-        wr = csv.DictWriter(fh, COLUMNS)
-        wr.writeheader()
-        wr.writerows(rows)
-    print(f"wrote {a.csv} ({len(rows)} rows)")
-    _summary(rows)
-    load1 = check_load(a.threads)
-    if not a.no_mlflow:
-        mets = {f"{r['backend']}_{r['k']}x{r['n']}_m{r['m']}_{r['sparsity']}_{r['pattern']}_ms"
-                .replace(":", "-"): r["median_ms"] for r in rows}
-        mets.update(bandwidth_gbs=bw, int8_peak_gmacs=peak, loadavg_start=load0,
-                    loadavg_end=load1)
-        run = log_mlflow("kernels-bench", {"argv": " ".join(sys.argv[1:]), "threads": a.threads,
-                                           "cpu_flags": flags, "kernel_path": path, "shapes": a.shape_list,
-                                           "m": a.m_list, "sparsity": a.sp_list,
-                                           "patterns": a.pat_list}, mets, [a.csv])
-        print(f"mlflow run {run}")
-    return rows
+    return rows, bw, peak, load0
 
 
 def _print_block(k, n, m, sp, pat, res, ours, roof):

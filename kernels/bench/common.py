@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -45,6 +46,24 @@ def check_load(threads: int) -> float:
         print(f"WARNING: load average {load:.1f} > {threads} threads: the machine is busy, "
               "timings below are contaminated")
     return load
+
+
+@contextmanager
+def quiet_window(settle_s: float | None = None):
+    """The machine-wide timing window (``suite.quiet``): every sparq training / eval loop on the
+    machine pauses between steps while it is held, and it waits up to ``settle_s`` for idle
+    CPUs. Yields the ``Quiet`` record (``busy``, ``quiet``) that goes into every CSV row."""
+    from suite.quiet import MAX_SETTLE_S, timing_window
+
+    with timing_window(MAX_SETTLE_S if settle_s is None else settle_s) as q:
+        busy = "n/a" if q.busy is None else f"{q.busy:.0%}"
+        print(f"timing window: CPUs {busy} busy after {q.waited_s:.1f} s"
+              + ("" if q.quiet else "  WARNING: not quiet, timings below are contaminated"))
+        yield q
+
+
+def quiet_columns(q) -> dict:
+    return {"cpu_busy": "" if q.busy is None else round(q.busy, 3), "quiet": q.quiet}
 
 
 def measure_bandwidth_gbs() -> float:

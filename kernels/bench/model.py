@@ -18,7 +18,7 @@ from torch import nn
 from .. import cpu
 from ..linear import convert_model, fuse_shared_input, packed_model_bytes
 from .baselines import ort_quantize_dynamic, ort_session, quantize_dynamic_torch
-from .common import REPO, check_load, log_mlflow, timeit
+from .common import REPO, check_load, log_mlflow, quiet_columns, quiet_window, timeit
 
 CONFIGS = {
     "minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
@@ -105,50 +105,51 @@ def run_model_bench(a):
               f"block1x4 {packed_model_bytes(sparq_blk):,}")
         for mdl in (sparq_csr, sparq_blk):  # Q/K/V: one activation quantization + one call
             fuse_shared_input(mdl)
-        for bsz in [int(v) for v in a.batches.split(",")]:
-            ids = torch.randint(1000, 30000, (bsz, SEQ))
-            mask = torch.ones(bsz, SEQ, dtype=torch.long)
-            res = {}
-            for be, model in variants.items():
-                eng = be.rsplit("_", 1)[-1] if be.startswith("torch_int8") else None
+        with quiet_window(getattr(a, "settle", None)) as q:  # other sparq loops pause
+            for bsz in [int(v) for v in a.batches.split(",")]:
+                ids = torch.randint(1000, 30000, (bsz, SEQ))
+                mask = torch.ones(bsz, SEQ, dtype=torch.long)
+                res = {}
+                for be, model in variants.items():
+                    eng = be.rsplit("_", 1)[-1] if be.startswith("torch_int8") else None
 
-                def run(model=model, eng=eng, ids=ids, mask=mask):
-                    if eng:
-                        torch.backends.quantized.engine = eng
-                    with torch.inference_mode():
-                        return model(input_ids=ids, attention_mask=mask).last_hidden_state
-                res[be] = timeit(run, repeats=max(5, a.repeats // (2 if bsz > 1 else 1)), warmup=2)
-            try:
-                res["onnxruntime_int8"] = timeit(ort_model(ort_base, ids, mask, a.threads),
-                                                 repeats=max(5, a.repeats // 2), warmup=2)
-            except Exception as e:
-                print(f"  onnxruntime_int8 skipped: torch.onnx.export/ORT failed ({str(e)[:200]})")
-            fp = res["torch_fp32"][0]
-            ort = res.get("onnxruntime_int8", (float("nan"),))[0]
-            print(f"\n{name} batch {bsz} x seq {SEQ}")
-            for be, (med, lo, hi) in sorted(res.items(), key=lambda kv: kv[1][0]):
-                print(f"  {be:20s} {med:9.2f} ms [{lo:.2f}-{hi:.2f}]  x{fp / med:5.2f} vs fp32"
-                      f"  x{ort / med:5.2f} vs ORT int8")
-                rows.append({"model": name, "batch": bsz, "seq": SEQ, "sparsity": 0.9,
-                             "backend": be, "median_ms": med, "min_ms": lo, "max_ms": hi,
-                             "speedup_vs_fp32": fp / med, "speedup_vs_ort": ort / med,
-                             "threads": a.threads,
-                             "kernel_path": path if be.startswith("sparq") else "",
-                             "cpu_flags": flags,
-                             "loadavg": round(os.getloadavg()[0], 2)})
-    path = a.csv if a.csv and "model" in os.path.basename(a.csv) else os.path.join(
+                    def run(model=model, eng=eng, ids=ids, mask=mask):
+                        if eng:
+                            torch.backends.quantized.engine = eng
+                        with torch.inference_mode():
+                            return model(input_ids=ids, attention_mask=mask).last_hidden_state
+                    res[be] = timeit(run, repeats=max(5, a.repeats // (2 if bsz > 1 else 1)), warmup=2)
+                try:
+                    res["onnxruntime_int8"] = timeit(ort_model(ort_base, ids, mask, a.threads),
+                                                     repeats=max(5, a.repeats // 2), warmup=2)
+                except Exception as e:
+                    print(f"  onnxruntime_int8 skipped: torch.onnx.export/ORT failed ({str(e)[:200]})")
+                fp = res["torch_fp32"][0]
+                ort = res.get("onnxruntime_int8", (float("nan"),))[0]
+                print(f"\n{name} batch {bsz} x seq {SEQ}")
+                for be, (med, lo, hi) in sorted(res.items(), key=lambda kv: kv[1][0]):
+                    print(f"  {be:20s} {med:9.2f} ms [{lo:.2f}-{hi:.2f}]  x{fp / med:5.2f} vs fp32"
+                          f"  x{ort / med:5.2f} vs ORT int8")
+                    rows.append({"model": name, "batch": bsz, "seq": SEQ, "sparsity": 0.9,
+                                 "backend": be, "median_ms": med, "min_ms": lo, "max_ms": hi,
+                                 "speedup_vs_fp32": fp / med, "speedup_vs_ort": ort / med,
+                                 "threads": a.threads,
+                                 "kernel_path": path if be.startswith("sparq") else "",
+                                 "cpu_flags": flags,
+                                 "loadavg": round(os.getloadavg()[0], 2), **quiet_columns(q)})
+    out = a.csv if a.csv and "model" in os.path.basename(a.csv) else os.path.join(
         os.path.dirname(a.csv) if a.csv else os.path.join(REPO, "runs", "kernels"), "bench_model.csv")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", newline="") as fh:
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w", newline="") as fh:
         wr = csv.DictWriter(fh, list(rows[0]))
         wr.writeheader()
         wr.writerows(rows)
-    print(f"wrote {path}")
+    print(f"wrote {out}")
     if not a.no_mlflow:
         mets = {f"{r['model']}_b{r['batch']}_{r['backend']}_ms": r["median_ms"] for r in rows}
         log_mlflow("kernels-bench", {"mode": "model", "threads": a.threads, "cpu_flags": flags,
                                      "kernel_path": path,
-                                     "models": a.models, "batches": a.batches}, mets, [path])
+                                     "models": a.models, "batches": a.batches}, mets, [out])
     return rows
 
 

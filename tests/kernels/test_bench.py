@@ -5,11 +5,12 @@ from kernels import cpu
 
 
 def test_layer_bench_records_kernel_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARQ_TIMING_DIR", str(tmp_path))  # a private timing window
     monkeypatch.setattr(bench, "measure_bandwidth_gbs", lambda: 10.0)  # machine probes: slow
     monkeypatch.setattr(bench, "measure_int8_peak_gmacs", lambda: (100.0, "stub"))
     out = tmp_path / "bench.csv"
     bench.main(["--shapes", "64x32", "--m", "1,9", "--sparsity", "0.9,2:4", "--pattern", "block1x4",
-          "--backends", "torch_fp32", "--threads", "1", "--repeats", "1", "--no-mlflow",
+          "--backends", "torch_fp32", "--threads", "1", "--repeats", "1", "--no-mlflow", "--settle", "0",
           "--csv", str(out)])
     rows = list(csv.DictReader(out.open()))
     sparq = [r for r in rows if r["backend"].startswith("sparq")]
@@ -17,3 +18,5 @@ def test_layer_bench_records_kernel_path(tmp_path, monkeypatch):
     assert all(r["kernel_path"] == cpu.kernel_path() for r in sparq)
     assert all(r["kernel_path"] == "" for r in rows if not r["backend"].startswith("sparq"))
     assert all(r["cpu_flags"] == cpu.cpu_flags_string() for r in rows)
+    assert all(r["quiet"] in ("True", "False") and r["cpu_busy"] != "" for r in rows)
+    assert not (tmp_path / "sparq-timing.active").exists()  # the window is released
