@@ -155,3 +155,18 @@ def test_prune_ofa_transfer_grid_extends_prune_ofa_with_the_same_upstream():
     assert {c.profile.train_samples for c in longer} == {8000} and {c.profile.eval_samples for c in longer} == {None}
     ups = {upstream_cell_id(c) for c in quick + longer if c.stage == "transfer"}
     assert len(ups) == 1
+
+
+def test_recipes_grid_pairs_each_issue_13_recipe_with_dense_over_two_seeds():
+    """`./reproduce.sh recipes`: the main job's sizes, seeds 42 and 43; w4a4 differs from w4a8 only
+    in the activation bits; the IBM arms start from the fine-tuned model, QAT after the lock."""
+    from suite.tracking import cell_id
+
+    cells = grid_cells("recipes")
+    assert len({cell_id(c) for c in cells}) == len(cells) == 14
+    assert {c.seed for c in cells} == {42, 43} and {c.task.name for c in cells} == {"sst2"}
+    assert {c.profile.train_samples for c in cells} == {8000} and {c.profile.eval_samples for c in cells} == {None}
+    nm = [c for c in cells if c.sparsity.pattern_label() == "2:4"]
+    assert len(nm) == 4 and {c.init for c in nm} == {"finetuned"} and all(c.quant.after_lock for c in nm)
+    assert sorted(c.quant.act_bits for c in nm) == [4, 4, 8, 8] and {c.quant.weight_bits for c in nm} == {4}
+    assert {c.distill.method for c in cells if c.sparsity.prunes} >= {"logits", "knowledge_aware", "hidden"}
