@@ -104,6 +104,7 @@ case "$cmd" in
   all)
     shift; check_profile "$@"; setup
     status=0; start=$SECONDS
+    "$PY" -m suite.grid --estimate "${EXPERIMENTS[@]}" || true  # the ETA before the first cell
     for exp in "${EXPERIMENTS[@]}"; do run_experiment "$exp" "$@" || status=1; done
     echo "[sparq] all: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s" >&2
     "$PY" -m suite.grid "${SWEEP_DIRS[@]}" || status=1  # combined summary of the four grids

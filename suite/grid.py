@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from suite.lifecycle import Modifier
+from suite.sweep import expand_sweep
 
 log = logging.getLogger("sparq.grid")
 
@@ -114,30 +115,6 @@ def failed_record(dcfg: DictConfig, error: BaseException) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the sweep plan
 
-def expand_sweep(config: DictConfig) -> list[list[str]] | None:
-    """The jobs (override lists) a basic-sweeper multirun will launch; None for other sweepers.
-    Hydra's public override parser + itertools.product, as the basic sweeper does (one entry per
-    key, kept where it first appeared, its last value winning; discrete sweeps only)."""
-    import itertools
-
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    sweeper = config.hydra.sweeper
-    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
-        return None
-    params = sweeper.get("params")
-    params = OmegaConf.to_container(params, resolve=False) if isinstance(params, DictConfig) else {}
-    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
-    by_key: dict[str, list[str]] = {}
-    for o in OverridesParser.create().parse_overrides(arguments):
-        key = o.get_key_element()
-        if o.is_sweep_override() and not o.is_discrete_sweep():
-            return None  # the basic sweeper refuses interval sweeps
-        by_key[key] = [f"{key}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() \
-            else [f"{key}={o.get_value_element_as_str()}"]
-    return [list(job) for job in itertools.product(*by_key.values())]
-
-
 def _state_dir(sweep_dir: str | Path) -> Path:
     return Path(sweep_dir) / STATE_DIR
 
@@ -200,7 +177,11 @@ def progress_line(plan: dict, records: list[dict], width: int = 24) -> str:
     filled = int(width * n / total) if total else width
     bar = "#" * filled + "." * (width - filled)
     elapsed = time.time() - plan["start"] if "start" in plan else None
-    eta = eta_seconds(records, c["remaining"], plan.get("parallel", 1))
+    from suite.grid_eta import calibrated_eta
+
+    eta = calibrated_eta(plan.get("prior_seconds"), records, plan.get("parallel", 1))
+    if eta is None or c["remaining"] == 0:
+        eta = eta_seconds(records, c["remaining"], plan.get("parallel", 1))
     return (f"[grid {plan.get('experiment', '')}] |{bar}| {n}/{total} cells: done {c['done']}, "
             f"skipped {c['skipped']}, failed {c['failed']}, remaining {c['remaining']} "
             f"[elapsed {_fmt_seconds(elapsed)}, eta {_fmt_seconds(eta)}]")
@@ -263,9 +244,17 @@ class GridCallback(Callback):
         plan = {"experiment": config.get("experiment_name"), "total": len(jobs) if jobs else None,
                 "start": time.time(), "parallel": parallel,
                 "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]}
+        try:  # an ETA from the start: priors from measured cell times (suite/grid_eta.py)
+            from suite.grid_eta import grid_prior
+
+            plan["prior_seconds"] = grid_prior(jobs, config.profile.get("train_samples")) if jobs else None
+        except Exception as e:  # noqa: BLE001 - progress must never break a grid
+            log.debug("no prior ETA: %s", e)
         _write_json(_state_dir(config.hydra.sweep.dir) / "plan.json", plan)
+        priors = plan.get("prior_seconds")
+        guess = f", about {_fmt_seconds(sum(priors) / max(1, parallel))} (cell_seconds.yaml)" if priors else ""
         _say(f"[grid {plan['experiment']}] {plan['total'] or '?'} cells, {plan['launcher']}, "
-             f"{parallel} at a time; sweep dir {config.hydra.sweep.dir}")
+             f"{parallel} at a time{guess}; sweep dir {config.hydra.sweep.dir}")
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if not is_multirun():
@@ -329,8 +318,12 @@ def debug_modifiers(debug: Any) -> list[Modifier]:
 def main(argv: list[str] | None = None) -> int:
     """`python -m suite.grid SWEEP_DIR...`: each sweep's summary, then the totals of all of them."""
     dirs = sys.argv[1:] if argv is None else argv
+    if dirs[:1] == ["--estimate"] and len(dirs) > 1:
+        return print_estimate(dirs[1:])
     if not dirs or any(d.startswith("-") for d in dirs):
-        print("usage: python -m suite.grid SWEEP_DIR...   (summaries of sweeps, then totals)", file=sys.stderr)
+        print("usage: python -m suite.grid SWEEP_DIR...   (summaries of sweeps, then totals)\n"
+              "       python -m suite.grid --estimate EXPERIMENT...   (time of quick grids before they run)",
+              file=sys.stderr)
         return 2
     summaries = [summarize(d) for d in dirs]
     for s in summaries:
@@ -342,6 +335,21 @@ def main(argv: list[str] | None = None) -> int:
               f"{t['skipped']}, failed {t['failed']}, missing {t['remaining']}; teacher reused "
               f"{t['teacher_reused']}x, trained {t['teacher_trained']}x")
     return max(exit_code(s) for s in summaries)
+
+
+def print_estimate(experiments: list[str]) -> int:
+    """The prior time of whole grids (`./reproduce.sh all` prints it first): an upper bound, since
+    cells shared between grids and cached teachers are skipped when they run."""
+    from suite.grid_eta import estimate
+
+    parallel = int(os.environ.get("SPARQ_JOBS") or 2)
+    rows = estimate(experiments, parallel)
+    for name, cells, seconds in rows:
+        print(f"[grid] {name}: {cells} cells, about {_fmt_seconds(seconds)}", file=sys.stderr)
+    print(f"[grid] all {len(rows)} grids: {sum(r[1] for r in rows)} cells, at most about "
+          f"{_fmt_seconds(sum(r[2] for r in rows))} on {parallel} workers (cells shared between grids "
+          f"run once)", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,29 @@
+"""The jobs of a Hydra basic-sweeper multirun, expanded without running it (grid plans, ETAs)."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def expand_sweep(config: DictConfig) -> list[list[str]] | None:
+    """The jobs (override lists) a basic-sweeper multirun will launch; None for other sweepers.
+    Hydra's public override parser + itertools.product, as the basic sweeper does (one entry per
+    key, kept where it first appeared, its last value winning; discrete sweeps only)."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweeper = config.hydra.sweeper
+    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+        return None
+    params = sweeper.get("params")
+    params = OmegaConf.to_container(params, resolve=False) if isinstance(params, DictConfig) else {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    by_key: dict[str, list[str]] = {}
+    for o in OverridesParser.create().parse_overrides(arguments):
+        key = o.get_key_element()
+        if o.is_sweep_override() and not o.is_discrete_sweep():
+            return None  # the basic sweeper refuses interval sweeps
+        by_key[key] = [f"{key}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() \
+            else [f"{key}={o.get_value_element_as_str()}"]
+    return [list(job) for job in itertools.product(*by_key.values())]

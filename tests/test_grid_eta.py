@@ -1,0 +1,46 @@
+"""The ETA from the start (suite/grid_eta.py): priors from conf/experiment/common/cell_seconds.yaml,
+rescaled by what finished cells really took."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from suite import grid_eta
+from suite.grid import progress_line
+
+
+@pytest.mark.parametrize(("arm", "kind"), [
+    ("+experiment/arm/prune_ofa=dense", "dense"), ("+experiment/arm/prune_ofa=gmp90_kd", "kd"),
+    ("+experiment/arm/prune_ofa=gmp90_kd_qat8", "qat"), ("+experiment/arm/intelcaffe_int8=ptq_maxabs", "ptq"),
+    ("+experiment/common/key=small_dense", "small"), ("+experiment/arm/sparsebert_s4=dense_half_layers", "small")])
+def test_cell_kind_from_the_arm(arm, kind):
+    assert grid_eta.cell_kind(["model=minilm", "task=sst2", arm, "seed=42"]) == kind
+
+
+def test_priors_pay_each_teacher_once_and_scale_with_budget_and_train_size():
+    seconds = grid_eta.table()["seconds"]["sst2"]
+    jobs = [["task=sst2", "+experiment/common/key=gmp90_kd", f"profile.budget={b}", "seed=42"] for b in (1, 2)]
+    jobs.append(["task=sst2", "+experiment/common/key=dense", "seed=42"])
+    priors = grid_eta.grid_prior(jobs)
+    assert priors == [seconds["kd"] + seconds["teacher"], 2 * seconds["kd"], seconds["dense"]]
+    assert grid_eta.grid_prior(jobs[2:], train_samples=8000) == [4 * seconds["dense"]]
+
+
+def test_eta_is_shown_before_the_first_cell_and_calibrated_after():
+    plan = {"experiment": "x", "total": 3, "start": time.time(), "parallel": 1, "prior_seconds": [100.0, 100.0, 200.0]}
+    assert "eta 6:40" in progress_line(plan, [])                       # 400 s before anything ran
+    ran = [{"job": 0, "status": "FINISHED", "seconds": 50.0}]
+    assert grid_eta.calibrated_eta(plan["prior_seconds"], ran, 1) == pytest.approx(150.0)  # twice as fast
+    assert "eta 2:30" in progress_line(plan, ran)
+    skipped = [{"job": 0, "status": "SKIPPED", "seconds": 0.1}]
+    assert grid_eta.calibrated_eta(plan["prior_seconds"], skipped, 2) == pytest.approx(150.0)
+
+
+def test_estimate_of_the_quick_grids_before_they_run(capsys):
+    from suite.grid import main
+
+    assert main(["--estimate", "prune_ofa", "budget_curves"]) == 0
+    err = capsys.readouterr().err
+    assert "prune_ofa: 10 cells" in err and "budget_curves: 12 cells" in err and "all 2 grids: 22 cells" in err
