@@ -93,12 +93,21 @@ def linear(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
         act_range(act_qmax)
         act_scale_of(x, act_scale)
         return y
+    runner(p, m, act_scale, kind, act_qmax)(x, y)
+    return y
+
+
+def runner(p: PackedLinear, m: int, act_scale: float | None = None, path: str | None = None,
+           act_qmax: int | None = None):
+    """The cached ``run(x, y)`` that ``linear`` calls for ``m`` (> 0) rows: built and validated
+    once per (path, size class, activation quantization); x float32 [m, K] C-contiguous, y
+    float32 [m, N]. ``SparseInt8Linear.forward`` calls it directly (batch-1 latency)."""
+    kind = resolve_path(path)
     key = ("run", kind, m <= GEMV_MAX_M, act_scale, act_qmax)
     run = p._cache.get(key)
-    if run is None:  # validated once per (path, size class, activation quantization)
+    if run is None:
         run = p._cache[key] = _RUNNERS[kind](p, m <= GEMV_MAX_M, act_scale, act_qmax)
-    run(x, y)
-    return y
+    return run
 
 
 def _portable_runner(p: PackedLinear, small, act_scale, act_qmax):

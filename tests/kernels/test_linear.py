@@ -132,3 +132,21 @@ def test_convert_model_filters():
     assert m3[0].packed.format == "block1x4"
     with pytest.raises(ValueError, match="choose one of"):
         convert_model(m3, format="coo")
+
+
+@pytest.mark.parametrize("m", [1, 5, 40])
+def test_forward_shapes_and_dtypes_match_ops_linear(m):
+    """The lean forward (float32, contiguous, no grad: straight to the kernel runner) and the
+    general one (other dtypes, views, grad) give what ops.linear gives on the 2-D input."""
+    torch.manual_seed(0)
+    lin = nn.Linear(36, 20)
+    layer = SparseInt8Linear.from_linear(lin, format="block1x4")
+    x = torch.randn(2, m, 36)
+    want = kernels.ops.linear(x.reshape(-1, 36).numpy(), layer.packed).reshape(2, m, 20)
+    assert torch.equal(layer(x), torch.from_numpy(want))
+    assert torch.equal(layer(x[0]), torch.from_numpy(kernels.ops.linear(x[0].numpy(), layer.packed)))
+    assert torch.equal(layer(x.requires_grad_()), torch.from_numpy(want))
+    xt = torch.randn(36, 2 * m).T  # not contiguous
+    assert torch.equal(layer(xt), torch.from_numpy(kernels.ops.linear(xt.numpy(), layer.packed)))
+    assert layer(x.double()).dtype == torch.float64
+    assert layer(torch.zeros(0, 36)).shape == (0, 20)
