@@ -36,12 +36,14 @@ from .avx2_gemm import (
     block_gemm_pairs,
     block_gemm_slab,
     dense_blocks,
+    pair16_form,
     pair_form,
     quantize_layout,
+    quantize_layout16,
 )
 from .avx2_intrinsics import ISA
 from .avx2_latency import gemv, gemv1, gemv_form
 
 __all__ = ["ISA", "PAIR_MASKS", "PANEL", "block_gemm", "block_gemm_dense", "block_gemm_pairs",
-           "block_gemm_slab", "dense_blocks", "gemv", "gemv1", "gemv_form", "pair_form",
-           "quantize_layout"]
+           "block_gemm_slab", "dense_blocks", "gemv", "gemv1", "gemv_form", "pair16_form",
+           "pair_form", "quantize_layout", "quantize_layout16"]

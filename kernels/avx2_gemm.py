@@ -14,6 +14,10 @@ from .avx2_intrinsics import (
     _multirow41,
     _multirow42,
     _multirow44,
+    _pairdot1,
+    _pairdot2,
+    _pairdot4,
+    _pairdot8,
     _pairsel41,
     _pairsel42,
     _rowacc1,
@@ -130,15 +134,54 @@ def quantize_layout(x, inv, mpad, qlo, qhi, galign=1):
     return out.view(np.int8), bad.any()
 
 
+@njit(parallel=True, cache=_CACHE)
+def quantize_layout16(x, inv, mpad, qlo, qhi):
+    """float32 [M, K] -> int16 codes laid out [k // 2][m][k % 2] (zero padded), as int8 bytes:
+    the same addressing as ``quantize_layout`` (4 bytes per row and pair), for 1x2 blocks."""
+    m, k = x.shape
+    npair = (k + 1) // 2
+    out = np.empty(npair * mpad, dtype=np.int32)
+    for blk in prange(mpad // 8):
+        tmp = np.zeros((8, npair * 2), dtype=np.int16)
+        for r in range(8):
+            i = blk * 8 + r
+            if i < m:
+                row = tmp[r]
+                for kk in range(k):
+                    row[kk] = np.int16(min(max(np.rint(x[i, kk] * inv), qlo), qhi))
+        t32 = tmp.reshape(-1).view(np.int32)
+        base = blk * 8
+        for pp in range(npair):
+            o = pp * mpad + base
+            for r in range(8):
+                out[o + r] = t32[r * npair + pp]
+    return out.view(np.int8)
+
+
+def pair16_form(q: np.ndarray):
+    """1x2 blocks of an int8 weight [N, K] for ``block_gemm(..., pairs16=True)``: (ptr int64,
+    cols int32 = pair index, vals int32 = the two weights as int16 halves). Unstructured 90%
+    keeps ~19% of the pairs (vs ~34% of the 1x4 groups), and ``vpmaddwd`` needs no sign trick."""
+    n, k = q.shape
+    qp = np.zeros((n, (k + 1) // 2 * 2), dtype=np.int16)
+    qp[:, :k] = q
+    packed = qp.reshape(-1).view(np.int32).reshape(n, -1)
+    rows, cols = np.nonzero(packed)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=ptr[1:])
+    return ptr, cols.astype(np.int32), packed[rows, cols].astype(np.int32)
+
+
 # ----------------------------------------------------------------------------- GEMM kernels
 PANEL = 128  # activation rows per task at large M (K x 128 int8 stays in L2)
 
 
 @njit(parallel=True, cache=_CACHE)
-def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile):
+def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile, pairs16=False):
     """y[:m] = dequant(x_layout @ blocks.T). Tasks are (panel of <= PANEL activation rows) x
     (tile of output features), panel-major, so that a panel stays in L2 while the weights
-    stream; each block row runs against up to 8 chunks of 8 rows held in registers."""
+    stream; each block row runs against up to 8 chunks of 8 rows held in registers.
+    ``pairs16``: 1x2 blocks (``pair16_form``) on int16 activations (``quantize_layout16``)."""
     n_out = ptr.shape[0] - 1
     ntiles = (n_out + tile - 1) // tile
     panel = min(mpad, PANEL)
@@ -157,16 +200,28 @@ def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile):
             c = 0
             xo = np.int64(p0) * 4
             while c + 8 <= nch:
-                _rowdot8(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
+                if pairs16:
+                    _pairdot8(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
+                else:
+                    _rowdot8(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
                 c += 8
-            if c + 4 <= nch:
-                _rowdot4(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
-                c += 4
-            if c + 2 <= nch:
-                _rowdot2(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
-                c += 2
-            if c < nch:
-                _rowdot1(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
+            for r in (4, 2, 1):  # the remaining chunks: at most one call of each width
+                if c + r <= nch:
+                    oc, xc = o + c * 8, xo + c * 32
+                    if pairs16:
+                        if r == 4:
+                            _pairdot4(xl, vals, cols, s, e, xc, rs, buf, oc)
+                        elif r == 2:
+                            _pairdot2(xl, vals, cols, s, e, xc, rs, buf, oc)
+                        else:
+                            _pairdot1(xl, vals, cols, s, e, xc, rs, buf, oc)
+                    elif r == 4:
+                        _rowdot4(xl, vals, cols, s, e, xc, rs, buf, oc)
+                    elif r == 2:
+                        _rowdot2(xl, vals, cols, s, e, xc, rs, buf, oc)
+                    else:
+                        _rowdot1(xl, vals, cols, s, e, xc, rs, buf, oc)
+                    c += r
         _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0)
 
 

@@ -76,9 +76,18 @@ def _c(v):
 
 
 # ----------------------------------------------------------------------------- sparse block rows
-def _make_rowdot(nchunks: int, accumulate: bool = False):
+def _pair16_acc(builder, acc, xv, w16):
+    """acc (v8i32) += x0*w0 + x1*w1 per lane: xv holds int16 activation pairs, w16 a pair of
+    int16 weights in every lane (``vpmaddwd``: exact, no saturation)."""
+    f = _fn(builder, "llvm.x86.avx2.pmadd.wd", _V8, [_VH, _VH])
+    return builder.add(acc, builder.call(f, [builder.bitcast(xv, _VH), w16]))
+
+
+def _make_rowdot(nchunks: int, accumulate: bool = False, pairs16: bool = False):
     """out[ooff + 8i + l] (+)= sum over blocks b in [start, end) of dot4(x[cols[b]*rs + xoff + 32i
-    + 4l : +4], vals[b]) for i < nchunks (chunk i = activation rows 8i..8i+7 after xoff)."""
+    + 4l : +4], vals[b]) for i < nchunks (chunk i = activation rows 8i..8i+7 after xoff).
+    ``pairs16``: 1x2 blocks instead, int16 activation pairs and vals[b] = two int16 weights;
+    the addressing is the same (8 rows x 4 bytes per chunk)."""
 
     @intrinsic
     def rowdot(typingctx, xl, vals, cols, start, end, xoff, rowstride, out, ooff):
@@ -97,11 +106,18 @@ def _make_rowdot(nchunks: int, accumulate: bool = False):
             with cgutils.for_range_slice(builder, _i64(builder, s_), _i64(builder, e_), _c(1),
                                          intp=_I64) as (b, _):
                 col = builder.sext(builder.load(builder.gep(cp, [b])), _I64)
-                aw, sw = _weights(builder, _bcast(builder, builder.load(builder.gep(vp, [b]))))
+                wb = _bcast(builder, builder.load(builder.gep(vp, [b])))
+                if pairs16:
+                    w16 = builder.bitcast(wb, _VH)
+                else:
+                    aw, sw = _weights(builder, wb)
                 base = builder.add(builder.mul(col, rs_), xoff_)
                 for i in range(nchunks):
                     xv = _loadv(builder, xp, builder.add(base, _c(32 * i)), _VB)
-                    builder.store(_dot_acc(builder, builder.load(accs[i]), xv, aw, sw), accs[i])
+                    acc = builder.load(accs[i])
+                    acc = _pair16_acc(builder, acc, xv, w16) if pairs16 else _dot_acc(
+                        builder, acc, xv, aw, sw)
+                    builder.store(acc, accs[i])
             for i in range(nchunks):
                 _storev(builder, builder.load(accs[i]), op, builder.add(ooff_, _c(8 * i)))
             return context.get_dummy_value()
@@ -113,6 +129,7 @@ def _make_rowdot(nchunks: int, accumulate: bool = False):
 
 _rowdot8, _rowdot4, _rowdot2, _rowdot1 = (_make_rowdot(c) for c in (8, 4, 2, 1))
 _rowacc8, _rowacc4, _rowacc2, _rowacc1 = (_make_rowdot(c, True) for c in (8, 4, 2, 1))
+_pairdot8, _pairdot4, _pairdot2, _pairdot1 = (_make_rowdot(c, pairs16=True) for c in (8, 4, 2, 1))
 
 
 # ----------------------------------------------------------------------------- full block rows

@@ -229,8 +229,25 @@ def test_avx_vnni_dot_selects_vex_vpdpbusd():
 
 @pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 path on this CPU")
 def test_avx2_k_slab_kernel_exact():
-    """Unstructured rows over a long K take the L1 K-slab kernel at M >= 64: exact."""
-    p = kernels.pack(sparse_weight(RNG, 21, 2101, 0.9), "csr", bias=RNG.standard_normal(21))
+    """Dense-ish 1x4 block rows over a long K take the L1 K-slab kernel at M >= 64: exact."""
+    p = kernels.pack(sparse_weight(RNG, 21, 2101, 0.5, "block1x4"), "block1x4",
+                     bias=RNG.standard_normal(21))
     _check(RNG.standard_normal((70, 2101)).astype(np.float32), p, "avx2")
     assert "slabs8" in p._cache
     _check(RNG.standard_normal((9, 2101)).astype(np.float32), p, "avx2")  # M < 64: block rows
+
+
+@pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 path on this CPU")
+@pytest.mark.parametrize("k", [7, 90, 301])
+def test_avx2_unstructured_runs_int16_pairs_exactly(k):
+    """Unstructured (scattered) weights take the 1x2-block int16 kernel at M > 8 (fewer blocks
+    than 1x4), exact at any M, odd K, and with -128 activation codes (static scale)."""
+    p = kernels.pack(sparse_weight(RNG, 37, k, 0.9), "csr", bias=RNG.standard_normal(37))
+    for m in (9, 70, 137):
+        _check(RNG.standard_normal((m, k)).astype(np.float32), p, "avx2")
+    assert p._cache["pairs16"] is not None
+    x = -np.abs(RNG.standard_normal((20, k)).astype(np.float32)) * 10
+    _check(x, p, "avx2", act_scale=0.01)
+    blk = kernels.pack(sparse_weight(RNG, 37, k, 0.9, "block1x4"), "block1x4")
+    _check(RNG.standard_normal((20, k)).astype(np.float32), blk, "avx2")
+    assert blk._cache["pairs16"] is None  # 1x4 blocks: twice as many pairs, the 1x4 kernel
