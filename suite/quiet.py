@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from suite.procs import pid_alive
+
 FLAG = "sparq-timing.active"
 LOCK = "sparq-timing.lock"
 QUIET_BUSY = 0.15      # machine CPU busy share below which timing starts
@@ -31,23 +33,13 @@ def timing_dir() -> Path:
     return Path(os.environ.get("SPARQ_TIMING_DIR") or tempfile.gettempdir())
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def timer_pid() -> int | None:
     """The pid of a live process holding the timing flag, other than this one."""
     try:
         pid = int((timing_dir() / FLAG).read_text().strip() or 0)
     except (FileNotFoundError, ValueError):
         return None
-    return pid if pid and pid != os.getpid() and _alive(pid) else None
+    return pid if pid and pid != os.getpid() and pid_alive(pid) else None
 
 
 def yield_to_timer() -> float:

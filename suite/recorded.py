@@ -86,7 +86,7 @@ def write_atomic(path: Path, text: str) -> None:
 def clean_tmp(root: Path, *, own: bool = False) -> list[Path]:
     """Remove `*.tmp<pid>` files under `root`: this process's (`own`), else those whose process
     is gone on this host and that nobody wrote to for a minute (a half-written teacher save)."""
-    from suite.tracking import _pid_alive
+    from suite.procs import pid_alive
 
     removed = []
     if not root.is_dir():
@@ -100,7 +100,7 @@ def clean_tmp(root: Path, *, own: bool = False) -> list[Path]:
             if own:
                 stale = pid == os.getpid()
             else:
-                stale = pid != os.getpid() and not _pid_alive(pid) \
+                stale = pid != os.getpid() and not pid_alive(pid) \
                     and time.time() - path.stat().st_mtime > STALE_TMP_SECONDS
             if stale:
                 path.unlink()

