@@ -9,15 +9,18 @@ Public API::
     packed_bytes(packed) / packed_model_bytes(model)           # exact bytes (encoder_bytes_packed)
     save(path, packed_or_dict) / load(path)                    # raises PackedFormatError
     pack(weight, format, bias=None, bits=8, scale=None)        # numpy-level packing
-    linear(x, packed, act_scale=None)                          # numpy-level kernel call
+    linear(x, packed, act_scale=None, epilogue=None|"gelu")    # numpy-level kernel call
+    fuse_shared_input(model) / fuse_epilogues(model)           # encoder fusions (inference)
 """
 
 from .cpu import cpu_flags_string, has_vnni512
+from .encoder import DenseAddNorm, fuse_epilogues
 from .formats import FORMATS, PackedLinear, pack, packed_bytes, quantize_weight
 from .io import PackedFormatError, load, save
 from .linear import (
                      SparseInt8Linear,
                      convert_model,
+                     fuse_shared_input,
                      load_packed_into,
                      packed_layers,
                      packed_model_bytes,
@@ -25,7 +28,7 @@ from .linear import (
 from .ops import linear, reference
 
 __all__ = [
-    "FORMATS", "PackedFormatError", "PackedLinear", "SparseInt8Linear", "convert_model",
-    "cpu_flags_string", "has_vnni512", "linear", "load", "load_packed_into", "pack",
+    "FORMATS", "DenseAddNorm", "PackedFormatError", "PackedLinear", "SparseInt8Linear",
+    "convert_model", "cpu_flags_string", "fuse_epilogues", "fuse_shared_input", "has_vnni512", "linear", "load", "load_packed_into", "pack",
     "packed_bytes", "packed_layers", "packed_model_bytes", "quantize_weight", "reference", "save",
 ]

@@ -29,6 +29,7 @@ from .avx2_intrinsics import (
     _rowdot4,
     _rowdot8,
 )
+from .epilogue import gelu_block
 
 # ----------------------------------------------------------------------------- 2:4 weight form
 _PAIRS = [(i, j) for i in range(4) for j in range(i + 1, 4)]  # 6 in-group position pairs
@@ -76,8 +77,9 @@ def pair_form(q: np.ndarray, tile: int = 16):
 
 # ----------------------------------------------------------------------------- epilogue
 @njit(cache=_CACHE)
-def _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, row0):
-    """y[row0:row0+m, n0:n1] = buf (tile x mpad int32, row = feature) * xscale * scale + bias."""
+def _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, row0, act):
+    """y[row0:row0+m, n0:n1] = buf (tile x mpad int32, row = feature) * xscale * scale + bias,
+    then GELU on the tile when ``act`` is 1 (``epilogue.EPILOGUES``)."""
     nt = n1 - n0
     sc = np.zeros(tile, dtype=np.float32)
     off = np.zeros(tile, dtype=np.float32)
@@ -99,6 +101,8 @@ def _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, row0):
     for i in range(m):
         for j in range(j0, nt):
             y[row0 + i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
+    if act == 1:
+        gelu_block(y, row0, m, n0, n1)
 
 
 # ----------------------------------------------------------------------------- quantize + layout
@@ -177,7 +181,7 @@ PANEL = 128  # activation rows per task at large M (K x 128 int8 stays in L2)
 
 
 @njit(parallel=True, cache=_CACHE)
-def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile, pairs16=False):
+def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile, pairs16=False, act=0):
     """y[:m] = dequant(x_layout @ blocks.T). Tasks are (panel of <= PANEL activation rows) x
     (tile of output features), panel-major, so that a panel stays in L2 while the weights
     stream; each block row runs against up to 8 chunks of 8 rows held in registers.
@@ -222,11 +226,11 @@ def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile, pairs
                     else:
                         _rowdot1(xl, vals, cols, s, e, xc, rs, buf, oc)
                     c += r
-        _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0)
+        _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0, act)
 
 
 @njit(parallel=True, cache=_CACHE)
-def block_gemm_slab(xl, mpad, m, sp, cols, vals, scale, bias, xscale, y, tile):
+def block_gemm_slab(xl, mpad, m, sp, cols, vals, scale, bias, xscale, y, tile, act=0):
     """``block_gemm`` with K walked in slabs (``sp`` from ``vnni.slab_pointers``): one slab of
     the activation panel stays in L1 while every row of the tile uses it (dense-ish block rows,
     e.g. unstructured 90% -> ~34% of the 1x4 groups occupied)."""
@@ -261,11 +265,11 @@ def block_gemm_slab(xl, mpad, m, sp, cols, vals, scale, bias, xscale, y, tile):
                         else:
                             _rowacc1(xl, vals, cols, s, e, xo, rs, buf, o)
             c0 += r
-        _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0)
+        _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0, act)
 
 
 @njit(parallel=True, cache=_CACHE)
-def block_gemm_dense(xl, mpad, m, wd, groups, n_out, scale, bias, xscale, y, tile):
+def block_gemm_dense(xl, mpad, m, wd, groups, n_out, scale, bias, xscale, y, tile, act=0):
     """Full block rows (``dense_blocks``, rows padded to a multiple of ``tile``): 4 rows x 4
     chunks of 8 activation rows per register tile (measured: 4x4 > 2x4 > 4x2 at 768x3072)."""
     ntiles = (n_out + tile - 1) // tile
@@ -290,11 +294,12 @@ def block_gemm_dense(xl, mpad, m, wd, groups, n_out, scale, bias, xscale, y, til
                 else:
                     _multirow41(xl, wd, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
             c0 += r
-        _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, 0)
+        _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, 0, act)
 
 
 @njit(parallel=True, cache=_CACHE)
-def block_gemm_pairs(xl, mpad, m, wq, combo, masks, ngp, n_out, scale, bias, xscale, y, tile):
+def block_gemm_pairs(xl, mpad, m, wq, combo, masks, ngp, n_out, scale, bias, xscale, y, tile,
+                     act=0):
     """2:4 rows (``pair_form``; activations laid out with an even number of groups): 4 rows x 2
     chunks of 8 activation rows per register tile, two groups per dot product."""
     ntiles = (n_out + tile - 1) // tile
@@ -316,7 +321,7 @@ def block_gemm_pairs(xl, mpad, m, wq, combo, masks, ngp, n_out, scale, bias, xsc
                 else:
                     _pairsel41(xl, wq, combo, masks, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
             c0 += 2
-        _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, 0)
+        _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, 0, act)
 
 
 

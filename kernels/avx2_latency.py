@@ -26,6 +26,7 @@ from .avx2_intrinsics import (
     _loadv,
     _weights,
 )
+from .epilogue import gelu_block
 
 
 # ----------------------------------------------------------------------------- M <= 8 (latency)
@@ -139,7 +140,8 @@ def _quantize_rows(x, iv, qlo, qhi, kpad):
 
 
 @njit(parallel=True, cache=_CACHE)
-def gemv(x, sx, dynamic, qlo, qhi, ptr8, cols8, vals8, gather, scale, bias, y, rows_per_task):
+def gemv(x, sx, dynamic, qlo, qhi, ptr8, cols8, vals8, gather, scale, bias, y, rows_per_task,
+         act=0):
     """M <= 8 in one call: quantize x (dynamic max|x|/127 scale, or the static ``sx``) to int8
     quads [M][G8], walk each (8-block padded) weight row once for all M rows, dequantize.
     Returns the activation scale (-1: inf/nan in x; -2: a code < -127, nothing computed)."""
@@ -166,11 +168,15 @@ def gemv(x, sx, dynamic, qlo, qhi, ptr8, cols8, vals8, gather, scale, bias, y, r
             sc = np.float32(sx * scale[n])
             for i in range(m):
                 y[i, n] = np.float32(acc[i]) * sc + bias[n]
+        if act == 1:
+            r0 = t * rows_per_task
+            gelu_block(y, 0, m, r0, min(n_out, r0 + rows_per_task))
     return sx
 
 
 @njit(parallel=True, cache=_CACHE)
-def gemv1(x, sx, dynamic, qlo, qhi, ptr8, cols8, vals8, gather, scale, bias, y, rows_per_task):
+def gemv1(x, sx, dynamic, qlo, qhi, ptr8, cols8, vals8, gather, scale, bias, y, rows_per_task,
+          act=0):
     """``gemv`` for M = 1 (batch-1 latency): the same, with the one-row kernel called directly
     (no per-row dispatch on M: ~15-25% faster at BERT-base shapes)."""
     k = x.shape[1]
@@ -197,6 +203,8 @@ def gemv1(x, sx, dynamic, qlo, qhi, ptr8, cols8, vals8, gather, scale, bias, y, 
                              np.int64(ptr8[n + 1]), accs, np.int64(n))
         for n in range(r0, r1):  # contiguous: vectorized dequantize
             y[0, n] = np.float32(accs[n]) * np.float32(sx * scale[n]) + bias[n]
+        if act == 1:
+            gelu_block(y, 0, 1, r0, r1)
     return sx
 
 

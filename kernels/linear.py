@@ -22,7 +22,8 @@ class SparseInt8Linear(nn.Module):
     leading shape; no autograd."""
 
     def __init__(self, packed: PackedLinear, act_scale: float | None = None,
-                 path: str | None = None, act_qmax: int | None = None):
+                 path: str | None = None, act_qmax: int | None = None,
+                 epilogue: str | None = None):
         super().__init__()
         self.packed = packed
         self.in_features = packed.in_features
@@ -30,6 +31,7 @@ class SparseInt8Linear(nn.Module):
         self.act_scale = act_scale
         self.act_qmax = act_qmax
         self.path = path
+        self.epilogue = epilogue  # None or "gelu": applied in the kernel's output pass
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, format: str = "csr", bits: int = 8,
@@ -76,7 +78,8 @@ class SparseInt8Linear(nn.Module):
             m = xn.shape[0]
             if m and xn.shape[1] == self.in_features:  # the common case: straight to the kernel
                 y = np.empty((m, self.out_features), dtype=np.float32)
-                ops.runner(self.packed, m, self.act_scale, self.path, self.act_qmax)(xn, y)
+                ops.runner(self.packed, m, self.act_scale, self.path, self.act_qmax,
+                           self.epilogue)(xn, y)
                 if x.ndim != 2:
                     y = y.reshape(*x.shape[:-1], self.out_features)
                 return torch.from_numpy(y)
@@ -88,7 +91,7 @@ class SparseInt8Linear(nn.Module):
         if len(shape) != 2:
             x = x.reshape(-1, self.in_features)
         y = torch.from_numpy(ops.linear(x.numpy(), self.packed, self.act_scale, self.path,
-                                        self.act_qmax))
+                                        self.act_qmax, self.epilogue))
         if len(shape) != 2:
             y = y.view(*shape[:-1], self.out_features)
         return y if dtype == torch.float32 else y.to(dtype)
@@ -97,7 +100,7 @@ class SparseInt8Linear(nn.Module):
         p = self.packed
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"format={p.format}, bits={p.bits}, sparsity={p.sparsity:.3f}, "
-                f"packed_bytes={p.nbytes}")
+                f"packed_bytes={p.nbytes}" + (f", epilogue={self.epilogue}" if self.epilogue else ""))
 
 
 def _default_filter(name: str, module: nn.Linear) -> bool:

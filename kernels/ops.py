@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import cpu, portable
+from .epilogue import EPILOGUES, gelu_
 from .formats import PackedLinear, unpack_2bit
 
 _VNNI = None
@@ -81,10 +82,12 @@ def act_range(act_qmax: int | None) -> tuple[np.float32, np.float32]:
 
 
 def linear(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
-           path: str | None = None, act_qmax: int | None = None) -> np.ndarray:
+           path: str | None = None, act_qmax: int | None = None,
+           epilogue: str | None = None) -> np.ndarray:
     """x: float32 [M, K] (C-contiguous). ``path``: None (``cpu.kernel_path()``), or one of
     ``cpu.PATHS`` that this machine supports ("vnni" = "avx512_vnni").
-    ``act_qmax``: clamp activation codes to [-act_qmax, act_qmax] (default [-128, 127])."""
+    ``act_qmax``: clamp activation codes to [-act_qmax, act_qmax] (default [-128, 127]).
+    ``epilogue``: None or "gelu" (applied to the output in the kernel's store pass)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     m, k = x.shape
     if k != p.in_features:
@@ -94,25 +97,33 @@ def linear(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
     if m == 0:
         act_range(act_qmax)
         act_scale_of(x, act_scale)
+        _epilogue_code(epilogue)
         return y
-    runner(p, m, act_scale, kind, act_qmax)(x, y)
+    runner(p, m, act_scale, kind, act_qmax, epilogue)(x, y)
     return y
 
 
+def _epilogue_code(epilogue: str | None) -> int:
+    if epilogue not in EPILOGUES:
+        raise ValueError(f"epilogue={epilogue!r}: choose one of {list(EPILOGUES)}")
+    return EPILOGUES[epilogue]
+
+
 def runner(p: PackedLinear, m: int, act_scale: float | None = None, path: str | None = None,
-           act_qmax: int | None = None):
+           act_qmax: int | None = None, epilogue: str | None = None):
     """The cached ``run(x, y)`` that ``linear`` calls for ``m`` (> 0) rows: built and validated
     once per (path, size class, activation quantization); x float32 [m, K] C-contiguous, y
     float32 [m, N]. ``SparseInt8Linear.forward`` calls it directly (batch-1 latency)."""
     kind = resolve_path(path)
-    key = ("run", kind, m <= GEMV_MAX_M, act_scale, act_qmax)
+    key = ("run", kind, m <= GEMV_MAX_M, act_scale, act_qmax, epilogue)
     run = p._cache.get(key)
     if run is None:
-        run = p._cache[key] = _RUNNERS[kind](p, m <= GEMV_MAX_M, act_scale, act_qmax)
+        run = p._cache[key] = _RUNNERS[kind](p, m <= GEMV_MAX_M, act_scale, act_qmax,
+                                             _epilogue_code(epilogue))
     return run
 
 
-def _portable_runner(p: PackedLinear, small, act_scale, act_qmax):
+def _portable_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
     qlo, qhi = act_range(act_qmax)
     if act_scale is not None:
         act_scale_of(None, act_scale)
@@ -120,10 +131,23 @@ def _portable_runner(p: PackedLinear, small, act_scale, act_qmax):
     def run(x, y):
         sx = act_scale_of(x, act_scale)
         _portable(p, portable.quantize_t(x, np.float32(1.0 / sx), qlo, qhi), sx, y)
+        if act:
+            gelu_(y)
     return run
 
 
-def _vnni_runner(p: PackedLinear, small, act_scale, act_qmax):
+def _vnni_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
+    run = _vnni_gemm_runner(p, act_scale, act_qmax)
+    if not act:
+        return run
+
+    def run_act(x, y):  # GELU as a second (vectorized) pass on this path
+        run(x, y)
+        gelu_(y)
+    return run_act
+
+
+def _vnni_gemm_runner(p: PackedLinear, act_scale, act_qmax):
     from . import vnni
 
     qlo, qhi = act_range(act_qmax)
@@ -163,14 +187,14 @@ def _vnni_runner(p: PackedLinear, small, act_scale, act_qmax):
     return run
 
 
-def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax):
+def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
     """AVX2 / AVX-VNNI kernels (``avx2.py``). A call whose activation codes reach -128 (static
     scale, default clamp), which the sign trick cannot take, runs on the portable kernels."""
     from . import avx2
 
     qlo, qhi = act_range(act_qmax)
     static = act_scale_of(None, act_scale) if act_scale is not None else 0.0
-    fallback = _portable_runner(p, small, act_scale, act_qmax)
+    fallback = _portable_runner(p, small, act_scale, act_qmax, act)
     ptr, cols, vals, _ = p.blocks()
     groups = (p.in_features + 3) // 4
     dense = cols.size / max(1, p.out_features * groups) >= DENSE_MIN_DENSITY
@@ -185,7 +209,7 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax):
         def run(x, y):
             sx = (gemv1 if x.shape[0] == 1 else gemv)(x, static, act_scale is None, qlo, qhi,
                                                         ptr8, cols8, vals8, gather, scale, bias,
-                                                        y, GEMV_ROWS)
+                                                        y, GEMV_ROWS, act)
             if sx == -1.0:
                 raise ValueError("input contains inf/nan")
             if sx == -2.0:
@@ -221,7 +245,7 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax):
         mpad = (m + 7) // 8 * 8
         if pairs16 is not None:  # int16 codes: -128 is fine here
             xl = avx2.quantize_layout16(x, np.float32(1.0 / sx), mpad, qlo, qhi)
-            avx2.block_gemm(xl, mpad, m, *pairs16, scale, bias, sx, y, 16, True)
+            avx2.block_gemm(xl, mpad, m, *pairs16, scale, bias, sx, y, 16, True, act)
             return
         xl, bad = avx2.quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi,
                                        1 if pairs is None else 2)
@@ -229,13 +253,14 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax):
             fallback(x, y)
         elif pairs is not None:
             avx2.block_gemm_pairs(xl, mpad, m, pairs[0], pairs[1], avx2.PAIR_MASKS, pairs[2],
-                                  p.out_features, scale, bias, sx, y, 16)
+                                  p.out_features, scale, bias, sx, y, 16, act)
         elif dense:
-            avx2.block_gemm_dense(xl, mpad, m, wd, groups, p.out_features, scale, bias, sx, y, 16)
+            avx2.block_gemm_dense(xl, mpad, m, wd, groups, p.out_features, scale, bias, sx, y, 16,
+                                  act)
         elif slabs is not None and mpad >= 64:
-            avx2.block_gemm_slab(xl, mpad, m, slabs, cols, vals, scale, bias, sx, y, 16)
+            avx2.block_gemm_slab(xl, mpad, m, slabs, cols, vals, scale, bias, sx, y, 16, act)
         else:
-            avx2.block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, sx, y, 16)
+            avx2.block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, sx, y, 16, False, act)
     return run
 
 
@@ -268,11 +293,17 @@ def _portable(p: PackedLinear, xt, sx, y) -> None:
 
 
 def reference(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
-              act_qmax: int | None = None) -> np.ndarray:
-    """float64 reference of exactly what the kernels compute (same quantization of x)."""
+              act_qmax: int | None = None, epilogue: str | None = None) -> np.ndarray:
+    """float64 reference of exactly what the kernels compute (same quantization of x); the
+    "gelu" epilogue with the exact erf."""
     x = np.asarray(x, dtype=np.float32)
     sx = act_scale_of(x, act_scale) if x.size else 1.0
     qlo, qhi = act_range(act_qmax)
     xq = np.clip(np.rint(x * np.float32(1.0 / sx)), qlo, qhi).astype(np.float64)
     y = (xq @ p.int_weight().astype(np.float64).T) * sx * p.scale.astype(np.float64)
-    return y + (0.0 if p.bias is None else p.bias.astype(np.float64))
+    y = y + (0.0 if p.bias is None else p.bias.astype(np.float64))
+    if _epilogue_code(epilogue) == 1:
+        from math import erf
+
+        y = 0.5 * y * (1.0 + np.vectorize(erf, otypes=[np.float64])(y / np.sqrt(2.0)))
+    return y

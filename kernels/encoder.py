@@ -1,0 +1,65 @@
+"""Encoder-level fusions around the packed layers (inference): GELU into the intermediate
+layer's kernel epilogue, and residual add + LayerNorm right after the output layers' kernels
+(one vectorized pass over rows instead of torch's add and layer_norm)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .epilogue import add_layernorm_
+from .linear import SparseInt8Linear
+
+
+def _is_erf_gelu(fn) -> bool:
+    if isinstance(fn, nn.GELU):
+        return fn.approximate == "none"
+    # transformers' GELUActivation: torch's erf GELU unless it runs its Python twin
+    return type(fn).__name__ == "GELUActivation" and getattr(fn, "act", None) is nn.functional.gelu
+
+
+class DenseAddNorm(nn.Module):
+    """``LayerNorm(dense(hidden_states) + input_tensor)`` (BERT's SelfOutput / Output in
+    eval mode, dropout off) with the add and LayerNorm in one pass over the kernel's output."""
+
+    def __init__(self, dense: SparseInt8Linear, norm: nn.LayerNorm):
+        super().__init__()
+        self.dense, self.LayerNorm = dense, norm
+        self._affine = (norm.weight.detach().float().contiguous().numpy(),
+                        norm.bias.detach().float().contiguous().numpy())
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        y = self.dense(hidden_states)
+        res = input_tensor
+        if (y.dtype is torch.float32 and res.dtype is torch.float32 and not res.requires_grad
+                and not y.requires_grad and res.shape == y.shape and res.is_contiguous()
+                and y.is_contiguous()):
+            n = y.shape[-1]
+            add_layernorm_(y.numpy().reshape(-1, n), res.numpy().reshape(-1, n), *self._affine,
+                           self.LayerNorm.eps)
+            return y
+        return self.LayerNorm(y + res)
+
+
+def fuse_epilogues(model: nn.Module) -> dict[str, int]:
+    """In place, on a converted encoder: intermediate layers whose activation is the erf GELU
+    take it as their kernel epilogue (the activation becomes Identity); output layers (dense
+    -> dropout -> LayerNorm(x + residual)) become ``DenseAddNorm``. Returns the counts."""
+    counts = {"gelu": 0, "add_layernorm": 0}
+    for parent in list(model.modules()):
+        for name, mod in list(parent.named_children()):
+            dense = getattr(mod, "dense", None)
+            if not isinstance(dense, SparseInt8Linear):
+                continue
+            act = getattr(mod, "intermediate_act_fn", None)
+            if act is not None and _is_erf_gelu(act) and dense.epilogue is None:
+                dense.epilogue = "gelu"
+                mod.intermediate_act_fn = nn.Identity()
+                counts["gelu"] += 1
+            norm = getattr(mod, "LayerNorm", None)
+            if (type(mod).__name__.endswith("Output") and isinstance(norm, nn.LayerNorm)
+                    and norm.elementwise_affine and norm.bias is not None
+                    and tuple(norm.normalized_shape) == (dense.out_features,)):
+                setattr(parent, name, DenseAddNorm(dense, norm))
+                counts["add_layernorm"] += 1
+    return counts
