@@ -11,6 +11,7 @@ from numba import njit, prange
 from .avx2_intrinsics import (
     _CACHE,
     _epilogue8,
+    _epilogue8_gelu,
     _multirow41,
     _multirow42,
     _multirow44,
@@ -91,18 +92,23 @@ def _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, row0, act):
     while j0 + 8 <= nt:
         i0 = 0
         while i0 + 8 <= m:
-            _epilogue8(buf, np.int64(j0) * mpad + i0, np.int64(mpad), sc, np.int64(j0), off, y,
-                       np.int64(row0 + i0) * ystride + n0 + j0, ystride)
+            boff, yoff = np.int64(j0) * mpad + i0, np.int64(row0 + i0) * ystride + n0 + j0
+            if act == 1:  # GELU on the 8x8 tile in registers
+                _epilogue8_gelu(buf, boff, np.int64(mpad), sc, np.int64(j0), off, y, yoff, ystride)
+            else:
+                _epilogue8(buf, boff, np.int64(mpad), sc, np.int64(j0), off, y, yoff, ystride)
             i0 += 8
         for i in range(i0, m):
             for j in range(j0, j0 + 8):
                 y[row0 + i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
+        if act == 1 and i0 < m:
+            gelu_block(y, row0 + i0, m - i0, n0 + j0, n0 + j0 + 8)
         j0 += 8
     for i in range(m):
         for j in range(j0, nt):
             y[row0 + i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
-    if act == 1:
-        gelu_block(y, row0, m, n0, n1)
+    if act == 1 and j0 < nt:
+        gelu_block(y, row0, m, n0 + j0, n1)
 
 
 # ----------------------------------------------------------------------------- quantize + layout

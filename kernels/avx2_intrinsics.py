@@ -231,26 +231,59 @@ _LO = ir.Constant(_V8, [v for j in range(4) for v in (j, 8 + j)])
 _HI = ir.Constant(_V8, [v for j in range(4, 8) for v in (j, 8 + j)])
 
 
-@intrinsic
-def _epilogue8(typingctx, buf, boff, bstride, sc, soff, off, y, yoff, ystride):
+def _gelu8(builder, v):
+    """``epilogue.gelu`` on 8 floats: the same clamp and rational function, in vector form."""
+    from .epilogue import ERF_P, ERF_Q
+
+    def k(c):
+        return ir.Constant(_VF8, [float(c)] * 8)
+
+    fma = _fn(builder, "llvm.fma.v8f32", _VF8, [_VF8, _VF8, _VF8])
+    lo = _fn(builder, "llvm.maxnum.v8f32", _VF8, [_VF8, _VF8])
+    hi = _fn(builder, "llvm.minnum.v8f32", _VF8, [_VF8, _VF8])
+    z = builder.call(hi, [builder.call(lo, [builder.fmul(v, k(0.70710677)), k(-4.0)]), k(4.0)])
+    t = builder.fmul(z, z)
+
+    def horner(coefs):
+        acc = k(coefs[-1])
+        for c in coefs[-2::-1]:
+            acc = builder.call(fma, [acc, t, k(c)])
+        return acc
+
+    erf = builder.fdiv(builder.fmul(z, horner(ERF_P)), horner(ERF_Q))
+    return builder.fmul(builder.fmul(k(0.5), v), builder.fadd(k(1.0), erf))
+
+
+def _make_epilogue8(gelu: bool):
     """Transpose the 8x8 int32 tile buf[boff + j*bstride + l] (j = output feature, l =
-    activation row) in registers and store y[yoff + l*ystride + j] = acc * sc[soff+j] + off[soff+j]."""
-    sig = types.void(buf, boff, bstride, sc, soff, off, y, yoff, ystride)
+    activation row) in registers and store y[yoff + l*ystride + j] = acc * sc[soff+j] +
+    off[soff+j] (then GELU when ``gelu``)."""
 
-    def codegen(context, builder, signature, args):
-        ba, boff_, bs_, sa, so_, oa, ya, yoff_, ys_ = args
-        t = signature.args
-        bp, sp = _data(context, builder, t[0], ba, _I32), _data(context, builder, t[3], sa, _F32)
-        fp, yp = _data(context, builder, t[5], oa, _F32), _data(context, builder, t[6], ya, _F32)
-        rows = [_loadv(builder, bp, builder.add(boff_, builder.mul(bs_, _c(j))), _V8)
-                for j in range(8)]
-        for _ in range(3):
-            rows = [builder.shuffle_vector(rows[i], rows[i + 4], m)
-                    for i in range(4) for m in (_LO, _HI)]
-        scv, ofv = _loadv(builder, sp, so_, _VF8), _loadv(builder, fp, so_, _VF8)
-        for lane in range(8):
-            f = builder.fadd(builder.fmul(builder.sitofp(rows[lane], _VF8), scv), ofv)
-            _storev(builder, f, yp, builder.add(yoff_, builder.mul(ys_, _c(lane))))
-        return context.get_dummy_value()
+    @intrinsic
+    def epilogue8(typingctx, buf, boff, bstride, sc, soff, off, y, yoff, ystride):
+        sig = types.void(buf, boff, bstride, sc, soff, off, y, yoff, ystride)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            ba, boff_, bs_, sa, so_, oa, ya, yoff_, ys_ = args
+            t = signature.args
+            bp, sp = _data(context, builder, t[0], ba, _I32), _data(context, builder, t[3], sa, _F32)
+            fp, yp = _data(context, builder, t[5], oa, _F32), _data(context, builder, t[6], ya, _F32)
+            rows = [_loadv(builder, bp, builder.add(boff_, builder.mul(bs_, _c(j))), _V8)
+                    for j in range(8)]
+            for _ in range(3):
+                rows = [builder.shuffle_vector(rows[i], rows[i + 4], m)
+                        for i in range(4) for m in (_LO, _HI)]
+            scv, ofv = _loadv(builder, sp, so_, _VF8), _loadv(builder, fp, so_, _VF8)
+            for lane in range(8):
+                f = builder.fadd(builder.fmul(builder.sitofp(rows[lane], _VF8), scv), ofv)
+                if gelu:
+                    f = _gelu8(builder, f)
+                _storev(builder, f, yp, builder.add(yoff_, builder.mul(ys_, _c(lane))))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return epilogue8
+
+
+_epilogue8, _epilogue8_gelu = _make_epilogue8(False), _make_epilogue8(True)
