@@ -42,8 +42,8 @@ from .avx2_gemm import (
     quantize_layout16,
 )
 from .avx2_intrinsics import ISA
-from .avx2_latency import gemv, gemv1, gemv_form
+from .avx2_latency import gemv, gemv1, gemv1_permute, gemv_form, permute_form
 
 __all__ = ["ISA", "PAIR_MASKS", "PANEL", "block_gemm", "block_gemm_dense", "block_gemm_pairs",
-           "block_gemm_slab", "dense_blocks", "gemv", "gemv1", "gemv_form", "pair16_form",
-           "pair_form", "quantize_layout", "quantize_layout16"]
+           "block_gemm_slab", "dense_blocks", "gemv", "gemv1", "gemv1_permute", "gemv_form",
+           "pair16_form", "pair_form", "permute_form", "quantize_layout", "quantize_layout16"]

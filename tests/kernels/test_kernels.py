@@ -251,3 +251,19 @@ def test_avx2_unstructured_runs_int16_pairs_exactly(k):
     blk = kernels.pack(sparse_weight(RNG, 37, k, 0.9, "block1x4"), "block1x4")
     _check(RNG.standard_normal((20, k)).astype(np.float32), blk, "avx2")
     assert blk._cache["pairs16"] is None  # 1x4 blocks: twice as many pairs, the 1x4 kernel
+
+
+@pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 path on this CPU")
+@pytest.mark.parametrize("sparsity", [0.3, 0.9, 0.995])
+def test_avx2_batch1_permute_kernel_exact(sparsity):
+    """M = 1 on sparse rows takes the vpermd kernel (8 rows per step, steps by window of 8
+    activation quads): exact with many blocks per window (30%), few, and empty rows; GELU too."""
+    w = sparse_weight(RNG, 45, 301, sparsity, "block1x4")
+    w[3:11] = 0  # a whole group of 8 empty rows
+    p = kernels.pack(w, "block1x4", bias=RNG.standard_normal(45))
+    x = RNG.standard_normal((1, 301)).astype(np.float32)
+    _check(x, p, "avx2")
+    assert "permute" in p._cache
+    y = kernels.linear(x, p, path="avx2", epilogue="gelu")
+    ref = kernels.reference(x, p, epilogue="gelu")
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * (np.abs(ref).max() + 1))
