@@ -20,6 +20,7 @@ from .common import (
     check_load,
     log_mlflow,
     measure_bandwidth_gbs,
+    OtherLoad,
     measure_int8_peak_gmacs,
     quiet_columns,
     quiet_window,
@@ -32,7 +33,7 @@ SHAPES = {"bert-base": ["768x768", "768x3072", "3072x768"],
 FORMAT_OF = {"unstructured": "csr", "block1x4": "block1x4", "nm": "nm"}
 COLUMNS = ["k", "n", "m", "sparsity", "pattern", "backend", "median_ms", "min_ms", "max_ms",
            "speedup_vs_fp32", "speedup_vs_onednn", "roofline_ms", "roofline_frac", "packed_bytes",
-           "threads", "kernel_path", "cpu_flags", "loadavg", "cpu_busy", "quiet"]
+           "threads", "kernel_path", "cpu_flags", "loadavg", "cpu_busy", "quiet", "others_busy"]
 
 
 def parse(argv=None):
@@ -135,6 +136,7 @@ def _measure_layers(a, flags, path, quiet):
         for m in a.m_list:
             x = rng.standard_normal((m, k)).astype(np.float32)
             b = rng.standard_normal(n).astype(np.float32)
+            others = OtherLoad()  # CPU time of other processes while this block is timed
             dense_ref = {}
             w0 = rng.standard_normal((n, k)).astype(np.float32)
             for name in ("torch_fp32", "torch_int8_fbgemm", "torch_int8_onednn", "onnxruntime_int8"):
@@ -178,7 +180,8 @@ def _measure_layers(a, flags, path, quiet):
                                      "threads": a.threads,
                                      "kernel_path": path if be.startswith("sparq") else "",
                                      "cpu_flags": flags,
-                                     "loadavg": round(os.getloadavg()[0], 2), **quiet})
+                                     "loadavg": round(os.getloadavg()[0], 2), **quiet,
+                                     "others_busy": others.share()})
                     _print_block(k, n, m, sp, pat, res, ours, roof)
     return rows, bw, peak, load0
 

@@ -66,6 +66,33 @@ def quiet_columns(q) -> dict:
     return {"cpu_busy": "" if q.busy is None else round(q.busy, 3), "quiet": q.quiet}
 
 
+def _cpu_ticks() -> tuple[int, int, int] | None:
+    """(all CPU ticks, busy ticks of the machine, ticks of this process) from /proc."""
+    try:
+        with open("/proc/stat") as fh:
+            v = [int(a) for a in fh.readline().split()[1:]]
+        with open("/proc/self/stat") as fh:
+            f = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return sum(v), sum(v) - v[3] - (v[4] if len(v) > 4 else 0), int(f[11]) + int(f[12])
+
+
+class OtherLoad:
+    """Share of the machine's CPU time that *other* processes used between ``OtherLoad()`` and
+    ``share()`` (0..1; None off Linux): what the timing window could not keep away."""
+
+    def __init__(self):
+        self.start = _cpu_ticks()
+
+    def share(self) -> float | str:
+        end = _cpu_ticks()
+        if self.start is None or end is None or end[0] == self.start[0]:
+            return ""
+        other = (end[1] - self.start[1]) - (end[2] - self.start[2])
+        return round(max(0.0, other / (end[0] - self.start[0])), 3)
+
+
 def measure_bandwidth_gbs() -> float:
     """Copy of a 128 MiB buffer: (read + write bytes) / time, best of 5 (torch copy, threaded)."""
     a = torch.empty(32 * 2**20, dtype=torch.float32).fill_(1.0)

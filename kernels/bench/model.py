@@ -19,7 +19,15 @@ from .. import cpu
 from ..encoder import fuse_epilogues
 from ..linear import convert_model, fuse_shared_input, packed_model_bytes
 from .baselines import ort_quantize_dynamic, ort_session, quantize_dynamic_torch
-from .common import REPO, check_load, log_mlflow, quiet_columns, quiet_window, timeit
+from .common import (
+    REPO,
+    OtherLoad,
+    check_load,
+    log_mlflow,
+    quiet_columns,
+    quiet_window,
+    timeit,
+)
 
 CONFIGS = {
     "minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
@@ -111,7 +119,7 @@ def run_model_bench(a):
             for bsz in [int(v) for v in a.batches.split(",")]:
                 ids = torch.randint(1000, 30000, (bsz, SEQ))
                 mask = torch.ones(bsz, SEQ, dtype=torch.long)
-                res = {}
+                res, others = {}, OtherLoad()
                 for be, model in variants.items():
                     eng = be.rsplit("_", 1)[-1] if be.startswith("torch_int8") else None
 
@@ -138,7 +146,8 @@ def run_model_bench(a):
                                  "threads": a.threads,
                                  "kernel_path": path if be.startswith("sparq") else "",
                                  "cpu_flags": flags,
-                                 "loadavg": round(os.getloadavg()[0], 2), **quiet_columns(q)})
+                                 "loadavg": round(os.getloadavg()[0], 2), **quiet_columns(q),
+                                 "others_busy": others.share()})
     out = a.csv if a.csv and "model" in os.path.basename(a.csv) else os.path.join(
         os.path.dirname(a.csv) if a.csv else os.path.join(REPO, "runs", "kernels"), "bench_model.csv")
     os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -19,4 +19,5 @@ def test_layer_bench_records_kernel_path(tmp_path, monkeypatch):
     assert all(r["kernel_path"] == "" for r in rows if not r["backend"].startswith("sparq"))
     assert all(r["cpu_flags"] == cpu.cpu_flags_string() for r in rows)
     assert all(r["quiet"] in ("True", "False") and r["cpu_busy"] != "" for r in rows)
+    assert all(0.0 <= float(r["others_busy"]) <= 1.0 for r in rows)
     assert not (tmp_path / "sparq-timing.active").exists()  # the window is released
