@@ -17,10 +17,10 @@ import numpy as np
 from .. import cpu
 from .common import (
     REPO,
+    OtherLoad,
     check_load,
     log_mlflow,
     measure_bandwidth_gbs,
-    OtherLoad,
     measure_int8_peak_gmacs,
     quiet_columns,
     quiet_window,
