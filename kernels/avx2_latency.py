@@ -140,22 +140,31 @@ def _quantize_rows(x, iv, qlo, qhi, kpad):
     return xq
 
 
+@njit(cache=_CACHE)
+def _quantize_quads(x, sx, dynamic, qlo, qhi):
+    """(int32 activation quads [M * G8], zero padded; G8; the scale): the dynamic max|x|/127
+    scale or the static ``sx``. Scale -1: inf/nan in x; -2: a code < -127 (nothing computed)."""
+    g8 = ((x.shape[1] + 3) // 4 + 7) // 8 * 8
+    if dynamic:
+        sx = _absmax_scale(x)
+        if sx < 0:
+            return np.zeros(0, np.int32), g8, -1.0
+    xq = _quantize_rows(x, np.float32(1.0 / sx), qlo, qhi, g8 * 4)
+    if xq.shape[0] == 0:
+        return np.zeros(0, np.int32), g8, -2.0
+    return xq.reshape(-1).view(np.int32), g8, sx
+
+
 @njit(parallel=True, cache=_CACHE)
 def gemv(x, sx, dynamic, qlo, qhi, ptr8, cols8, vals8, gather, scale, bias, y, rows_per_task,
          act=0):
     """M <= 8 in one call: quantize x (dynamic max|x|/127 scale, or the static ``sx``) to int8
     quads [M][G8], walk each (8-block padded) weight row once for all M rows, dequantize.
     Returns the activation scale (-1: inf/nan in x; -2: a code < -127, nothing computed)."""
-    m, k = x.shape
-    if dynamic:
-        sx = _absmax_scale(x)
-        if sx < 0:
-            return -1.0
-    g8 = ((k + 3) // 4 + 7) // 8 * 8
-    xq = _quantize_rows(x, np.float32(1.0 / sx), qlo, qhi, g8 * 4)
-    if xq.shape[0] == 0:
-        return -2.0
-    x32 = xq.reshape(-1).view(np.int32)
+    m = x.shape[0]
+    x32, g8, sx = _quantize_quads(x, sx, dynamic, qlo, qhi)
+    if sx < 0:
+        return sx
     n_out = ptr8.shape[0] - 1
     ntasks = (n_out + rows_per_task - 1) // rows_per_task
     for t in prange(ntasks):
@@ -180,16 +189,9 @@ def gemv1(x, sx, dynamic, qlo, qhi, ptr8, cols8, vals8, gather, scale, bias, y, 
           act=0):
     """``gemv`` for M = 1 (batch-1 latency): the same, with the one-row kernel called directly
     (no per-row dispatch on M: ~15-25% faster at BERT-base shapes)."""
-    k = x.shape[1]
-    if dynamic:
-        sx = _absmax_scale(x)
-        if sx < 0:
-            return -1.0
-    g8 = ((k + 3) // 4 + 7) // 8 * 8
-    xq = _quantize_rows(x, np.float32(1.0 / sx), qlo, qhi, g8 * 4)
-    if xq.shape[0] == 0:
-        return -2.0
-    x32 = xq.reshape(-1).view(np.int32)
+    x32, g8, sx = _quantize_quads(x, sx, dynamic, qlo, qhi)
+    if sx < 0:
+        return sx
     n_out = ptr8.shape[0] - 1
     ntasks = (n_out + rows_per_task - 1) // rows_per_task
     accs = np.empty(n_out, dtype=np.int32)
@@ -295,16 +297,9 @@ def gemv1_permute(x, sx, dynamic, qlo, qhi, gptr, win, idx, wv, scale, bias, y, 
                   act=0):
     """M = 1 on ``permute_form`` weights: quantize, ``_gemv1_permute`` per group of 8 rows,
     dequantize (+ GELU), in one call. Returns the activation scale (-1 / -2 as ``gemv``)."""
-    k = x.shape[1]
-    if dynamic:
-        sx = _absmax_scale(x)
-        if sx < 0:
-            return -1.0
-    g8 = ((k + 3) // 4 + 7) // 8 * 8
-    xq = _quantize_rows(x, np.float32(1.0 / sx), qlo, qhi, g8 * 4)
-    if xq.shape[0] == 0:
-        return -2.0
-    x32 = xq.reshape(-1).view(np.int32)
+    x32, g8, sx = _quantize_quads(x, sx, dynamic, qlo, qhi)
+    if sx < 0:
+        return sx
     n_out = y.shape[1]
     ngroups = gptr.shape[0] - 1
     ntasks = (ngroups + groups_per_task - 1) // groups_per_task
