@@ -21,7 +21,8 @@ SLAB_MIN_DENSITY = 0.2
 AVX2_SLAB_MIN_GROUPS = 512  # AVX2: K slabs only for long K (>= 2048)
 DENSE_MIN_DENSITY = 0.75  # block density from which full zero-filled block rows win (2:4, dense)
 PAIRS16_MAX_RATIO = 1.6  # AVX2: 1x2 int16 blocks when #pairs < this x #(1x4 blocks); measured
-# at M=128: unstructured 90% (ratio 1.1) 1.2-1.4x faster than 1x4 blocks, block1x4 (ratio 2) even
+# at M=128, K = 768: unstructured 90% (ratio 1.1) 1.2-1.4x faster than 1x4 blocks, block1x4
+# (ratio 2) even
 
 
 def vnni_available() -> bool:
@@ -233,7 +234,10 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
     wd = p._cache.get("dense8")
     density = cols.size / max(1, p.out_features * groups)
     slabs = pairs16 = None
-    if not dense:  # scattered nonzeros (unstructured): 1x2 int16 blocks when they are fewer
+    if not dense and groups < AVX2_SLAB_MIN_GROUPS:
+        # scattered nonzeros (unstructured): 1x2 int16 blocks when they are fewer; K < 2048
+        # only (the int16 activation panel, 2 bytes x K x 128 rows, stays in L2; at K = 3072
+        # the K-slab kernel on 1x4 blocks was faster: 1.76 vs 2.45 ms at 3072x768, M=128)
         if "pairs16" not in p._cache:
             form = avx2.pair16_form(p.int_weight())
             p._cache["pairs16"] = form if form[1].size < PAIRS16_MAX_RATIO * cols.size else None

@@ -229,9 +229,9 @@ def test_avx_vnni_dot_selects_vex_vpdpbusd():
 
 @pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 path on this CPU")
 def test_avx2_k_slab_kernel_exact():
-    """Dense-ish 1x4 block rows over a long K take the L1 K-slab kernel at M >= 64: exact."""
-    p = kernels.pack(sparse_weight(RNG, 21, 2101, 0.5, "block1x4"), "block1x4",
-                     bias=RNG.standard_normal(21))
+    """Unstructured rows over a long K (no int16 pairs there) take the L1 K-slab kernel at
+    M >= 64: exact."""
+    p = kernels.pack(sparse_weight(RNG, 21, 2101, 0.9), "csr", bias=RNG.standard_normal(21))
     _check(RNG.standard_normal((70, 2101)).astype(np.float32), p, "avx2")
     assert "slabs8" in p._cache
     _check(RNG.standard_normal((9, 2101)).astype(np.float32), p, "avx2")  # M < 64: block rows
