@@ -28,6 +28,10 @@ def test_packed_cell_matches_fake_quant(run_cell, smoke_overrides, data_dir, qua
     assert m["packed_max_abs_logit_diff"] < 1e-2
     assert abs(m["eval_packed_delta"]) <= 100.0 * (1 - m["packed_agreement"]) + 1e-9
     assert all(m[k] > 0 for k in m if k.startswith("latency_ms_"))
+    import mlflow
+
+    fused = mlflow.get_run(result.run_id).data.tags["sparq_fused"]
+    assert "gelu=" in fused and "add_layernorm=" in fused  # the timed encoder has its epilogues fused
 
 
 def test_pack_model_reuses_fake_quant_scales():
