@@ -94,18 +94,11 @@ def calibrated_eta(priors: list[float] | None, records: list[dict], parallel: in
 
 def estimate(experiments: list[str], parallel: int) -> list[tuple[str, int, float]]:
     """(experiment, cells, prior seconds on `parallel` workers) of each quick grid, before it runs."""
-    from hydra import compose, initialize_config_dir
+    from suite.sweep import experiment_jobs
 
-    from suite.config import register_configs
-    from suite.sweep import expand_sweep
-
-    register_configs()
     out = []
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        for name in experiments:
-            cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
-            cfg.hydra.overrides.task = [f"+experiment={name}"]
-            jobs = expand_sweep(cfg) or []
-            priors = grid_prior(jobs, cfg.profile.get("train_samples"))
-            out.append((name, len(jobs), sum(priors) / max(1, parallel)))
+    for name in experiments:
+        cfg, jobs = experiment_jobs(name)
+        priors = grid_prior(jobs, cfg.profile.get("train_samples"))
+        out.append((name, len(jobs), sum(priors) / max(1, parallel)))
     return out

@@ -27,3 +27,17 @@ def expand_sweep(config: DictConfig) -> list[list[str]] | None:
         by_key[key] = [f"{key}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() \
             else [f"{key}={o.get_value_element_as_str()}"]
     return [list(job) for job in itertools.product(*by_key.values())]
+
+
+def experiment_jobs(experiment: str) -> tuple[DictConfig, list[list[str]]]:
+    """The composed config of `+experiment=NAME` and the jobs its sweep will launch (no run)."""
+    from hydra import compose, initialize_config_dir
+
+    from suite.config import register_configs
+    from suite.paths import CONF_DIR
+
+    register_configs()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+    cfg.hydra.overrides.task = [f"+experiment={experiment}"]
+    return cfg, expand_sweep(cfg) or []

@@ -88,17 +88,9 @@ PAPERS = [e for e in ALL_GRIDS if e not in AXIS_GRIDS]
 
 
 def grid_jobs(experiment: str) -> list[list[str]]:
-    from hydra import compose, initialize_config_dir
+    from suite.sweep import experiment_jobs
 
-    from suite.config import register_configs
-    from suite.grid import expand_sweep
-    from suite.paths import CONF_DIR
-
-    register_configs()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
-        cfg.hydra.overrides.task = [f"+experiment={experiment}"]
-        return expand_sweep(cfg)
+    return experiment_jobs(experiment)[1]
 
 
 def grid_cells(experiment: str, first_seed_only: bool = False) -> list:
