@@ -60,21 +60,28 @@ def job_prior(overrides: list[str], train_scale: float = 1.0) -> float:
     return seconds[kind] * steps_scale
 
 
-def grid_prior(jobs: list[list[str]], train_samples: int | None = None) -> list[float]:
-    """Per-job priors; the first job of each task x seed also pays its teacher, the first
-    Prune OFA upstream arm the upstream stage (both cached after that, so an upper bound)."""
+def grid_prior(jobs: list[list[str]], train_samples: int | None = None, paid: set | None = None) -> list[float]:
+    """Per-job priors. The dense teacher of a task x seed (at budget 1x) is trained once, by the first
+    job that needs it (a dense cell *is* the teacher: later dense cells only evaluate it); the first
+    Prune OFA upstream arm pays the upstream stage. `paid` carries what is already built across
+    grids (one cache for all of them); an upper bound, since cells shared between grids are skipped."""
     t, scale = table(), (train_samples or QUICK_TRAIN) / QUICK_TRAIN
-    seen_teachers: set[tuple] = set()
-    upstream_paid = False
+    paid = set() if paid is None else paid
     priors = []
     for job in jobs:
-        s = job_prior(job, scale)
-        key = (_value(job, "task"), _value(job, "seed"))
-        if cell_kind(job) != "dense" and key not in seen_teachers:
-            seen_teachers.add(key)
-            s += (t["seconds"].get(key[0]) or t["seconds"]["sst2"])["teacher"] * scale
-        if not upstream_paid and any("ofa" in o.partition("=")[2] for o in job):
-            upstream_paid = True
+        task_seconds = t["seconds"].get(_value(job, "task") or "sst2") or t["seconds"]["sst2"]
+        budget = float(_value(job, "profile.budget") or 1)
+        teacher = ("teacher", _value(job, "task"), _value(job, "seed"), scale)  # at budget 1x
+        if cell_kind(job) == "dense" and budget == 1:  # the dense cell is the teacher
+            s = t["dense_cached_seconds"] if teacher in paid else job_prior(job, scale)
+        else:
+            s = job_prior(job, scale)
+            if cell_kind(job) != "dense" and teacher not in paid:
+                s += task_seconds["teacher"] * scale
+        if cell_kind(job) != "dense" or budget == 1:
+            paid.add(teacher)
+        if "upstream" not in paid and any(o.partition("=")[2].startswith("ofa") for o in job):
+            paid.add("upstream")
             s += t["upstream_seconds"]
         priors.append(s)
     return priors
@@ -93,12 +100,13 @@ def calibrated_eta(priors: list[float] | None, records: list[dict], parallel: in
 
 
 def estimate(experiments: list[str], parallel: int) -> list[tuple[str, int, float]]:
-    """(experiment, cells, prior seconds on `parallel` workers) of each quick grid, before it runs."""
+    """(experiment, cells, prior seconds on `parallel` workers) of each quick grid, before it runs,
+    in order: a teacher or upstream built by an earlier grid is not paid again."""
     from suite.sweep import experiment_jobs
 
-    out = []
+    out, paid = [], set()
     for name in experiments:
         cfg, jobs = experiment_jobs(name)
-        priors = grid_prior(jobs, cfg.profile.get("train_samples"))
+        priors = grid_prior(jobs, cfg.profile.get("train_samples"), paid)
         out.append((name, len(jobs), sum(priors) / max(1, parallel)))
     return out

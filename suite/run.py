@@ -133,7 +133,8 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
     from suite.lifecycle import RunContext
     from suite.models import load_model, load_tokenizer
     from suite.tasks import TASK_KINDS, load_task_data
-    from suite.teacher import teacher_provider
+    from suite.teacher import is_teacher_cell, teacher_provider
+    from suite.teacher import train_stats as teacher_train_stats
     from suite.train import fine_tune, train_loader
 
     start = time.perf_counter()
@@ -150,17 +151,20 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
                           group_by_length=cfg.train.group_by_length, index=True)
 
     seed_everything(cfg.seed)
-    model = load_model(cfg.model, cfg.task, cfg.train.dropout)
     ctx = RunContext(cfg=cfg, task=kind, train_loader=loader, device=device,
                      teacher=teacher_provider(cfg, train_features, collate, device))
-    if cfg.init == "finetuned":  # start from the cached dense teacher (IBM's initialisation)
-        from suite.teacher import load_teacher_weights
+    if is_teacher_cell(cfg):  # the dense cell is the teacher: trained once per config, shared
+        model, modifiers = ctx.teacher(), []
+        train_stats = teacher_train_stats(cfg)
+    else:
+        model = load_model(cfg.model, cfg.task, cfg.train.dropout)
+        if cfg.init == "finetuned":  # start from the cached dense teacher (IBM's initialisation)
+            from suite.teacher import load_teacher_weights
 
-        load_teacher_weights(model, ctx.teacher)
-    modifiers = build_modifiers(cfg, ctx)
-    train_stats = fine_tune(model, loader, cfg.train, cfg.profile, modifiers, device, cfg.progress,
-                            desc=f"{cfg.task.name} {cfg.sparsity.method}/{cfg.quant.method}")
-    _save_as_teacher(cfg, model)
+            load_teacher_weights(model, ctx.teacher)
+        modifiers = build_modifiers(cfg, ctx)
+        train_stats = fine_tune(model, loader, cfg.train, cfg.profile, modifiers, device, cfg.progress,
+                                desc=f"{cfg.task.name} {cfg.sparsity.method}/{cfg.quant.method}")
     metrics = evaluate_model(model, kind, cfg.task, eval_ds, eval_features, collate,
                              cfg.train.eval_batch_size, device, cfg.progress)
     linears = compression.prunable_linears(model)
@@ -181,7 +185,7 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
         metrics.update(m.metrics(model))
         stage_tags.update(getattr(m, "tags", dict)())  # e.g. transfer: upstream_cell_id, mask_sha256
     teacher = getattr(ctx.teacher, "cache", {})
-    if "reused" in teacher:  # distilling cells: was the dense teacher read from the cache?
+    if "reused" in teacher:  # cells that used the teacher (KD, finetuned init, the dense cell): cached?
         metrics["teacher_reused"] = float(teacher["reused"])
     tags = {"data_source": data.source, "train_from_dev": str(data.train_from_dev).lower(),
             "task_version": str(cfg.task.version), "device": str(device), **stage_tags}
@@ -197,18 +201,6 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
     metrics.update(extra)
     tags.update(extra_tags)
     return metrics, tags
-
-
-def _save_as_teacher(cfg: RunConfig, model) -> None:
-    """A dense fp32 undistilled cell *is* the teacher of its config: cache it for KD / PTQ cells."""
-    from suite import teacher
-
-    if cfg.sparsity.prunes or cfg.quant.quantized or cfg.distill.uses_teacher \
-            or cfg.model.shrink_keep_every != 1 or cfg.model.shrink_intermediate or cfg.init != "pretrained":
-        return
-    t = teacher.teacher_config(cfg)
-    if not (teacher.teacher_path(t) / "model.safetensors").is_file():
-        teacher.save(t, model)
 
 
 # Every stage a run can be (Prune OFA's upstream pre-training: suite/upstream). The dense teacher

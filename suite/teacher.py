@@ -24,7 +24,8 @@ log = logging.getLogger("sparq.teacher")
 
 
 def teacher_config(cfg: RunConfig) -> RunConfig:
-    """The dense, fp32, undistilled cell with the same model, task, train and profile."""
+    """The dense, fp32, undistilled cell with the same model, task, train and profile, at budget 1x
+    (the budget axis varies the student's steps; its teacher and fine-tuned init stay the same)."""
     from suite.distill.none import NoDistillConfig
     from suite.prune.dense import DenseConfig
     from suite.quant.fp32 import Fp32Config
@@ -32,7 +33,14 @@ def teacher_config(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, sparsity=DenseConfig(), quant=Fp32Config(),
                                distill=NoDistillConfig(), init="pretrained",
                                train=dataclasses.replace(cfg.train, lr_schedule="linear"),
+                               profile=dataclasses.replace(cfg.profile, budget=1.0),  # one for all budgets
                                model=dataclasses.replace(cfg.model, shrink_keep_every=1, shrink_intermediate=None))
+
+
+def is_teacher_cell(cfg: RunConfig) -> bool:
+    """The dense, fp32, undistilled fine-tune cell *is* its own teacher: it is built once (by this
+    cell or by the first cell that distils from it) and shared, never trained twice."""
+    return cfg.stage == "finetune" and teacher_config(cfg) == cfg
 
 
 def teacher_key(cfg: RunConfig) -> str:
@@ -71,8 +79,18 @@ def load_cached(cfg: RunConfig, model: torch.nn.Module) -> bool:
     return True
 
 
-def save(cfg: RunConfig, model: torch.nn.Module) -> Path:
-    """Atomic write: weights then checksum, each via a temporary file and rename."""
+def train_stats(cfg: RunConfig) -> dict[str, float]:
+    """The train_* metrics of the run that trained the cached teacher ({} for an entry without them)."""
+    path = teacher_path(teacher_config(cfg)) / "train_stats.json"
+    try:
+        return {k: float(v) for k, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def save(cfg: RunConfig, model: torch.nn.Module, stats: dict[str, float] | None = None) -> Path:
+    """Atomic write: weights then checksum, each via a temporary file and rename; the training's
+    train_* metrics beside them (`train_stats`), so a dense cell that reuses the entry reports them."""
     from safetensors.torch import save_file
 
     entry = teacher_path(cfg)
@@ -86,6 +104,9 @@ def save(cfg: RunConfig, model: torch.nn.Module) -> Path:
     meta = {"key": teacher_key(cfg), "model": dataclasses.asdict(cfg.model), "task": cfg.task.name,
             "train": dataclasses.asdict(cfg.train), "profile": dataclasses.asdict(cfg.profile), "seed": cfg.seed}
     (entry / "meta.json").write_text(json.dumps(meta, indent=1, default=str))  # for humans only
+    if stats is not None:
+        (entry / f"train_stats.json.tmp{os.getpid()}").write_text(json.dumps(stats))
+        os.replace(entry / f"train_stats.json.tmp{os.getpid()}", entry / "train_stats.json")
     return entry
 
 
@@ -106,8 +127,9 @@ def get_teacher(cfg: RunConfig, features, collate, device: torch.device) -> tupl
             model = load_model(t.model, t.task, t.train.dropout)
             loader = train_loader(features, collate, t.train.batch_size, t.seed,
                                   group_by_length=t.train.group_by_length)
-            fine_tune(model, loader, t.train, t.profile, (), device, t.progress, desc=f"teacher {t.task.name}")
-            save(t, model)
+            stats = fine_tune(model, loader, t.train, t.profile, (), device, t.progress,
+                              desc=f"teacher {t.task.name}")
+            save(t, model, stats)
         else:
             log.info("reusing cached dense teacher %s", teacher_key(t))
     model.to(device).eval()

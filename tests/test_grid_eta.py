@@ -20,12 +20,21 @@ def test_cell_kind_from_the_arm(arm, kind):
 
 
 def test_priors_pay_each_teacher_once_and_scale_with_budget_and_train_size():
-    seconds = grid_eta.table()["seconds"]["sst2"]
+    t = grid_eta.table()
+    seconds = t["seconds"]["sst2"]
     jobs = [["task=sst2", "+experiment/common/key=gmp90_kd", f"profile.budget={b}", "seed=42"] for b in (1, 2)]
-    jobs.append(["task=sst2", "+experiment/common/key=dense", "seed=42"])
+    jobs += [["task=sst2", "+experiment/common/key=dense", f"profile.budget={b}", "seed=42"] for b in (1, 2)]
     priors = grid_eta.grid_prior(jobs)
-    assert priors == [seconds["kd"] + seconds["teacher"], 2 * seconds["kd"], seconds["dense"]]
-    assert grid_eta.grid_prior(jobs[2:], train_samples=8000) == [4 * seconds["dense"]]
+    # the 1x teacher serves every budget; the 1x dense cell *is* it (evaluated only); 2x dense trains
+    assert priors == [seconds["kd"] + seconds["teacher"], 2 * seconds["kd"], t["dense_cached_seconds"],
+                      2 * seconds["dense"]]
+    assert grid_eta.grid_prior(jobs[2:3], train_samples=8000) == [4 * seconds["dense"]]
+    paid: set = set()  # one cache across the grids of `./reproduce.sh all`
+    grid_eta.grid_prior(jobs[2:3], paid=paid)
+    assert grid_eta.grid_prior(jobs[:1], paid=paid) == [seconds["kd"]]
+    upstream = [["task=sst2", f"+experiment/arm/prune_ofa={a}", "seed=42", "+experiment=prune_ofa"]
+                for a in ("dense", "ofa90_kd", "ofa90_kd")]
+    assert grid_eta.grid_prior(upstream) == [seconds["dense"], seconds["kd"] + t["upstream_seconds"], seconds["kd"]]
 
 
 def test_eta_is_shown_before_the_first_cell_and_calibrated_after():
@@ -43,4 +52,4 @@ def test_estimate_of_the_quick_grids_before_they_run(capsys):
 
     assert main(["--estimate", "prune_ofa", "budget_curves"]) == 0
     err = capsys.readouterr().err
-    assert "prune_ofa: 10 cells" in err and "budget_curves: 12 cells" in err and "all 2 grids: 22 cells" in err
+    assert "prune_ofa: 4 cells" in err and "budget_curves: 12 cells" in err and "all 2 grids: 16 cells" in err

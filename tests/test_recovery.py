@@ -261,6 +261,27 @@ def test_s2_from_measured_latency_pairs():
     assert one("S2", [small(85.0)]).verdict == "not run"
 
 
+def test_latencies_timed_on_a_busy_machine_are_no_evidence():
+    """A cell timed while the CPUs were busy (latency.quiet false) is left out of S2 and IC2, says
+    so, and the board shows its latency struck out, outside the latency views."""
+    from suite.report.views import rows
+
+    def busy(r):
+        r["latency"].update(quiet=False, cpu_busy=0.8)
+        return r
+
+    fast = record(sp="gmp", target=0.9, distill="hidden", primary=88.0, latency={"sparq": 10.5})
+    small = record(primary=85.0, latency={"torch_fp32": 10.0}, **HALF)
+    assert one("S2", [fast, small]).verdict == "holds"
+    left_out = one("S2", [busy(fast), small])
+    assert left_out.verdict == "not run" and "1 cell timed on a busy machine left out" in left_out.reason
+    ptq = record(quant="ptq", wb=8, ab=8, primary=89.0, latency={"torch_fp32": 20.0, "torch_int8_onednn": 10.0})
+    assert one("IC2", [record(), busy(ptq)]).verdict == "not run"
+    board = {r.cell_id: r for r in rows([busy(dict(fast, cell_id="b")), dict(small, cell_id="q")])}
+    assert board["b"].latency is None and board["b"].latency_busy == 10.5 and board["b"].cpu_busy == 0.8
+    assert board["q"].latency == 10.0 and board["q"].latency_busy is None
+
+
 # ------------------------------------------------------------------ the claims are data
 
 def test_every_claim_is_judged_and_says_what_it_rests_on():

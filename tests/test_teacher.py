@@ -92,3 +92,32 @@ def test_distilling_cells_log_teacher_reuse_with_identical_results(smoke_overrid
     same = {k: v for k, v in trained.metrics.items() if not any(s in k for s in EVAL_KEYS_IGNORED)}
     assert same == {k: reused.metrics[k] for k in same}
     assert mlflow.get_run(reused.run_id).data.tags["teacher_reused"] == "true"
+
+
+def test_the_dense_cell_is_its_own_teacher_trained_once(smoke_overrides, run_cell, tmp_path):
+    """A dense fp32 cell and the teacher of every KD cell of its config are one model, trained once:
+    whichever runs first trains and caches it, the other reuses it (and says so)."""
+    import dataclasses
+
+    from suite.teacher import is_teacher_cell, train_stats
+
+    base = smoke_overrides + ["task=sst2", "seed=5", f"cache_dir={tmp_path / 'c'}", "experiment_name=dense-teacher"]
+    cfg = compose(base)
+    assert is_teacher_cell(cfg)
+    for other in (["sparsity=gmp", "sparsity.target=0.5"], ["distill=logits"], ["train.lr_schedule=rewind"],
+                  ["profile.budget=2"], ["init=finetuned"]):
+        assert not is_teacher_cell(compose(base + other)), other
+
+    dense = run_cell(base)
+    assert dense.status == "FINISHED" and dense.metrics["teacher_reused"] == 0.0
+    stats = train_stats(cfg)
+    assert stats["train_steps"] == dense.metrics["train_steps"] > 0
+    kd = run_cell(base + ["distill=logits"])
+    assert kd.metrics["teacher_reused"] == 1.0  # the dense cell's model is the KD teacher
+
+    again = run_cell(base + ["force=true"])  # the dense cell again: read, not trained; same results
+    assert again.metrics["teacher_reused"] == 1.0
+    same = {k: v for k, v in dense.metrics.items() if not any(s in k for s in EVAL_KEYS_IGNORED)}
+    assert same == {k: again.metrics[k] for k in same}
+    assert dataclasses.replace(cfg, profile=dataclasses.replace(cfg.profile, budget=3.0)) != cfg
+    assert teacher_key(compose(base + ["profile.budget=2"])) == teacher_key(cfg)  # one teacher, every budget

@@ -191,7 +191,15 @@ class Cell:
     def environment(self) -> dict:
         return dict(self.record.get("environment") or {})
 
+    @property
+    def timed_busy(self) -> bool:
+        """Its latencies were timed while the machine was busy (`latency.quiet` false, suite/quiet.py)."""
+        return (self.record.get("latency") or {}).get("quiet") is False
+
     def latencies(self) -> dict[str, float]:
+        """latency_ms_* by backend; none when timed on a busy machine (not evidence of speed)."""
+        if self.timed_busy:
+            return {}
         return {k.removeprefix("latency_ms_"): v for k, v in self.metrics.items()
                 if k.startswith("latency_ms_") and math.isfinite(v)}
 

@@ -168,6 +168,12 @@ def twin(spec, groups, kernels, limits) -> list[Outcome]:
     return [Outcome(combine(res), summary(res, "pairs"), evidence(res), f"{worst.value:+.2f} pt vs twin")]
 
 
+def busy_note(selected) -> str:
+    """'; N cells timed on a busy machine left out' (their latencies are no evidence), or ''."""
+    n = len({id(c) for g in selected for c in g.cells if c.timed_busy})
+    return f"; {n} cell{'s' * (n != 1)} timed on a busy machine left out" if n else ""
+
+
 @rule
 def latency_ratio(spec, groups, kernels, limits) -> list[Outcome]:
     """fp32 latency / best low-bit latency >= threshold for every selected cell with latencies; without
@@ -184,8 +190,9 @@ def latency_ratio(spec, groups, kernels, limits) -> list[Outcome]:
         lo = min(ratios, key=lambda r: r[0])
         ev = [x for _, g, b in ratios for x in (g, b) if x is not None]
         text = f"{min(r for r, *_ in ratios):.2f}x-{max(r for r, *_ in ratios):.2f}x"
+        busy = busy_note(select(groups, spec.cells, spec.exclude))
         return [Outcome(HOLDS if lo[0] >= spec.threshold else FAILS,
-                        f"{len(ratios)} cells; fp32 / low-bit latency {text} (lowest: {desc(lo[1])})", ev, text)]
+                        f"{len(ratios)} cells; fp32 / low-bit latency {text} (lowest: {desc(lo[1])}){busy}", ev, text)]
     best: dict[tuple, float] = {}
     prefixes = tuple(spec.options.get("kernel_backends", []))
     for row in kernels:
@@ -340,18 +347,19 @@ def equal_latency(spec, groups, kernels, limits) -> list[Outcome]:
     sparse = [g for g in select(groups, spec.cells, spec.exclude) if math.isfinite(ms(g, sb))]
     dense = [g for g in select(groups, spec.options.get("small", {})) if math.isfinite(ms(g, db))]
     comparable = [(s, d) for s in sparse for d in dense if same_recipe_but_model(s, d) and size(s) > 1.05 * size(d)]
+    busy = busy_note(select(groups, spec.cells, spec.exclude) + select(groups, spec.options.get("small", {})))
     if not comparable:
-        return [Outcome(NOT_RUN, "no latency for a larger sparse and a smaller dense model on one task")]
+        return [Outcome(NOT_RUN, f"no latency for a larger sparse and a smaller dense model on one task{busy}")]
     pairs = top_pairs([(s, d) for s, d in comparable if ms(s, sb) <= tol * ms(d, db)])
     lat = "; ".join(f"{desc(s)} {ms(s, sb):.2f} ms vs {desc(d)} {ms(d, db):.2f} ms" for s, d in comparable[:3])
     if not pairs:
         ev: list[Group] = []
         for x in (x for p in comparable for x in p):
             ev += [x] if all(x is not e for e in ev) else []
-        return [Outcome(FAILS, f"no larger sparse model is as fast as a smaller dense one ({lat})", ev,
+        return [Outcome(FAILS, f"no larger sparse model is as fast as a smaller dense one ({lat}){busy}", ev,
                         f"{len(comparable)} pairs, none at equal latency")]
     res = [judge_pair(s, d, groups, lambda s, d: s.mean() > d.mean(), lambda s, d: s.mean() - d.mean(), limits,
                       converged=spec.converged)
            for s, d in pairs]
-    return [Outcome(combine(res), summary(res, "equal-latency pairs") + f"; {lat}", evidence(res),
+    return [Outcome(combine(res), summary(res, "equal-latency pairs") + f"; {lat}{busy}", evidence(res),
                     f"{min(r.value for r in res):+.2f} pt at equal latency")]

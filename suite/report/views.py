@@ -67,9 +67,11 @@ class Row:
     compression: float | None
     nominal: float | None
     size_mb: float | None
-    latency: float | None
+    latency: float | None  # None when timed on a busy machine: left out of the latency views
     latency_backend: str
     latencies: str
+    latency_busy: float | None  # the fastest latency of a cell timed on a busy machine (shown, marked)
+    cpu_busy: float | None
     machine: str
     machine_detail: str
     command: str
@@ -86,6 +88,7 @@ def rows(records: Sequence[dict]) -> list[Row]:
         lats = {k.removeprefix("latency_ms_"): v for k, v in lat.items()
                 if k.startswith("latency_ms_") and _num(v) is not None}
         best = min(lats, key=lats.get) if lats else ""
+        busy = lat.get("quiet") is False  # timed while the CPUs were busy (suite/quiet.py): no evidence
         m = machine(r)
         detail = "; ".join(x for x in (
             f"ISA: {' '.join(m['isa']) or '–'}", f"kernel path: {m['kernel_path'] or '–'}",
@@ -108,8 +111,9 @@ def rows(records: Sequence[dict]) -> list[Row]:
             seed=str(ax.get("seed", "")), budget=ax.get("budget") or "1x",
             metric=metric_name(r.get("metrics", {})), primary=_num(r.get("metrics", {}).get("eval_primary")),
             compression=_num(comp.get("compression_packed")), nominal=_num(comp.get("compression_nominal")),
-            size_mb=size / 1e6 if size else None, latency=lats.get(best), latency_backend=best,
-            latencies=", ".join(f"{k} {v:.2f}" for k, v in sorted(lats.items())),
+            size_mb=size / 1e6 if size else None, latency=None if busy else lats.get(best),
+            latency_backend=best, latencies=", ".join(f"{k} {v:.2f}" for k, v in sorted(lats.items())),
+            latency_busy=lats.get(best) if busy else None, cpu_busy=_num(lat.get("cpu_busy")),
             machine=machine_label(r), machine_detail=detail, command=r.get("command", ""),
             git=r.get("git_sha", ""), dirty=bool(r.get("git_dirty"))))
         seen.add(cid)
