@@ -53,3 +53,16 @@ def test_estimate_of_the_quick_grids_before_they_run(capsys):
     assert main(["--estimate", "prune_ofa", "budget_curves"]) == 0
     err = capsys.readouterr().err
     assert "prune_ofa: 4 cells" in err and "budget_curves: 12 cells" in err and "all 2 grids: 16 cells" in err
+
+
+def test_all_fits_two_hours_on_two_cores_by_the_measured_cell_times():
+    """`./reproduce.sh all` is sized to 2 h on 2 idle cores (issue 14): a guard on the grids' configs
+    (by cell_seconds.yaml, which is refreshed from real runs), not a timing."""
+    import re
+
+    from suite.paths import ROOT
+
+    script = (ROOT / "reproduce.sh").read_text()
+    experiments = re.search(r"EXPERIMENTS=\(([^)]*)\)", script).group(1).split()
+    rows = grid_eta.estimate(experiments, parallel=2)
+    assert len(rows) == 7 and sum(seconds for *_, seconds in rows) <= 2 * 3600
