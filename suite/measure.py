@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from suite.config import MeasureConfig
-from suite.quiet import timing_window
+from suite.quiet import timing_window, yield_to_timer
 
 log = logging.getLogger("sparq")
 
@@ -222,6 +222,7 @@ def measure(cfg, model: nn.Module, metrics: dict[str, float], task_kind, eval_ds
     torch.set_num_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
+        yield_to_timer()
         packed, info = pack_model(model, cfg)
     except Exception as e:  # pragma: no cover - reported, cell still recorded
         log.exception("packing failed")

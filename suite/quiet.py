@@ -25,7 +25,8 @@ from suite.procs import pid_alive
 FLAG = "sparq-timing.active"
 LOCK = "sparq-timing.lock"
 QUIET_BUSY = 0.15      # machine CPU busy share below which timing starts
-MAX_SETTLE_S = 20.0    # the longest wait for quiet (a training step of another cell is ~2 s)
+MAX_SETTLE_S = 45.0    # the longest wait for quiet (a training step of another cell is ~2 s; its
+                       # model loading, packing or a JIT compile runs until its next yield point)
 MAX_YIELD_S = 600.0    # a loop never waits longer than this for a timer
 
 

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from suite.config import RunConfig, register_configs, validate
 from suite.errors import SparqError
 from suite.paths import CONF_DIR
+from suite.quiet import yield_to_timer
 from suite.registry import Registry
 from suite.runtime import CellResult, pick_device, seed_everything, subset  # noqa: F401  (re-exported)
 
@@ -138,6 +139,7 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
     from suite.train import fine_tune, train_loader
 
     start = time.perf_counter()
+    yield_to_timer()  # here and between stages: loading, packing and JIT work pause for a timing cell too
     device = pick_device(cfg.device)
     kind = TASK_KINDS.get(cfg.task.kind)
     tokenizer = load_tokenizer(cfg.model)
@@ -150,6 +152,7 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
     loader = train_loader(train_features, collate, cfg.train.batch_size, cfg.seed,
                           group_by_length=cfg.train.group_by_length, index=True)
 
+    yield_to_timer()
     seed_everything(cfg.seed)
     ctx = RunContext(cfg=cfg, task=kind, train_loader=loader, device=device,
                      teacher=teacher_provider(cfg, train_features, collate, device))
@@ -165,6 +168,7 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
         modifiers = build_modifiers(cfg, ctx)
         train_stats = fine_tune(model, loader, cfg.train, cfg.profile, modifiers, device, cfg.progress,
                                 desc=f"{cfg.task.name} {cfg.sparsity.method}/{cfg.quant.method}")
+    yield_to_timer()
     metrics = evaluate_model(model, kind, cfg.task, eval_ds, eval_features, collate,
                              cfg.train.eval_batch_size, device, cfg.progress)
     linears = compression.prunable_linears(model)
@@ -197,6 +201,7 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
         measure,  # packed-kernel eval + latency (measure.*; auto: compressed, not smoke)
     )
 
+    yield_to_timer()
     extra, extra_tags = measure(cfg, model, metrics, kind, eval_ds, eval_features, collate, threads)
     metrics.update(extra)
     tags.update(extra_tags)

@@ -69,3 +69,17 @@ def test_a_busy_machine_is_recorded_not_quiet(monkeypatch):
     monkeypatch.setattr(quiet, "busy_share", lambda window_s=0.5: 0.01)
     with quiet.timing_window(max_settle_s=0.0) as q:
         assert q.quiet
+
+
+def test_a_cell_yields_to_a_timer_between_its_stages(monkeypatch, smoke_overrides, run_cell, tmp_path):
+    """Loading, evaluation, packing: a cell pauses for another cell's timing at each stage, not only
+    between training steps (model loading or a JIT compile beside a timer made it busy)."""
+    import suite.measure
+    import suite.run
+
+    calls = []
+    for module in (suite.run, suite.measure):
+        monkeypatch.setattr(module, "yield_to_timer", lambda: calls.append(1) or 0.0)
+    res = run_cell(smoke_overrides + ["sparsity=gmp", "sparsity.target=0.5", "measure.packed_eval=true",
+                                      f"cache_dir={tmp_path}", "experiment_name=yield-stages"])
+    assert res.status == "FINISHED" and len(calls) >= 5  # start, model, eval, measure, pack
