@@ -83,6 +83,9 @@ def model_identity(model) -> dict:
     return {"weights": {p.name: file_sha256(p) for p in files}}
 
 
+UPSTREAM_VERSION = 2  # 2: the upstream pruning ramp starts after upstream.warmup_ratio (was train's)
+
+
 def method_versions(cfg) -> dict[str, int]:
     return {k: getattr(getattr(cfg, k), "version", 1) for k in ("sparsity", "quant", "distill")}
 
@@ -134,7 +137,7 @@ def _upstream(cfg) -> dict:
     return {"stage": "upstream", "model": dataclasses.asdict(cfg.model), "sparsity": dataclasses.asdict(cfg.sparsity),
             "upstream": u, "seed": cfg.seed,
             "inputs": {"corpus": corpus_identity(cfg), "model": model_identity(cfg.model),
-                       "code": {"sparsity": getattr(cfg.sparsity, "version", 1)}}}
+                       "code": {"sparsity": getattr(cfg.sparsity, "version", 1), "upstream": UPSTREAM_VERSION}}}
 
 
 def corpus_identity(cfg) -> dict:

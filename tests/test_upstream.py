@@ -159,3 +159,17 @@ def test_corpus_refuses_eval_files(data_dir, tmp_path):
     text.write_text("b line\na line\nb line\n\n")
     c = load_corpus(UpstreamConfig(corpus="files", files=[str(text)]), str(data_dir), 0)
     assert sorted(c.lines) == ["a line", "b line"] and c.stats()["corpus_lines"] == 2
+
+
+def test_upstream_ramp_starts_after_the_upstream_warmup(smoke_overrides):
+    """Prune OFA's upstream stage has its own lr warm-up: the pruning ramp starts after it, whatever
+    the task fine-tune's `train.warmup_ratio` is."""
+    from suite.config import compose
+    from suite.prune.schedule import effective_start
+    from suite.upstream.mlm import upstream_pruners
+
+    for train_warmup in (0.0, 0.3):
+        cfg = compose(smoke_overrides + UPSTREAM + ["stage=upstream", "upstream.warmup_ratio=0.2",
+                                                    f"train.warmup_ratio={train_warmup}"])
+        (pruner,) = upstream_pruners(cfg, torch.device("cpu"))
+        assert pruner.start == effective_start(cfg.sparsity.start, 0.2) == max(cfg.sparsity.start, 0.2)

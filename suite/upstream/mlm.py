@@ -116,6 +116,18 @@ def tokenize_corpus(lines: list[str], tokenizer, max_length: int, pack: bool):
                               "special_tokens_mask": [special[i:i + max_length] for i in range(0, n, max_length)]})
 
 
+def upstream_pruners(cfg: RunConfig, device: torch.device) -> list:
+    """The pruning modifiers of the upstream stage: its ramp starts after the upstream lr warm-up
+    (`upstream.warmup_ratio`), not the task fine-tune's (`train.warmup_ratio`)."""
+    import dataclasses
+
+    from suite.lifecycle import RunContext
+    from suite.prune import PRUNERS
+
+    up = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, warmup_ratio=cfg.upstream.warmup_ratio))
+    return PRUNERS.get(cfg.sparsity.method)(cfg.sparsity, RunContext(cfg=up, task=None, device=device))
+
+
 def train_upstream(cfg: RunConfig, device: torch.device) -> tuple[nn.Module, dict, dict, dict, object]:
     """Train the sparse upstream model: (mlm model, masks (base-relative), metrics, tags, corpus)."""
     import copy
@@ -123,9 +135,7 @@ def train_upstream(cfg: RunConfig, device: torch.device) -> tuple[nn.Module, dic
     from transformers import DataCollatorForLanguageModeling
 
     from suite import compression
-    from suite.lifecycle import RunContext
     from suite.models import load_tokenizer
-    from suite.prune import PRUNERS
     from suite.prune import masks as M
     from suite.runtime import seed_everything
     from suite.train import fine_tune, train_loader
@@ -145,7 +155,7 @@ def train_upstream(cfg: RunConfig, device: torch.device) -> tuple[nn.Module, dic
     for p in teacher.parameters():
         p.requires_grad_(False)
     student = MLMStudent(mlm)
-    pruners = PRUNERS.get(cfg.sparsity.method)(cfg.sparsity, RunContext(cfg=cfg, task=None, device=device))
+    pruners = upstream_pruners(cfg, device)
     distill = UpstreamDistillModifier(teacher, u, use_logits=head_pretrained)
     steps = effective_steps(cfg)
     train = TrainConfig(epochs=1.0, lr=u.lr, batch_size=u.batch_size, weight_decay=u.weight_decay,
