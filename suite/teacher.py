@@ -39,8 +39,11 @@ def teacher_config(cfg: RunConfig) -> RunConfig:
 
 def is_teacher_cell(cfg: RunConfig) -> bool:
     """The dense, fp32, undistilled fine-tune cell *is* its own teacher: it is built once (by this
-    cell or by the first cell that distils from it) and shared, never trained twice."""
-    return cfg.stage == "finetune" and teacher_config(cfg) == cfg
+    cell or by the first cell that distils from it) and shared, never trained twice. A cell with
+    test hooks (`debug.*`) trains itself: the hooks run in its own loop."""
+    from suite.config import DebugConfig
+
+    return cfg.stage == "finetune" and cfg.debug == DebugConfig() and teacher_config(cfg) == cfg
 
 
 def teacher_key(cfg: RunConfig) -> str:
