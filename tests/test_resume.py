@@ -31,7 +31,9 @@ def _runs(experiment: str, cid: str) -> list:
 
 
 def test_recorded_cell_is_skipped_and_force_reruns_identically(smoke_overrides, run_cell):
-    overrides = smoke_overrides + ["task=sst2", "seed=11", "experiment_name=resume"]
+    # a pruned cell: it trains every time (a dense cell would read itself back as the cached teacher)
+    overrides = smoke_overrides + ["task=sst2", "seed=11", "experiment_name=resume", "sparsity=gmp",
+                                   "sparsity.target=0.5"]
     first = run_cell(overrides)
     assert first.status == "FINISHED"
     second = run_cell(overrides)
