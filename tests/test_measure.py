@@ -32,6 +32,7 @@ def test_packed_cell_matches_fake_quant(run_cell, smoke_overrides, data_dir, qua
 
     fused = mlflow.get_run(result.run_id).data.tags["sparq_fused"]
     assert "gelu=" in fused and "add_layernorm=" in fused  # the timed encoder has its epilogues fused
+    assert "attention=" in fused  # and its attention read from the fused Q/K/V output
 
 
 def test_pack_model_reuses_fake_quant_scales():

@@ -51,6 +51,8 @@ def parse(argv=None):
     ap.add_argument("--model", action="store_true", help="end-to-end encoders instead of layers")
     ap.add_argument("--models", default="minilm,bert-base", help="with --model")
     ap.add_argument("--batches", default="1,8", help="with --model")
+    ap.add_argument("--no-fused-attention", dest="fused_attention", action="store_false",
+                    help="with --model: torch's attention on the sparq encoders (A/B)")
     ap.add_argument("--no-mlflow", action="store_true")
     ap.add_argument("--settle", type=float, default=None,
                     help="seconds to wait for idle CPUs in the timing window (default suite.quiet's)")
