@@ -21,3 +21,30 @@ def test_layer_bench_records_kernel_path(tmp_path, monkeypatch):
     assert all(r["quiet"] in ("True", "False") and r["cpu_busy"] != "" for r in rows)
     assert all(0.0 <= float(r["others_busy"]) <= 1.0 for r in rows)
     assert not (tmp_path / "sparq-timing.active").exists()  # the window is released
+
+
+def test_profile_self_times_split_the_forward_by_module_class():
+    import time
+
+    import torch
+    from torch import nn
+
+    from kernels.bench.profile import self_times
+
+    class Sleepy(nn.Module):
+        def __init__(self, s, child=None):
+            super().__init__()
+            self.s, self.child = s, child
+
+        def forward(self, x):
+            time.sleep(self.s)
+            return self.child(x) if self.child is not None else x
+
+    class Inner(Sleepy):
+        pass
+
+    model = Sleepy(0.004, Inner(0.002))
+    shares, wall = self_times(model, lambda: model(torch.zeros(1)), repeats=3)
+    assert set(shares) == {"Sleepy", "Inner"}
+    assert shares["Sleepy"] >= 3.9 and shares["Inner"] >= 1.9  # sleeps never return early
+    assert 0.8 * wall <= sum(shares.values()) <= wall  # self times: nothing counted twice
