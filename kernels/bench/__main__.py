@@ -25,7 +25,7 @@ from .common import (
     quiet_columns,
     quiet_window,
     set_threads,
-    timeit_interleaved,
+    timeit,
 )
 
 SHAPES = {"bert-base": ["768x768", "768x3072", "3072x768"],
@@ -139,57 +139,52 @@ def _measure_layers(a, flags, path, quiet):
             x = rng.standard_normal((m, k)).astype(np.float32)
             b = rng.standard_normal(n).astype(np.float32)
             others = OtherLoad()  # CPU time of other processes while this block is timed
-            fns, cases = {}, []
+            dense_ref = {}
             w0 = rng.standard_normal((n, k)).astype(np.float32)
             for name in ("torch_fp32", "torch_int8_fbgemm", "torch_int8_onednn", "onnxruntime_int8"):
                 if wanted and name not in wanted and name != "torch_fp32":
                     continue
                 try:
-                    fns[name] = BASELINES[name](w0, b, x)
+                    fn = BASELINES[name](w0, b, x)
+                    dense_ref[name] = timeit(fn, a.repeats)
                 except Exception as e:  # backend missing on this machine
                     print(f"  {name}: skipped ({e})")
-            xt = torch.from_numpy(x)
             for sp in a.sp_list:
-                for pat in (["nm"] if sp == "2:4" else a.pat_list):
+                pats = ["nm"] if sp == "2:4" else a.pat_list
+                for pat in pats:
                     w = make_weight(rng, n, k, sp, pat)
-                    key = (sp, pat)
+                    res = dict(dense_ref)
                     if not wanted or "torch_csr_fp32" in wanted:
-                        fns[("torch_csr_fp32", key)] = BASELINES["torch_csr_fp32"](w, b, x)
+                        res["torch_csr_fp32"] = timeit(BASELINES["torch_csr_fp32"](w, b, x), a.repeats)
                     fmt = FORMAT_OF[pat]
                     lin = torch.nn.Linear(k, n)
                     with torch.no_grad():
                         lin.weight.copy_(torch.from_numpy(w))
                         lin.bias.copy_(torch.from_numpy(b))
                     layer = SparseInt8Linear.from_linear(lin, format=fmt)
-                    fns[(f"sparq_{fmt}", key)] = lambda layer=layer, xt=xt: layer(xt)
-                    cases.append((sp, pat, fmt, layer, int((w != 0).sum())))
-            timed = timeit_interleaved(fns, a.repeats)  # every backend in the same rounds
-            dense_ref = {name: t for name, t in timed.items() if isinstance(name, str)}
-            for sp, pat, fmt, layer, nnz in cases:
-                res = dict(dense_ref)
-                res.update({name: t for (name, key), t in
-                            ((nk, t) for nk, t in timed.items() if not isinstance(nk, str))
-                            if key == (sp, pat)})
-                ours = f"sparq_{fmt}"
-                nbytes = layer.packed_bytes + 4 * m * k + 4 * m * n
-                roof = max(nbytes / (bw * 1e9), nnz * m / (peak * 1e9)) * 1e3
-                fp = res["torch_fp32"][0]
-                one = res.get("torch_int8_onednn", (np.nan,))[0]
-                for be, (med, lo, hi) in res.items():
-                    if wanted and be not in wanted and not be.startswith("sparq"):
-                        continue
-                    rows.append({"k": k, "n": n, "m": m, "sparsity": sp, "pattern": pat,
-                                 "backend": be, "median_ms": med, "min_ms": lo, "max_ms": hi,
-                                 "speedup_vs_fp32": fp / med, "speedup_vs_onednn": one / med,
-                                 "roofline_ms": roof if be == ours else "",
-                                 "roofline_frac": roof / med if be == ours else "",
-                                 "packed_bytes": layer.packed_bytes if be == ours else "",
-                                 "threads": a.threads,
-                                 "kernel_path": path if be.startswith("sparq") else "",
-                                 "cpu_flags": flags,
-                                 "loadavg": round(os.getloadavg()[0], 2), **quiet,
-                                 "others_busy": others.share()})
-                _print_block(k, n, m, sp, pat, res, ours, roof)
+                    xt = torch.from_numpy(x)
+                    ours = f"sparq_{fmt}"
+                    res[ours] = timeit(lambda layer=layer, xt=xt: layer(xt), a.repeats)
+                    nnz = int((w != 0).sum())
+                    nbytes = layer.packed_bytes + 4 * m * k + 4 * m * n
+                    roof = max(nbytes / (bw * 1e9), nnz * m / (peak * 1e9)) * 1e3
+                    fp = res["torch_fp32"][0]
+                    one = res.get("torch_int8_onednn", (np.nan,))[0]
+                    for be, (med, lo, hi) in res.items():
+                        if wanted and be not in wanted and not be.startswith("sparq"):
+                            continue
+                        rows.append({"k": k, "n": n, "m": m, "sparsity": sp, "pattern": pat,
+                                     "backend": be, "median_ms": med, "min_ms": lo, "max_ms": hi,
+                                     "speedup_vs_fp32": fp / med, "speedup_vs_onednn": one / med,
+                                     "roofline_ms": roof if be == ours else "",
+                                     "roofline_frac": roof / med if be == ours else "",
+                                     "packed_bytes": layer.packed_bytes if be == ours else "",
+                                     "threads": a.threads,
+                                     "kernel_path": path if be.startswith("sparq") else "",
+                                     "cpu_flags": flags,
+                                     "loadavg": round(os.getloadavg()[0], 2), **quiet,
+                                     "others_busy": others.share()})
+                    _print_block(k, n, m, sp, pat, res, ours, roof)
     return rows, bw, peak, load0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import time
@@ -37,31 +36,6 @@ def timeit(fn, repeats: int = 20, warmup: int = 3, min_time: float = 0.0):
         .blocked_autorange(min_run_time=budget)
     ts = [t * 1e3 for t in m.times]
     return statistics.median(ts), min(ts), max(ts)
-
-
-def timeit_interleaved(fns: dict, repeats: int = 20, warmup: int = 3,
-                       min_block_s: float = 0.005) -> dict:
-    """{name: (median, min, max) ms per call} for every callable of ``fns``, timed in the same
-    rounds: each round runs one block of calls of every backend in turn (a block: at least
-    ``min_block_s``), so a change of the machine's speed during the bench (this VM moves by up to
-    2x within minutes) hits every backend alike and the ratios between them are paired.
-    Statistics over ``max(5, repeats)`` rounds of per-call averages."""
-    per_call = {}
-    for name, fn in fns.items():
-        s = time.perf_counter()
-        for _ in range(max(1, warmup)):
-            fn()
-        per_call[name] = (time.perf_counter() - s) / max(1, warmup)
-    calls = {n: max(1, math.ceil(min_block_s / max(t, 1e-9))) for n, t in per_call.items()}
-    times: dict[str, list[float]] = {n: [] for n in fns}
-    for _ in range(max(5, repeats)):
-        for name, fn in fns.items():
-            k = calls[name]
-            s = time.perf_counter()
-            for _ in range(k):
-                fn()
-            times[name].append((time.perf_counter() - s) / k * 1e3)
-    return {n: (statistics.median(v), min(v), max(v)) for n, v in times.items()}
 
 
 def check_load(threads: int) -> float:

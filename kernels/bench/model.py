@@ -27,7 +27,7 @@ from .common import (
     log_mlflow,
     quiet_columns,
     quiet_window,
-    timeit_interleaved,
+    timeit,
 )
 
 CONFIGS = {
@@ -122,7 +122,7 @@ def run_model_bench(a):
             for bsz in [int(v) for v in a.batches.split(",")]:
                 ids = torch.randint(1000, 30000, (bsz, SEQ))
                 mask = torch.ones(bsz, SEQ, dtype=torch.long)
-                fns, others = {}, OtherLoad()
+                res, others = {}, OtherLoad()
                 for be, model in variants.items():
                     eng = be.rsplit("_", 1)[-1] if be.startswith("torch_int8") else None
 
@@ -131,14 +131,12 @@ def run_model_bench(a):
                             torch.backends.quantized.engine = eng
                         with torch.inference_mode():
                             return model(input_ids=ids, attention_mask=mask).last_hidden_state
-                    fns[be] = run
+                    res[be] = timeit(run, repeats=max(5, a.repeats // (2 if bsz > 1 else 1)), warmup=2)
                 try:
-                    fns["onnxruntime_int8"] = ort_model(ort_base, ids, mask, a.threads)
+                    res["onnxruntime_int8"] = timeit(ort_model(ort_base, ids, mask, a.threads),
+                                                     repeats=max(5, a.repeats // 2), warmup=2)
                 except Exception as e:
                     print(f"  onnxruntime_int8 skipped: torch.onnx.export/ORT failed ({str(e)[:200]})")
-                # every backend in the same rounds: ratios paired under the same machine state
-                res = timeit_interleaved(fns, repeats=max(5, a.repeats // (2 if bsz > 1 else 1)),
-                                         warmup=2)
                 fp = res["torch_fp32"][0]
                 ort = res.get("onnxruntime_int8", (float("nan"),))[0]
                 print(f"\n{name} batch {bsz} x seq {SEQ}")

@@ -1,7 +1,5 @@
 import csv
 
-import pytest
-
 import kernels.bench.__main__ as bench
 from kernels import cpu
 
@@ -50,27 +48,3 @@ def test_profile_self_times_split_the_forward_by_module_class():
     assert set(shares) == {"Sleepy", "Inner"}
     assert shares["Sleepy"] >= 3.9 and shares["Inner"] >= 1.9  # sleeps never return early
     assert 0.8 * wall <= sum(shares.values()) <= wall  # self times: nothing counted twice
-
-
-def test_interleaved_timing_pairs_backends_under_the_same_machine_state(monkeypatch):
-    """A machine that slows down 3x halfway through: timed in the same rounds, both backends
-    see the same states, so their per-round ratio stays 2 and the medians keep it."""
-    from kernels.bench import common
-
-    clock = {"t": 0.0, "calls": 0}
-    monkeypatch.setattr(common.time, "perf_counter", lambda: clock["t"])
-
-    def work(cost):
-        def fn():
-            clock["calls"] += 1
-            slow = 3.0 if clock["calls"] > 32 else 1.0  # the VM changes state after 5 rounds
-            clock["t"] += cost * slow
-        return fn
-
-    res = common.timeit_interleaved({"ours": work(0.001), "baseline": work(0.002)}, repeats=8,
-                                    warmup=1, min_block_s=0.004)
-    assert set(res) == {"ours", "baseline"}
-    (om, olo, ohi), (bm, blo, bhi) = res["ours"], res["baseline"]
-    assert (olo, ohi) == pytest.approx((1.0, 3.0))  # ms per call, both states seen
-    assert (bm / om, blo / olo, bhi / ohi) == pytest.approx((2.0, 2.0, 2.0))
-    assert clock["calls"] == 2 + 8 * (4 + 2)  # warm-up, then 8 rounds of 4 + 2 calls
