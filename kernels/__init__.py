@@ -12,11 +12,12 @@ Public API::
     linear(x, packed, act_scale=None, epilogue=None|"gelu")    # numpy-level kernel call
     fuse_shared_input(model) / fuse_epilogues(model)           # encoder fusions (inference)
     fuse_attention(model)        # after fuse_shared_input: attention on the fused Q/K/V output
+    fuse_for_inference(model)    # all three, in order (what the timed encoders run)
 """
 
 from .attention import PackedSelfAttention, fuse_attention
 from .cpu import cpu_flags_string, has_vnni512
-from .encoder import DenseAddNorm, fuse_epilogues
+from .encoder import DenseAddNorm, fuse_epilogues, fuse_for_inference
 from .formats import FORMATS, PackedLinear, pack, packed_bytes, quantize_weight
 from .io import PackedFormatError, load, save
 from .linear import (
@@ -31,6 +32,6 @@ from .ops import linear, reference
 
 __all__ = [
     "FORMATS", "DenseAddNorm", "PackedFormatError", "PackedLinear", "SparseInt8Linear",
-    "PackedSelfAttention", "convert_model", "cpu_flags_string", "fuse_attention", "fuse_epilogues", "fuse_shared_input", "has_vnni512", "linear", "load", "load_packed_into", "pack",
+    "PackedSelfAttention", "convert_model", "cpu_flags_string", "fuse_attention", "fuse_epilogues", "fuse_for_inference", "fuse_shared_input", "has_vnni512", "linear", "load", "load_packed_into", "pack",
     "packed_bytes", "packed_layers", "packed_model_bytes", "quantize_weight", "reference", "save",
 ]

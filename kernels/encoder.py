@@ -7,8 +7,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .attention import fuse_attention
 from .epilogue import add_layernorm_
-from .linear import SparseInt8Linear
+from .linear import SparseInt8Linear, fuse_shared_input
 
 
 def _is_erf_gelu(fn) -> bool:
@@ -62,4 +63,16 @@ def fuse_epilogues(model: nn.Module) -> dict[str, int]:
                     and tuple(norm.normalized_shape) == (dense.out_features,)):
                 setattr(parent, name, DenseAddNorm(dense, norm))
                 counts["add_layernorm"] += 1
+    return counts
+
+
+def fuse_for_inference(model: nn.Module, attention: bool = True) -> dict[str, int]:
+    """Every encoder fusion, in place, on a converted model (what the timed encoders run):
+    Q/K/V as one kernel call (``fuse_shared_input``), GELU and residual + LayerNorm in the
+    kernels' epilogues (``fuse_epilogues``), attention read from the fused Q/K/V output
+    (``fuse_attention``, unless ``attention`` is False). Returns the counts of each.
+    Count ``packed_model_bytes`` before fusing."""
+    counts = {"qkv": fuse_shared_input(model), **fuse_epilogues(model)}
+    if attention:
+        counts["attention"] = fuse_attention(model)
     return counts

@@ -264,13 +264,9 @@ def _time_backends(out: dict, tags: dict, mc: MeasureConfig, fmt: str, fp32, pac
     tags["timing_quiet"] = str(quiet.quiet).lower()
     inputs = _inputs(fp32, mc.latency_batch, mc.latency_seq)
     names = [n for n, _ in packed.named_modules() if type(_).__name__ == "SparseInt8Linear"]
-    from kernels.attention import fuse_attention
-    from kernels.encoder import fuse_epilogues
-    from kernels.linear import fuse_shared_input
+    from kernels.encoder import fuse_for_inference
 
-    fuse_shared_input(packed)  # Q/K/V in one kernel call; numerics unchanged
-    fused = fuse_epilogues(packed)  # GELU and residual + LayerNorm in the kernels' epilogues
-    fused["attention"] = fuse_attention(packed)  # attention straight from the Q/K/V output
+    fused = fuse_for_inference(packed)  # Q/K/V, GELU, add + LayerNorm, attention; same numerics
     tags["sparq_fused"] = ",".join(f"{k}={v}" for k, v in sorted(fused.items()))
     for be in mc.backends:
         try:

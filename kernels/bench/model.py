@@ -16,9 +16,8 @@ import torch
 from torch import nn
 
 from .. import cpu
-from ..attention import fuse_attention
-from ..encoder import fuse_epilogues
-from ..linear import convert_model, fuse_shared_input, packed_model_bytes
+from ..encoder import fuse_for_inference
+from ..linear import convert_model, packed_model_bytes
 from .baselines import ort_quantize_dynamic, ort_session, quantize_dynamic_torch
 from .common import (
     REPO,
@@ -113,11 +112,8 @@ def run_model_bench(a):
         variants.update(sparq_csr=sparq_csr, sparq_block1x4=sparq_blk)
         print(f"{name}: packed encoder bytes csr {packed_model_bytes(sparq_csr):,}, "
               f"block1x4 {packed_model_bytes(sparq_blk):,}")
-        for mdl in (sparq_csr, sparq_blk):  # Q/K/V: one activation quantization + one call,
-            fuse_shared_input(mdl)          # attention read from that call's output; GELU,
-            fuse_epilogues(mdl)             # residual + LayerNorm fused after the kernels
-            if getattr(a, "fused_attention", True):
-                fuse_attention(mdl)
+        for mdl in (sparq_csr, sparq_blk):
+            fuse_for_inference(mdl, attention=getattr(a, "fused_attention", True))
         with quiet_window(getattr(a, "settle", None)) as q:  # other sparq loops pause
             for bsz in [int(v) for v in a.batches.split(",")]:
                 ids = torch.randint(1000, 30000, (bsz, SEQ))

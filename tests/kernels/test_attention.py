@@ -52,3 +52,17 @@ def test_fused_attention_falls_back_where_it_does_not_apply():
         slow = att(x)[0]
     assert calls  # training (dropout) runs the original module
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_fuse_for_inference_runs_every_fusion_once():
+    model = _tiny_bert().eval()
+    kernels.convert_model(model, format="block1x4")
+    fused = copy.deepcopy(model)
+    assert kernels.fuse_for_inference(fused) == {"qkv": 2, "gelu": 2, "add_layernorm": 4,
+                                                 "attention": 2}
+    assert kernels.fuse_for_inference(fused) == {"qkv": 0, "gelu": 0, "add_layernorm": 0,
+                                                 "attention": 0}
+    ids = torch.randint(0, 50, (2, 9))
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(input_ids=ids).last_hidden_state,
+                                   model(input_ids=ids).last_hidden_state, rtol=1e-4, atol=1e-4)
