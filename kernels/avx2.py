@@ -13,15 +13,18 @@ same u8 x s8 4-way dot-accumulate.
 Kernels (one intrinsic generator each, register-blocked):
 * ``block_gemm``: sparse 1x4 block rows x R = 8/4/2/1 chunks of 8 activation rows in ymm
   registers; activations laid out [K/4][Mpad][4] int8 (one 32-bit quad per row and group).
-* ``block_gemm_dense``: full block rows (2:4, dense): a 4 rows x 2 chunks register tile, one
+* ``block_gemm_dense``: full block rows (3:4, dense): a 4 rows x 4 chunks register tile, one
   activation load feeds 4 weight rows.
+* ``nm_gemm`` (2:4, M >= 2): output rows in the vector lanes; per activation row the 16 bytes
+  [x | -x] of 8 inputs are broadcast and one ``vpshufb`` with a stored per-row mask picks each
+  weight's activation with the weight's sign applied (``avx2_nm``).
 * ``gemv``: the latency path for M <= 8: the weight rows are walked once, 8 blocks at a time
   (``vpgatherdd`` of the activation quads, or a plain load for full rows), with the few
   activation rows' accumulators held in registers. Quantization, kernel and epilogue run in one
   jitted call (one dispatch).
 
 Modules: ``avx2_intrinsics`` (IR helpers, block-row intrinsics, epilogue), ``avx2_gemm``
-(the batched kernels and their weight forms), ``avx2_latency`` (M <= 8); this module re-exports
+(the batched kernels and their weight forms), ``avx2_nm`` (2:4), ``avx2_latency`` (M <= 8); this module re-exports
 their public names. Import only where ``cpu.kernel_path()`` allows it (compiling AVX2 code
 elsewhere fails).
 """
@@ -29,21 +32,21 @@ elsewhere fails).
 from __future__ import annotations
 
 from .avx2_gemm import (
-    PAIR_MASKS,
     PANEL,
     block_gemm,
     block_gemm_dense,
-    block_gemm_pairs,
     block_gemm_slab,
     dense_blocks,
     pair16_form,
-    pair_form,
     quantize_layout,
     quantize_layout16,
 )
 from .avx2_intrinsics import ISA
 from .avx2_latency import gemv, gemv1, gemv1_permute, gemv_form, permute_form
+from .avx2_nm import nm_gemm, nm_lane_form, quantize_signed
+from .avx2_nm import panel_rows as nm_panel_rows
 
-__all__ = ["ISA", "PAIR_MASKS", "PANEL", "block_gemm", "block_gemm_dense", "block_gemm_pairs",
-           "block_gemm_slab", "dense_blocks", "gemv", "gemv1", "gemv1_permute", "gemv_form",
-           "pair16_form", "pair_form", "permute_form", "quantize_layout", "quantize_layout16"]
+__all__ = ["ISA", "PANEL", "block_gemm", "block_gemm_dense", "block_gemm_slab", "dense_blocks",
+           "gemv", "gemv1", "gemv1_permute", "gemv_form", "nm_gemm", "nm_lane_form",
+           "nm_panel_rows", "pair16_form", "permute_form", "quantize_layout", "quantize_layout16",
+           "quantize_signed"]

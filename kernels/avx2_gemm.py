@@ -1,7 +1,7 @@
 """AVX2 / AVX-VNNI batched kernels (M > 8; see ``kernels.avx2``): quantize + [K/4][Mpad][4]
 layout, sparse block rows (``block_gemm``), its L1 K-slab variant (``block_gemm_slab``), full
-block rows (``block_gemm_dense``), 2:4 two-groups-per-dot rows (``block_gemm_pairs``), the tiled
-dequantizing epilogue, and the weight forms these kernels take."""
+block rows (``block_gemm_dense``), the tiled dequantizing epilogue, and the weight forms these
+kernels take. 2:4 runs on ``avx2_nm``."""
 
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ from .avx2_intrinsics import (
     _pairdot2,
     _pairdot4,
     _pairdot8,
-    _pairsel41,
-    _pairsel42,
     _rowacc1,
     _rowacc2,
     _rowacc4,
@@ -31,49 +29,6 @@ from .avx2_intrinsics import (
     _rowdot8,
 )
 from .epilogue import gelu_block
-
-# ----------------------------------------------------------------------------- 2:4 weight form
-_PAIRS = [(i, j) for i in range(4) for j in range(i + 1, 4)]  # 6 in-group position pairs
-
-
-def _pair_masks() -> np.ndarray:
-    """[36 * 64] uint8: for pattern pa * 6 + pb, the vpshufb masks that move bytes (i, j) of each
-    4-byte activation quad of group 2gp to bytes 0, 1 and bytes (k, l) of group 2gp+1 to 2, 3."""
-    out = np.full((36, 2, 32), 0x80, dtype=np.uint8)
-    for pa, (i, j) in enumerate(_PAIRS):
-        for pb, (k, kk) in enumerate(_PAIRS):
-            for slot in range(8):
-                q = 4 * (slot % 4)  # vpshufb indexes within each 128-bit lane
-                out[pa * 6 + pb, 0, 4 * slot:4 * slot + 2] = (q + i, q + j)
-                out[pa * 6 + pb, 1, 4 * slot + 2:4 * slot + 4] = (q + k, q + kk)
-    return out.ravel()
-
-
-PAIR_MASKS = _pair_masks()
-
-
-def pair_form(q: np.ndarray, tile: int = 16):
-    """(wq int32 [Npad * GP], combo int32 [Npad * GP], GP) for ``block_gemm_pairs``, or None
-    when some group of 4 holds more than 2 nonzeros. GP = ceil(ceil(K/4) / 2) group pairs."""
-    n, k = q.shape
-    g = (k + 3) // 4
-    gp = (g + 1) // 2
-    qp = np.zeros((n, gp * 2, 4), dtype=np.int8)
-    qp.reshape(n, -1)[:, :k] = q
-    nz = qp != 0
-    if np.any(nz.sum(axis=2) > 2):
-        return None
-    # two positions per group: the nonzeros first (in order), then zero positions
-    order = np.sort(np.argsort(~nz, axis=2, kind="stable")[:, :, :2], axis=2)
-    vals = np.take_along_axis(qp, order, axis=2)  # [n, 2gp, 2]
-    pid = {p: t for t, p in enumerate(_PAIRS)}
-    pat = np.vectorize(lambda a, b: pid[(a, b)])(order[:, :, 0], order[:, :, 1])
-    npad = (n + tile - 1) // tile * tile
-    wq = np.zeros((npad, gp, 4), dtype=np.int8)
-    wq[:n] = vals.reshape(n, gp, 4)
-    combo = np.zeros((npad, gp), dtype=np.int32)
-    combo[:n] = pat[:, 0::2] * 6 + pat[:, 1::2]
-    return wq.reshape(-1).view(np.int32).copy(), combo.ravel(), gp
 
 
 # ----------------------------------------------------------------------------- epilogue
@@ -113,13 +68,12 @@ def _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, row0, act):
 
 # ----------------------------------------------------------------------------- quantize + layout
 @njit(parallel=True, cache=_CACHE)
-def quantize_layout(x, inv, mpad, qlo, qhi, galign=1):
+def quantize_layout(x, inv, mpad, qlo, qhi):
     """float32 [M, K] -> (int8 [ceil(K/4) * mpad * 4] laid out [k // 4][m][k % 4], zero padded;
     True when some code is < -127, which the sign trick cannot take). Blocks of 8 rows: quantize
-    them into a small scratch, then one 32-byte store per group (no strided 4-byte writes).
-    ``galign``: round the number of groups up to a multiple of it (zero groups)."""
+    them into a small scratch, then one 32-byte store per group (no strided 4-byte writes)."""
     m, k = x.shape
-    g = ((k + 3) // 4 + galign - 1) // galign * galign
+    g = (k + 3) // 4
     out = np.empty(g * mpad, dtype=np.int32)
     nblk = mpad // 8
     bad = np.zeros(nblk, dtype=np.bool_)
@@ -301,34 +255,6 @@ def block_gemm_dense(xl, mpad, m, wd, groups, n_out, scale, bias, xscale, y, til
                     _multirow41(xl, wd, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
             c0 += r
         _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, 0, act)
-
-
-@njit(parallel=True, cache=_CACHE)
-def block_gemm_pairs(xl, mpad, m, wq, combo, masks, ngp, n_out, scale, bias, xscale, y, tile,
-                     act=0):
-    """2:4 rows (``pair_form``; activations laid out with an even number of groups): 4 rows x 2
-    chunks of 8 activation rows per register tile, two groups per dot product."""
-    ntiles = (n_out + tile - 1) // tile
-    nch = mpad // 8
-    rs = np.int64(mpad) * 4
-    g64 = np.int64(ngp)
-    for t in prange(ntiles):
-        n0 = t * tile
-        n1 = min(n_out, n0 + tile)
-        buf = np.empty(tile * mpad, dtype=np.int32)
-        c0 = 0
-        while c0 < nch:
-            xo = np.int64(c0 * 32)
-            for r0 in range(0, tile, 4):
-                w0 = np.int64(n0 + r0) * g64
-                oo = np.int64(r0) * mpad + c0 * 8
-                if c0 + 2 <= nch:
-                    _pairsel42(xl, wq, combo, masks, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
-                else:
-                    _pairsel41(xl, wq, combo, masks, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
-            c0 += 2
-        _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, 0, act)
-
 
 
 # ----------------------------------------------------------------------------- weight forms

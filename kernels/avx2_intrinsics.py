@@ -2,8 +2,7 @@
 
 Vector types, the exact int8 4-way dot step (sign trick, or ``vpdpbusd`` on AVX-VNNI), and the
 register-blocked intrinsics of the batched kernels: sparse block rows (``_make_rowdot``), full
-block rows (``_make_multirow``), 2:4 pair selection (``_make_pairsel``) and the 8x8 transposing
-epilogue (``_epilogue8``). Import only where ``cpu.kernel_path()`` allows it.
+block rows (``_make_multirow``) and the 8x8 transposing epilogue (``_epilogue8``). Import only where ``cpu.kernel_path()`` allows it.
 """
 
 from __future__ import annotations
@@ -170,60 +169,6 @@ def _make_multirow(nrows: int, nchunks: int):
 
 
 _multirow44, _multirow42, _multirow41 = (_make_multirow(4, c) for c in (4, 2, 1))
-
-
-# ----------------------------------------------------------------------------- 2:4 (<= 2 of 4)
-def _make_pairsel(nrows: int, nchunks: int):
-    """Rows with at most 2 nonzeros in every group of 4 (2:4): the nonzeros of two groups are
-    one weight quad, so one (vpmaddubsw, vpmaddwd) pair does the work of two groups. The
-    activation bytes each row needs are picked per row and group pair with two ``vpshufb`` (masks
-    from a 36-entry table indexed by the pair's pattern), which run on the shuffle ports, not the
-    multiply ports that bound the full-row kernel. For gp < ngp: x_sel = pshufb(x[2gp], ma) |
-    pshufb(x[2gp+1], mb); acc[r][c] += dot4(x_sel, wq[w0 + r*ws + gp])."""
-
-    @intrinsic
-    def pairsel(typingctx, xl, wq, combo, masks, ngp, wrow0, wstride, xoff, rowstride, out, ooff,
-                ostride):
-        sig = types.void(xl, wq, combo, masks, ngp, wrow0, wstride, xoff, rowstride, out, ooff,
-                         ostride)
-
-        def codegen(context, builder, signature, args):
-            xa, wa, ca, ma, ng_, w0_, ws_, xoff_, rs_, oa, ooff_, os_ = args
-            t = signature.args
-            xp, wp = _data(context, builder, t[0], xa, _I8), _data(context, builder, t[1], wa, _I32)
-            cp, mp = _data(context, builder, t[2], ca, _I32), _data(context, builder, t[3], ma, _I8)
-            op = _data(context, builder, t[9], oa, _I32)
-            shuf = _fn(builder, "llvm.x86.avx2.pshuf.b", _VB, [_VB, _VB])
-            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8, None))
-                     for _ in range(nchunks)] for _ in range(nrows)]
-            with cgutils.for_range_slice(builder, _c(0), ng_, _c(1), intp=_I64) as (gp, _):
-                base = builder.add(builder.mul(builder.mul(gp, _c(2)), rs_), xoff_)
-                xa_ = [_loadv(builder, xp, builder.add(base, _c(32 * c)), _VB) for c in range(nchunks)]
-                xb_ = [_loadv(builder, xp, builder.add(builder.add(base, rs_), _c(32 * c)), _VB)
-                       for c in range(nchunks)]
-                for r in range(nrows):
-                    widx = builder.add(builder.add(w0_, builder.mul(ws_, _c(r))), gp)
-                    aw, sw = _weights(builder, _bcast(builder, builder.load(builder.gep(wp, [widx]))))
-                    moff = builder.mul(builder.sext(builder.load(builder.gep(cp, [widx])), _I64), _c(64))
-                    mska = _loadv(builder, mp, moff, _VB)
-                    mskb = _loadv(builder, mp, builder.add(moff, _c(32)), _VB)
-                    for c in range(nchunks):
-                        xs = builder.or_(builder.call(shuf, [xa_[c], mska]),
-                                         builder.call(shuf, [xb_[c], mskb]))
-                        slot = accs[r][c]
-                        builder.store(_dot_acc(builder, builder.load(slot), xs, aw, sw), slot)
-            for r in range(nrows):
-                for c in range(nchunks):
-                    idx = builder.add(builder.add(ooff_, builder.mul(os_, _c(r))), _c(8 * c))
-                    _storev(builder, builder.load(accs[r][c]), op, idx)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return pairsel
-
-
-_pairsel42, _pairsel41 = _make_pairsel(4, 2), _make_pairsel(4, 1)
 
 
 # ----------------------------------------------------------------------------- epilogue

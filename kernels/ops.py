@@ -20,6 +20,7 @@ SLAB_GROUPS = 64  # K/4 groups per L1 slab (64 groups x 128 rows x 4 B = 32 KiB)
 SLAB_MIN_DENSITY = 0.2
 AVX2_SLAB_MIN_GROUPS = 512  # AVX2: K slabs only for long K (>= 2048)
 DENSE_MIN_DENSITY = 0.75  # block density from which full zero-filled block rows win (2:4, dense)
+NM_TILE = 4  # AVX2 2:4: blocks of 8 output rows per parallel task
 PAIRS16_MAX_RATIO = 1.6  # AVX2: 1x2 int16 blocks when #pairs < this x #(1x4 blocks); measured
 # at M=128, K = 768: unstructured 90% (ratio 1.1) 1.2-1.4x faster than 1x4 blocks, block1x4
 # (ratio 2) even
@@ -200,6 +201,20 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
     groups = (p.in_features + 3) // 4
     dense = cols.size / max(1, p.out_features * groups) >= DENSE_MIN_DENSITY
     scale, bias = p.scale, _bias(p)
+    lanes = None
+    if dense:  # 2:4 (<= 2 nonzeros in every group of 4): output rows in the vector lanes, two
+        if "nm_lanes" not in p._cache:  # groups per dot product, signs folded into the vpshufb
+            p._cache["nm_lanes"] = avx2.nm_lane_form(p.int_weight())
+        lanes = p._cache["nm_lanes"]
+
+    def run_lanes(x, y):
+        sx = act_scale_of(x, act_scale)
+        xs, bad = avx2.quantize_signed(x, np.float32(1.0 / sx), qlo, qhi, lanes[2])
+        if bad:
+            fallback(x, y)
+        else:
+            avx2.nm_gemm(xs, x.shape[0], *lanes, p.out_features, scale, bias, sx, y,
+                         avx2.nm_panel_rows(lanes[2]), NM_TILE, act)
     if small:  # latency kernel: quantize + kernel + epilogue in one jitted call
         key = "gemv_dense" if dense else "gemv"
         if key not in p._cache:
@@ -212,6 +227,9 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
         gptr, win, idx, wv = perm if perm is not None else (None,) * 4
 
         def run(x, y):
+            if lanes is not None and x.shape[0] > 1:  # 2:4 at M = 2..8: measured 1.6x gemv
+                run_lanes(x, y)
+                return
             if perm is not None and x.shape[0] == 1:  # batch 1: 8 rows per vpermd step
                 sx = avx2.gemv1_permute(x, static, act_scale is None, qlo, qhi, gptr, win, idx,
                                         wv, scale, bias, y, GEMV_ROWS // 8, act)
@@ -224,12 +242,9 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
             if sx == -2.0:
                 fallback(x, y)
         return run
-    pairs = None
-    if dense:  # 2:4 (<= 2 nonzeros in every group of 4): two groups per dot product
-        if "pairs" not in p._cache:
-            p._cache["pairs"] = avx2.pair_form(p.int_weight())
-        pairs = p._cache["pairs"]
-    if dense and pairs is None and "dense8" not in p._cache:
+    if lanes is not None:
+        return run_lanes
+    if dense and "dense8" not in p._cache:
         p._cache["dense8"] = avx2.dense_blocks(ptr, cols, vals, p.out_features, groups, 16)
     wd = p._cache.get("dense8")
     density = cols.size / max(1, p.out_features * groups)
@@ -259,13 +274,9 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
             xl = avx2.quantize_layout16(x, np.float32(1.0 / sx), mpad, qlo, qhi)
             avx2.block_gemm(xl, mpad, m, *pairs16, scale, bias, sx, y, 16, True, act)
             return
-        xl, bad = avx2.quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi,
-                                       1 if pairs is None else 2)
+        xl, bad = avx2.quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi)
         if bad:
             fallback(x, y)
-        elif pairs is not None:
-            avx2.block_gemm_pairs(xl, mpad, m, pairs[0], pairs[1], avx2.PAIR_MASKS, pairs[2],
-                                  p.out_features, scale, bias, sx, y, 16, act)
         elif dense:
             avx2.block_gemm_dense(xl, mpad, m, wd, groups, p.out_features, scale, bias, sx, y, 16,
                                   act)

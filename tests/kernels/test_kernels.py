@@ -186,10 +186,11 @@ def test_avx2_code_minus_128_falls_back_exactly():
 
 
 @pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 path on this CPU")
-def test_avx2_24_runs_the_pair_kernel_exactly():
-    """2:4 weights take the two-groups-per-dot kernel (its structure used), not the full rows;
-    rows with 3 of 4 nonzeros (3:4) cannot and take the full-row kernel; both exact."""
-    for n_keep, pairs in ((2, True), (1, True), (3, False)):
+def test_avx2_24_runs_the_lane_kernel_exactly():
+    """2:4 weights take the output-rows-in-lanes kernel (two groups per dot product, signs in
+    the vpshufb), not the full rows; rows with 3 of 4 nonzeros (3:4) cannot and take the
+    full-row kernel; all exact. M covers every register block (8/4/2/1 rows) and panel tails."""
+    for n_keep, lanes in ((2, True), (1, True), (3, False)):
         w = sparse_weight(RNG, 37, 90, 0.0)
         g = np.zeros((37, 92), np.float32)
         g[:, :90] = w
@@ -197,8 +198,31 @@ def test_avx2_24_runs_the_pair_kernel_exactly():
         drop = np.argsort(np.abs(g4), axis=2)[:, :, : 4 - n_keep]
         np.put_along_axis(g4, drop, 0, axis=2)
         p = kernels.pack(g[:, :90], "nm", n=n_keep, bias=RNG.standard_normal(37))
-        _check(RNG.standard_normal((45, 90)).astype(np.float32), p, "avx2")
-        assert (p._cache["pairs"] is not None) == pairs
+        for m in (9, 15, 45):
+            _check(RNG.standard_normal((m, 90)).astype(np.float32), p, "avx2")
+        assert (p._cache["nm_lanes"] is not None) == lanes
+
+
+@pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 path on this CPU")
+def test_avx2_24_lane_kernel_edges():
+    """The 2:4 lane kernel: K not a multiple of 8 (a half-empty last window), all-zero rows,
+    weights of -127/127 against codes of -127/127 (the largest pair sums), the GELU epilogue,
+    and a static scale whose codes reach -128 (portable fallback): all exact."""
+    from kernels.avx2_nm import nm_lane_form, panel_rows
+
+    q = np.zeros((19, 44), np.int8)
+    q[:, 0::4], q[:, 3::4] = 127, -127  # two of every four, largest magnitudes
+    q[5] = 0
+    assert nm_lane_form(q) is not None and panel_rows(6) % 8 == 0
+    w = q.astype(np.float32) / 127
+    p = kernels.pack(w, "nm", bias=RNG.standard_normal(19))
+    x = np.where(RNG.random((23, 44)) < 0.5, -1.0, 1.0).astype(np.float32)
+    x[:, 1::4] *= -1
+    _check(x, p, "avx2")
+    y = kernels.linear(x, p, path="avx2", epilogue="gelu")
+    ref = kernels.reference(x, p, epilogue="gelu")
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * (np.abs(ref).max() + 1))
+    _check(-np.abs(x) * 3, p, "avx2", act_scale=0.01)  # codes of -128: fallback, still exact
 
 
 def test_avx_vnni_dot_selects_vex_vpdpbusd():
