@@ -15,6 +15,8 @@ Kernels (one intrinsic generator each, register-blocked):
   registers; activations laid out [K/4][Mpad][4] int8 (one 32-bit quad per row and group).
 * ``block_gemm_dense``: full block rows (3:4, dense): a 4 rows x 4 chunks register tile, one
   activation load feeds 4 weight rows.
+* ``block_gemm_pp`` (unstructured): blocks of two occupied input pairs of a row on int8 pair
+  activations ([K/2][Mpad][2]), ``vpunpck{l,h}wd`` making the 4-byte quads per 16 rows.
 * ``nm_gemm`` (2:4, M >= 2): output rows in the vector lanes; per activation row the 16 bytes
   [x | -x] of 8 inputs are broadcast and one ``vpshufb`` with a stored per-row mask picks each
   weight's activation with the weight's sign applied (``avx2_nm``).
@@ -35,18 +37,19 @@ from .avx2_gemm import (
     PANEL,
     block_gemm,
     block_gemm_dense,
+    block_gemm_pp,
     block_gemm_slab,
     dense_blocks,
-    pair16_form,
+    pairpair_form,
     quantize_layout,
-    quantize_layout16,
+    quantize_pairs,
 )
 from .avx2_intrinsics import ISA
 from .avx2_latency import gemv, gemv1, gemv1_permute, gemv_form, permute_form
 from .avx2_nm import nm_gemm, nm_lane_form, quantize_signed
 from .avx2_nm import panel_rows as nm_panel_rows
 
-__all__ = ["ISA", "PANEL", "block_gemm", "block_gemm_dense", "block_gemm_slab", "dense_blocks",
-           "gemv", "gemv1", "gemv1_permute", "gemv_form", "nm_gemm", "nm_lane_form",
-           "nm_panel_rows", "pair16_form", "permute_form", "quantize_layout", "quantize_layout16",
+__all__ = ["ISA", "PANEL", "block_gemm", "block_gemm_dense", "block_gemm_pp", "block_gemm_slab",
+           "dense_blocks", "gemv", "gemv1", "gemv1_permute", "gemv_form", "nm_gemm", "nm_lane_form",
+           "nm_panel_rows", "pairpair_form", "permute_form", "quantize_layout", "quantize_pairs",
            "quantize_signed"]

@@ -15,10 +15,9 @@ from .avx2_intrinsics import (
     _multirow41,
     _multirow42,
     _multirow44,
-    _pairdot1,
-    _pairdot2,
-    _pairdot4,
-    _pairdot8,
+    _ppdot1,
+    _ppdot2,
+    _ppdot4,
     _rowacc1,
     _rowacc2,
     _rowacc4,
@@ -99,41 +98,54 @@ def quantize_layout(x, inv, mpad, qlo, qhi):
 
 
 @njit(parallel=True, cache=_CACHE)
-def quantize_layout16(x, inv, mpad, qlo, qhi):
-    """float32 [M, K] -> int16 codes laid out [k // 2][m][k % 2] (zero padded), as int8 bytes:
-    the same addressing as ``quantize_layout`` (4 bytes per row and pair), for 1x2 blocks."""
+def quantize_pairs(x, inv, mpad, qlo, qhi):
+    """float32 [M, K] -> (int8 [ceil(K/2)][mpad][2], zero padded, for ``block_gemm_pp``; True
+    when some code is < -127). ``mpad``: a multiple of 16 (one ymm = 16 rows x 2 inputs)."""
     m, k = x.shape
     npair = (k + 1) // 2
-    out = np.empty(npair * mpad, dtype=np.int32)
-    for blk in prange(mpad // 8):
-        tmp = np.zeros((8, npair * 2), dtype=np.int16)
-        for r in range(8):
-            i = blk * 8 + r
+    out = np.empty(npair * mpad, dtype=np.int16)
+    nblk = mpad // 16
+    bad = np.zeros(nblk, dtype=np.bool_)
+    for blk in prange(nblk):
+        tmp = np.zeros((16, npair * 2), dtype=np.int8)
+        lo = np.int32(0)
+        for r in range(16):
+            i = blk * 16 + r
             if i < m:
                 row = tmp[r]
                 for kk in range(k):
-                    row[kk] = np.int16(min(max(np.rint(x[i, kk] * inv), qlo), qhi))
-        t32 = tmp.reshape(-1).view(np.int32)
-        base = blk * 8
+                    c = np.int32(min(max(np.rint(x[i, kk] * inv), qlo), qhi))
+                    lo = min(lo, c)
+                    row[kk] = np.int8(c)
+        bad[blk] = lo < -127
+        t16 = tmp.reshape(-1).view(np.int16)
+        base = blk * 16
         for pp in range(npair):
             o = pp * mpad + base
-            for r in range(8):
-                out[o + r] = t32[r * npair + pp]
-    return out.view(np.int8)
+            for r in range(16):
+                out[o + r] = t16[r * npair + pp]
+    return out.view(np.int8), bad.any()
 
 
-def pair16_form(q: np.ndarray):
-    """1x2 blocks of an int8 weight [N, K] for ``block_gemm(..., pairs16=True)``: (ptr int64,
-    cols int32 = pair index, vals int32 = the two weights as int16 halves). Unstructured 90%
-    keeps ~19% of the pairs (vs ~34% of the 1x4 groups), and ``vpmaddwd`` needs no sign trick."""
+def pairpair_form(q: np.ndarray):
+    """Scattered nonzeros of an int8 weight [N, K] as blocks of two input pairs per row, for
+    ``block_gemm_pp``: (ptr int64 [N+1], c1 int32, c2 int32, w4 int32 = the 4 weights
+    (q[c1], q[c1+1], q[c2], q[c2+1]) as bytes). A row's occupied pairs go two by two in column
+    order; an odd last one meets a zero pair. Unstructured 90% keeps ~19% of the pairs, so
+    ~0.56 blocks per 1x4 group that the 1x4 form would occupy, each at about a 1x4 block's cost."""
     n, k = q.shape
-    qp = np.zeros((n, (k + 1) // 2 * 2), dtype=np.int16)
+    qp = np.zeros((n, (k + 1) // 2 * 2), dtype=np.int8)
     qp[:, :k] = q
-    packed = qp.reshape(-1).view(np.int32).reshape(n, -1)
-    rows, cols = np.nonzero(packed)
+    w16 = qp.view(np.int16)  # [n, npair]: both weights of a pair
+    rows, cols = np.nonzero(w16)
+    counts = np.bincount(rows, minlength=n)
+    at = np.cumsum(counts)[counts % 2 == 1]  # a zero pair closes every odd row (its last column)
+    vals = np.insert(w16[rows, cols], at, 0).astype(np.int16)
+    cols = np.insert(cols, at, cols[at - 1]).astype(np.int32)
     ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n), out=ptr[1:])
-    return ptr, cols.astype(np.int32), packed[rows, cols].astype(np.int32)
+    np.cumsum((counts + 1) // 2, out=ptr[1:])
+    w4 = np.stack([vals[0::2], vals[1::2]], axis=1).reshape(-1).view(np.int32).copy()
+    return ptr, cols[0::2].copy(), cols[1::2].copy(), w4
 
 
 # ----------------------------------------------------------------------------- GEMM kernels
@@ -141,11 +153,10 @@ PANEL = 128  # activation rows per task at large M (K x 128 int8 stays in L2)
 
 
 @njit(parallel=True, cache=_CACHE)
-def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile, pairs16=False, act=0):
+def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile, act=0):
     """y[:m] = dequant(x_layout @ blocks.T). Tasks are (panel of <= PANEL activation rows) x
     (tile of output features), panel-major, so that a panel stays in L2 while the weights
-    stream; each block row runs against up to 8 chunks of 8 rows held in registers.
-    ``pairs16``: 1x2 blocks (``pair16_form``) on int16 activations (``quantize_layout16``)."""
+    stream; each block row runs against up to 8 chunks of 8 rows held in registers."""
     n_out = ptr.shape[0] - 1
     ntiles = (n_out + tile - 1) // tile
     panel = min(mpad, PANEL)
@@ -164,28 +175,51 @@ def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile, pairs
             c = 0
             xo = np.int64(p0) * 4
             while c + 8 <= nch:
-                if pairs16:
-                    _pairdot8(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
-                else:
-                    _rowdot8(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
+                _rowdot8(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
                 c += 8
             for r in (4, 2, 1):  # the remaining chunks: at most one call of each width
                 if c + r <= nch:
                     oc, xc = o + c * 8, xo + c * 32
-                    if pairs16:
-                        if r == 4:
-                            _pairdot4(xl, vals, cols, s, e, xc, rs, buf, oc)
-                        elif r == 2:
-                            _pairdot2(xl, vals, cols, s, e, xc, rs, buf, oc)
-                        else:
-                            _pairdot1(xl, vals, cols, s, e, xc, rs, buf, oc)
-                    elif r == 4:
+                    if r == 4:
                         _rowdot4(xl, vals, cols, s, e, xc, rs, buf, oc)
                     elif r == 2:
                         _rowdot2(xl, vals, cols, s, e, xc, rs, buf, oc)
                     else:
                         _rowdot1(xl, vals, cols, s, e, xc, rs, buf, oc)
                     c += r
+        _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0, act)
+
+
+@njit(parallel=True, cache=_CACHE)
+def block_gemm_pp(xl, mpad, m, ptr, c1, c2, w4, scale, bias, xscale, y, tile, act=0):
+    """``block_gemm`` for blocks of two input pairs (``pairpair_form``) on int8 pair activations
+    (``quantize_pairs``, ``mpad`` a multiple of 16): each block row runs against up to 4 chunks
+    of 16 rows in registers (two accumulators per chunk)."""
+    n_out = ptr.shape[0] - 1
+    ntiles = (n_out + tile - 1) // tile
+    panel = min(mpad, PANEL)
+    npan = (mpad + panel - 1) // panel
+    rs = np.int64(mpad) * 2
+    for t in prange(npan * ntiles):
+        p0 = (t // ntiles) * panel
+        pr = min(panel, mpad - p0)
+        nch = pr // 16
+        n0 = (t % ntiles) * tile
+        n1 = min(n_out, n0 + tile)
+        buf = np.empty(tile * pr, dtype=np.int32)
+        for n in range(n0, n1):
+            o = np.int64(n - n0) * pr
+            s, e = ptr[n], ptr[n + 1]
+            xo = np.int64(p0) * 2
+            c = 0
+            while c + 4 <= nch:
+                _ppdot4(xl, w4, c1, c2, s, e, xo + c * 32, rs, buf, o + c * 16)
+                c += 4
+            if c + 2 <= nch:
+                _ppdot2(xl, w4, c1, c2, s, e, xo + c * 32, rs, buf, o + c * 16)
+                c += 2
+            if c < nch:
+                _ppdot1(xl, w4, c1, c2, s, e, xo + c * 32, rs, buf, o + c * 16)
         _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0, act)
 
 

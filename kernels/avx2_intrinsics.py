@@ -75,18 +75,9 @@ def _c(v):
 
 
 # ----------------------------------------------------------------------------- sparse block rows
-def _pair16_acc(builder, acc, xv, w16):
-    """acc (v8i32) += x0*w0 + x1*w1 per lane: xv holds int16 activation pairs, w16 a pair of
-    int16 weights in every lane (``vpmaddwd``: exact, no saturation)."""
-    f = _fn(builder, "llvm.x86.avx2.pmadd.wd", _V8, [_VH, _VH])
-    return builder.add(acc, builder.call(f, [builder.bitcast(xv, _VH), w16]))
-
-
-def _make_rowdot(nchunks: int, accumulate: bool = False, pairs16: bool = False):
+def _make_rowdot(nchunks: int, accumulate: bool = False):
     """out[ooff + 8i + l] (+)= sum over blocks b in [start, end) of dot4(x[cols[b]*rs + xoff + 32i
-    + 4l : +4], vals[b]) for i < nchunks (chunk i = activation rows 8i..8i+7 after xoff).
-    ``pairs16``: 1x2 blocks instead, int16 activation pairs and vals[b] = two int16 weights;
-    the addressing is the same (8 rows x 4 bytes per chunk)."""
+    + 4l : +4], vals[b]) for i < nchunks (chunk i = activation rows 8i..8i+7 after xoff)."""
 
     @intrinsic
     def rowdot(typingctx, xl, vals, cols, start, end, xoff, rowstride, out, ooff):
@@ -105,17 +96,12 @@ def _make_rowdot(nchunks: int, accumulate: bool = False, pairs16: bool = False):
             with cgutils.for_range_slice(builder, _i64(builder, s_), _i64(builder, e_), _c(1),
                                          intp=_I64) as (b, _):
                 col = builder.sext(builder.load(builder.gep(cp, [b])), _I64)
-                wb = _bcast(builder, builder.load(builder.gep(vp, [b])))
-                if pairs16:
-                    w16 = builder.bitcast(wb, _VH)
-                else:
-                    aw, sw = _weights(builder, wb)
+                aw, sw = _weights(builder, _bcast(builder, builder.load(builder.gep(vp, [b]))))
                 base = builder.add(builder.mul(col, rs_), xoff_)
                 for i in range(nchunks):
                     xv = _loadv(builder, xp, builder.add(base, _c(32 * i)), _VB)
                     acc = builder.load(accs[i])
-                    acc = _pair16_acc(builder, acc, xv, w16) if pairs16 else _dot_acc(
-                        builder, acc, xv, aw, sw)
+                    acc = _dot_acc(builder, acc, xv, aw, sw)
                     builder.store(acc, accs[i])
             for i in range(nchunks):
                 _storev(builder, builder.load(accs[i]), op, builder.add(ooff_, _c(8 * i)))
@@ -128,7 +114,63 @@ def _make_rowdot(nchunks: int, accumulate: bool = False, pairs16: bool = False):
 
 _rowdot8, _rowdot4, _rowdot2, _rowdot1 = (_make_rowdot(c) for c in (8, 4, 2, 1))
 _rowacc8, _rowacc4, _rowacc2, _rowacc1 = (_make_rowdot(c, True) for c in (8, 4, 2, 1))
-_pairdot8, _pairdot4, _pairdot2, _pairdot1 = (_make_rowdot(c, pairs16=True) for c in (8, 4, 2, 1))
+
+
+# ----------------------------------------------------------------------------- pairs of pairs
+_UNPCKL = ir.Constant(ir.VectorType(_I32, 16), [0, 16, 1, 17, 2, 18, 3, 19, 8, 24, 9, 25, 10, 26, 11, 27])
+_UNPCKH = ir.Constant(ir.VectorType(_I32, 16), [4, 20, 5, 21, 6, 22, 7, 23, 12, 28, 13, 29, 14, 30, 15, 31])
+_HALVES = (ir.Constant(ir.VectorType(_I32, 4), [0, 1, 2, 3]), ir.Constant(ir.VectorType(_I32, 4), [4, 5, 6, 7]))
+
+
+def _make_pairpair(nchunks: int):
+    """Scattered nonzeros as blocks of two input pairs (c1, c2) of one row (``pairpair_form``):
+    activations int8 [K/2][Mpad][2], a chunk = 16 rows x 2 bytes = one ymm per pair. For blocks b
+    in [start, end) and chunks i < nchunks: A, B = the chunk at pairs c1[b], c2[b];
+    ``vpunpcklwd`` / ``vpunpckhwd`` make the 4-byte quads (x[c1], x[c1+1], x[c2], x[c2+1]) of rows
+    0-3, 8-11 / 4-7, 12-15, which meet the weight quad w4[b] in the exact 4-way dot (sign
+    trick). out[ooff + 16i + r] = row r's sum, in row order."""
+
+    @intrinsic
+    def pairpair(typingctx, xl, w4, c1, c2, start, end, xoff, rowstride, out, ooff):
+        sig = types.void(xl, w4, c1, c2, start, end, xoff, rowstride, out, ooff)
+
+        def codegen(context, builder, signature, args):
+            xa, wa, c1a, c2a, s_, e_, xoff_, rs_, oa, ooff_ = args
+            t = signature.args
+            xp, wp = _data(context, builder, t[0], xa, _I8), _data(context, builder, t[1], wa, _I32)
+            p1, p2 = _data(context, builder, t[2], c1a, _I32), _data(context, builder, t[3], c2a, _I32)
+            op = _data(context, builder, t[8], oa, _I32)
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8, None)) for _ in range(2)]
+                    for _ in range(nchunks)]
+            with cgutils.for_range_slice(builder, _i64(builder, s_), _i64(builder, e_), _c(1),
+                                         intp=_I64) as (b, _):
+                def base(p):
+                    col = builder.sext(builder.load(builder.gep(p, [b])), _I64)
+                    return builder.add(builder.mul(col, rs_), xoff_)
+
+                b1, b2 = base(p1), base(p2)
+                aw, sw = _weights(builder, _bcast(builder, builder.load(builder.gep(wp, [b]))))
+                for i in range(nchunks):
+                    xa_ = builder.bitcast(_loadv(builder, xp, builder.add(b1, _c(32 * i)), _VB), _VH)
+                    xb_ = builder.bitcast(_loadv(builder, xp, builder.add(b2, _c(32 * i)), _VB), _VH)
+                    for half, mask in enumerate((_UNPCKL, _UNPCKH)):
+                        q = builder.bitcast(builder.shuffle_vector(xa_, xb_, mask), _VB)
+                        slot = accs[i][half]
+                        builder.store(_dot_acc(builder, builder.load(slot), q, aw, sw), slot)
+            for i in range(nchunks):  # lanes 0-3 / 4-7 of the low acc: rows 0-3 / 8-11; high: 4-7 / 12-15
+                for half, (r0, r1) in enumerate(((0, 8), (4, 12))):
+                    v = builder.load(accs[i][half])
+                    for sel, r in zip(_HALVES, (r0, r1), strict=True):
+                        _storev(builder, builder.shuffle_vector(v, v, sel), op,
+                                builder.add(ooff_, _c(16 * i + r)))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return pairpair
+
+
+_ppdot4, _ppdot2, _ppdot1 = (_make_pairpair(c) for c in (4, 2, 1))
 
 
 # ----------------------------------------------------------------------------- full block rows

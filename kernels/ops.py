@@ -21,9 +21,8 @@ SLAB_MIN_DENSITY = 0.2
 AVX2_SLAB_MIN_GROUPS = 512  # AVX2: K slabs only for long K (>= 2048)
 DENSE_MIN_DENSITY = 0.75  # block density from which full zero-filled block rows win (2:4, dense)
 NM_TILE = 4  # AVX2 2:4: blocks of 8 output rows per parallel task
-PAIRS16_MAX_RATIO = 1.6  # AVX2: 1x2 int16 blocks when #pairs < this x #(1x4 blocks); measured
-# at M=128, K = 768: unstructured 90% (ratio 1.1) 1.2-1.4x faster than 1x4 blocks, block1x4
-# (ratio 2) even
+PAIRPAIR_MAX_RATIO = 0.8  # AVX2: blocks of two input pairs when #blocks < this x #(1x4 blocks);
+# unstructured 90% (~0.56) measured 1.05-1.4x faster than int16 1x2 blocks at M=128
 
 
 def vnni_available() -> bool:
@@ -248,18 +247,18 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
         p._cache["dense8"] = avx2.dense_blocks(ptr, cols, vals, p.out_features, groups, 16)
     wd = p._cache.get("dense8")
     density = cols.size / max(1, p.out_features * groups)
-    slabs = pairs16 = None
-    if not dense and groups < AVX2_SLAB_MIN_GROUPS:
-        # scattered nonzeros (unstructured): 1x2 int16 blocks when they are fewer; K < 2048
-        # only (the int16 activation panel, 2 bytes x K x 128 rows, stays in L2; at K = 3072
-        # the K-slab kernel on 1x4 blocks was faster: 1.76 vs 2.45 ms at 3072x768, M=128)
-        if "pairs16" not in p._cache:
-            form = avx2.pair16_form(p.int_weight())
-            p._cache["pairs16"] = form if form[1].size < PAIRS16_MAX_RATIO * cols.size else None
-        pairs16 = p._cache["pairs16"]
-    if pairs16 is None and not dense and density >= SLAB_MIN_DENSITY and groups >= AVX2_SLAB_MIN_GROUPS:
-        # dense-ish block rows over a long K (unstructured 90%, K = 3072): L1 slabs of K,
-        # measured +17% at 3072x768 M=128; at K = 768 it was within noise or slower
+    slabs = pp = None
+    if not dense:
+        # scattered nonzeros (unstructured): blocks of two occupied input pairs when they are
+        # fewer than PAIRPAIR_MAX_RATIO x the occupied 1x4 groups (unstructured 90%: ~0.56;
+        # block1x4 weights: 1, they keep the 1x4 kernel)
+        if "pairpair" not in p._cache:
+            form = avx2.pairpair_form(p.int_weight())
+            p._cache["pairpair"] = form if form[1].size < PAIRPAIR_MAX_RATIO * cols.size else None
+        pp = p._cache["pairpair"]
+    if pp is None and not dense and density >= SLAB_MIN_DENSITY and groups >= AVX2_SLAB_MIN_GROUPS:
+        # dense-ish 1x4 block rows over a long K (e.g. block1x4 at 50-70%, K = 3072): L1 slabs
+        # of K, measured +17% at 3072x768 M=128; at K = 768 it was within noise or slower
         if "slabs8" not in p._cache:
             from .vnni import slab_pointers
 
@@ -269,11 +268,15 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
     def run(x, y):
         m = x.shape[0]
         sx = act_scale_of(x, act_scale)
-        mpad = (m + 7) // 8 * 8
-        if pairs16 is not None:  # int16 codes: -128 is fine here
-            xl = avx2.quantize_layout16(x, np.float32(1.0 / sx), mpad, qlo, qhi)
-            avx2.block_gemm(xl, mpad, m, *pairs16, scale, bias, sx, y, 16, True, act)
+        if pp is not None:
+            mpad = (m + 15) // 16 * 16
+            xl, bad = avx2.quantize_pairs(x, np.float32(1.0 / sx), mpad, qlo, qhi)
+            if bad:
+                fallback(x, y)
+            else:
+                avx2.block_gemm_pp(xl, mpad, m, *pp, scale, bias, sx, y, 16, act)
             return
+        mpad = (m + 7) // 8 * 8
         xl, bad = avx2.quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi)
         if bad:
             fallback(x, y)
@@ -283,7 +286,7 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
         elif slabs is not None and mpad >= 64:
             avx2.block_gemm_slab(xl, mpad, m, slabs, cols, vals, scale, bias, sx, y, 16, act)
         else:
-            avx2.block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, sx, y, 16, False, act)
+            avx2.block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, sx, y, 16, act)
     return run
 
 

@@ -253,9 +253,10 @@ def test_avx_vnni_dot_selects_vex_vpdpbusd():
 
 @pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 path on this CPU")
 def test_avx2_k_slab_kernel_exact():
-    """Unstructured rows over a long K (no int16 pairs there) take the L1 K-slab kernel at
+    """Dense-ish 1x4 block rows (block1x4 at 60%) over a long K take the L1 K-slab kernel at
     M >= 64: exact."""
-    p = kernels.pack(sparse_weight(RNG, 21, 2101, 0.9), "csr", bias=RNG.standard_normal(21))
+    p = kernels.pack(sparse_weight(RNG, 21, 2101, 0.6, "block1x4"), "block1x4",
+                     bias=RNG.standard_normal(21))
     _check(RNG.standard_normal((70, 2101)).astype(np.float32), p, "avx2")
     assert "slabs8" in p._cache
     _check(RNG.standard_normal((9, 2101)).astype(np.float32), p, "avx2")  # M < 64: block rows
@@ -263,18 +264,41 @@ def test_avx2_k_slab_kernel_exact():
 
 @pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 path on this CPU")
 @pytest.mark.parametrize("k", [7, 90, 301])
-def test_avx2_unstructured_runs_int16_pairs_exactly(k):
-    """Unstructured (scattered) weights take the 1x2-block int16 kernel at M > 8 (fewer blocks
-    than 1x4), exact at any M, odd K, and with -128 activation codes (static scale)."""
-    p = kernels.pack(sparse_weight(RNG, 37, k, 0.9), "csr", bias=RNG.standard_normal(37))
-    for m in (9, 70, 137):
+def test_avx2_unstructured_runs_pair_blocks_exactly(k):
+    """Unstructured (scattered) weights take the two-input-pairs kernel at M > 8 (fewer blocks
+    than 1x4), exact at any M (every chunk width and panel tail), odd K, rows with an odd
+    number of pairs, empty rows, and with -128 activation codes (static scale: fallback)."""
+    w = sparse_weight(RNG, 37, k, 0.9)
+    w[3] = 0
+    p = kernels.pack(w, "csr", bias=RNG.standard_normal(37))
+    for m in (9, 17, 40, 70, 137, 300):
         _check(RNG.standard_normal((m, k)).astype(np.float32), p, "avx2")
-    assert p._cache["pairs16"] is not None
+    # K = 7: ~one nonzero per row, as many pair blocks as 1x4 groups: the 1x4 kernel
+    assert (p._cache["pairpair"] is not None) == (k > 7)
     x = -np.abs(RNG.standard_normal((20, k)).astype(np.float32)) * 10
     _check(x, p, "avx2", act_scale=0.01)
     blk = kernels.pack(sparse_weight(RNG, 37, k, 0.9, "block1x4"), "block1x4")
     _check(RNG.standard_normal((20, k)).astype(np.float32), blk, "avx2")
-    assert blk._cache["pairs16"] is None  # 1x4 blocks: twice as many pairs, the 1x4 kernel
+    assert blk._cache["pairpair"] is None  # 1x4 blocks: one pair block each, the 1x4 kernel
+
+
+def test_pairpair_form_packs_pairs_two_by_two():
+    """``pairpair_form``: a row's occupied input pairs two by two in column order, an odd last
+    one beside a zero pair, empty rows empty; the blocks give back the weight."""
+    from kernels.avx2_gemm import pairpair_form
+
+    q = RNG.integers(-127, 128, (9, 23)).astype(np.int8) * (RNG.random((9, 23)) < 0.2)
+    q[4] = 0
+    ptr, c1, c2, w4 = pairpair_form(q)
+    back = np.zeros((9, 24), np.int8)
+    quads = w4.view(np.int8).reshape(-1, 4)
+    for r in range(9):
+        for b in range(ptr[r], ptr[r + 1]):
+            assert c1[b] <= c2[b]
+            back[r, 2 * c2[b]:2 * c2[b] + 2] += quads[b, 2:]
+            back[r, 2 * c1[b]:2 * c1[b] + 2] += quads[b, :2]
+    np.testing.assert_array_equal(back[:, :23], q)
+    assert ptr[5] == ptr[4]
 
 
 @pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 path on this CPU")
