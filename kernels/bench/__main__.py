@@ -33,7 +33,8 @@ SHAPES = {"bert-base": ["768x768", "768x3072", "3072x768"],
 FORMAT_OF = {"unstructured": "csr", "block1x4": "block1x4", "nm": "nm"}
 COLUMNS = ["k", "n", "m", "sparsity", "pattern", "backend", "median_ms", "min_ms", "max_ms",
            "speedup_vs_fp32", "speedup_vs_onednn", "roofline_ms", "roofline_frac", "packed_bytes",
-           "threads", "kernel_path", "cpu_flags", "loadavg", "cpu_busy", "quiet", "others_busy"]
+           "threads", "kernel_path", "cpu_flags", "loadavg", "cpu_busy", "quiet", "others_busy",
+           "round"]
 
 
 def parse(argv=None):
@@ -47,6 +48,10 @@ def parse(argv=None):
     ap.add_argument("--csv", default=os.path.join(REPO, "runs", "kernels", "bench.csv"),
                     help="where to write (default runs/kernels/, git-ignored; results/kernels/ to publish)")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="time the whole layer grid this many times, one after the other (same "
+                         "weights and inputs); the summary gives each ratio's median and range "
+                         "over the rounds (this VM drifts 1.5-2x within minutes)")
     ap.add_argument("--full", action="store_true", help="whole grid (both models)")
     ap.add_argument("--model", action="store_true", help="end-to-end encoders instead of layers")
     ap.add_argument("--models", default="minilm,bert-base", help="with --model")
@@ -97,19 +102,35 @@ def main(argv=None):
     flags = cpu.cpu_flags_string()
     path = cpu.kernel_path()
     print(f"cpu: {flags}\nthreads: {a.threads}  kernel path: {path}")
+    if a.rounds < 1:
+        raise SystemExit(f"--rounds must be >= 1, got {a.rounds}")
+    rows = []
     with quiet_window(a.settle) as q:  # other sparq loops pause; every row records q
-        rows, bw, peak, load0 = _measure_layers(a, flags, path, quiet_columns(q))
+        for r in range(a.rounds):
+            if a.rounds > 1:
+                print(f"\n=== round {r + 1} of {a.rounds}")
+            got, bw, peak, load = _measure_layers(a, flags, path, quiet_columns(q))
+            rows += [{**row, "round": r + 1} for row in got]
+            if r == 0:
+                load0 = load
     os.makedirs(os.path.dirname(os.path.abspath(a.csv)), exist_ok=True)
     with open(a.csv, "w", newline="") as fh:
         wr = csv.DictWriter(fh, COLUMNS)
         wr.writeheader()
         wr.writerows(rows)
     print(f"wrote {a.csv} ({len(rows)} rows)")
-    _summary(rows)
+    if a.rounds == 1:
+        _summary(rows)
+    else:
+        _round_summary(rows)
     load1 = check_load(a.threads)
     if not a.no_mlflow:
-        mets = {f"{r['backend']}_{r['k']}x{r['n']}_m{r['m']}_{r['sparsity']}_{r['pattern']}_ms"
-                .replace(":", "-"): r["median_ms"] for r in rows}
+        mets = {}
+        for r in rows:  # the median over rounds
+            name = (f"{r['backend']}_{r['k']}x{r['n']}_m{r['m']}_{r['sparsity']}_{r['pattern']}_ms"
+                    .replace(":", "-"))
+            mets.setdefault(name, []).append(r["median_ms"])
+        mets = {k: float(np.median(v)) for k, v in mets.items()}
         mets.update(bandwidth_gbs=bw, int8_peak_gmacs=peak, loadavg_start=load0,
                     loadavg_end=load1)
         run = log_mlflow("kernels-bench", {"argv": " ".join(sys.argv[1:]), "threads": a.threads,
@@ -212,6 +233,34 @@ def _summary(rows):
               f"{g('torch_int8_onednn'):7.3f} {g('torch_int8_fbgemm'):7.3f} "
               f"{g('onnxruntime_int8'):7.3f} {g('torch_csr_fp32'):7.3f} "
               f"{ours['speedup_vs_fp32']:6.2f}x {ours['speedup_vs_onednn']:8.2f}x")
+
+
+def round_ratios(rows) -> dict:
+    """{(k, n, m, sparsity, pattern): {"vs fp32" | "vs onednn" | "vs ort": [ratio per round]}}
+    for the sparq rows, each ratio taken within its round (same machine state)."""
+    by = {}
+    for r in rows:
+        by.setdefault((r["k"], r["n"], r["m"], r["sparsity"], r["pattern"], r["round"]), {})[
+            r["backend"]] = r["median_ms"]
+    out = {}
+    for (*cell, _), d in by.items():
+        ours = next((v for b, v in d.items() if b.startswith("sparq")), None)
+        if ours is None:
+            continue
+        rat = out.setdefault(tuple(cell), {})
+        for label, ref in (("vs fp32", "torch_fp32"), ("vs onednn", "torch_int8_onednn"),
+                           ("vs ort", "onnxruntime_int8")):
+            if ref in d:
+                rat.setdefault(label, []).append(d[ref] / ours)
+    return out
+
+
+def _round_summary(rows):
+    print("\nratios over rounds (median [min-max]; each ratio within one round):")
+    for (k, n, m, sp, pat), rat in round_ratios(rows).items():
+        cells = "  ".join(f"{label} {np.median(v):5.2f}x [{min(v):.2f}-{max(v):.2f}]"
+                          for label, v in rat.items())
+        print(f"{k}x{n:<4} {m:>4} {sp:>5} {pat:>12}  {cells}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,28 @@ def test_layer_bench_records_kernel_path(tmp_path, monkeypatch):
     assert all(r["quiet"] in ("True", "False") and r["cpu_busy"] != "" for r in rows)
     assert all(0.0 <= float(r["others_busy"]) <= 1.0 for r in rows)
     assert not (tmp_path / "sparq-timing.active").exists()  # the window is released
+    assert {r["round"] for r in rows} == {"1"}
+
+
+def test_layer_bench_rounds_pair_ratios_within_each_round(tmp_path, monkeypatch, capsys):
+    """``--rounds 2``: the grid is timed twice (a ``round`` column), and the summary's ratios
+    are taken within each round (median and range over rounds)."""
+    monkeypatch.setenv("SPARQ_TIMING_DIR", str(tmp_path))
+    monkeypatch.setattr(bench, "measure_bandwidth_gbs", lambda: 10.0)
+    monkeypatch.setattr(bench, "measure_int8_peak_gmacs", lambda: (100.0, "stub"))
+    out = tmp_path / "bench.csv"
+    bench.main(["--shapes", "64x32", "--m", "9", "--sparsity", "0.9", "--pattern", "block1x4",
+                "--backends", "torch_fp32", "--threads", "1", "--repeats", "1", "--no-mlflow",
+                "--settle", "0", "--rounds", "2", "--csv", str(out)])
+    rows = list(csv.DictReader(out.open()))
+    assert sorted(r["round"] for r in rows) == ["1", "1", "2", "2"]
+    assert "ratios over rounds" in capsys.readouterr().out
+    fake = [{"k": 8, "n": 8, "m": 1, "sparsity": "0.9", "pattern": "csr", "backend": b,
+             "median_ms": t, "round": r}
+            for r, (fp, ours) in ((1, (2.0, 1.0)), (2, (8.0, 2.0)))
+            for b, t in (("torch_fp32", fp), ("sparq_csr", ours))]
+    # paired within rounds: 2x and 4x (medians across rounds would say 5 / 1.5 = 3.33x)
+    assert bench.round_ratios(fake) == {(8, 8, 1, "0.9", "csr"): {"vs fp32": [2.0, 4.0]}}
 
 
 def test_profile_self_times_split_the_forward_by_module_class():
