@@ -49,9 +49,10 @@ def parse(argv=None):
                     help="where to write (default runs/kernels/, git-ignored; results/kernels/ to publish)")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=1,
-                    help="time the whole layer grid this many times, one after the other (same "
-                         "weights and inputs); the summary gives each ratio's median and range "
-                         "over the rounds (this VM drifts 1.5-2x within minutes)")
+                    help="time the whole grid (or, with --model, each batch size) this many "
+                         "times, one after the other (same weights and inputs); the summary gives "
+                         "each ratio's median and range over the rounds, each ratio taken within "
+                         "its round (this VM drifts 1.5-2x within minutes)")
     ap.add_argument("--full", action="store_true", help="whole grid (both models)")
     ap.add_argument("--model", action="store_true", help="end-to-end encoders instead of layers")
     ap.add_argument("--models", default="minilm,bert-base", help="with --model")
@@ -95,6 +96,8 @@ def main(argv=None):
     a = parse(argv)
     warnings.filterwarnings("ignore")
     set_threads(a.threads)
+    if a.rounds < 1:
+        raise SystemExit(f"--rounds must be >= 1, got {a.rounds}")
     if a.model:
         from .model import run_model_bench
 
@@ -102,8 +105,6 @@ def main(argv=None):
     flags = cpu.cpu_flags_string()
     path = cpu.kernel_path()
     print(f"cpu: {flags}\nthreads: {a.threads}  kernel path: {path}")
-    if a.rounds < 1:
-        raise SystemExit(f"--rounds must be >= 1, got {a.rounds}")
     rows = []
     with quiet_window(a.settle) as q:  # other sparq loops pause; every row records q
         for r in range(a.rounds):

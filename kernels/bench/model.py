@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import io
 import os
 import tempfile
 import warnings
@@ -118,35 +117,16 @@ def run_model_bench(a):
             for bsz in [int(v) for v in a.batches.split(",")]:
                 ids = torch.randint(1000, 30000, (bsz, SEQ))
                 mask = torch.ones(bsz, SEQ, dtype=torch.long)
-                res, others = {}, OtherLoad()
-                for be, model in variants.items():
-                    eng = be.rsplit("_", 1)[-1] if be.startswith("torch_int8") else None
-
-                    def run(model=model, eng=eng, ids=ids, mask=mask):
-                        if eng:
-                            torch.backends.quantized.engine = eng
-                        with torch.inference_mode():
-                            return model(input_ids=ids, attention_mask=mask).last_hidden_state
-                    res[be] = timeit(run, repeats=max(5, a.repeats // (2 if bsz > 1 else 1)), warmup=2)
                 try:
-                    res["onnxruntime_int8"] = timeit(ort_model(ort_base, ids, mask, a.threads),
-                                                     repeats=max(5, a.repeats // 2), warmup=2)
+                    ort_fn = ort_model(ort_base, ids, mask, a.threads)
                 except Exception as e:
+                    ort_fn = None
                     print(f"  onnxruntime_int8 skipped: torch.onnx.export/ORT failed ({str(e)[:200]})")
-                fp = res["torch_fp32"][0]
-                ort = res.get("onnxruntime_int8", (float("nan"),))[0]
-                print(f"\n{name} batch {bsz} x seq {SEQ}")
-                for be, (med, lo, hi) in sorted(res.items(), key=lambda kv: kv[1][0]):
-                    print(f"  {be:20s} {med:9.2f} ms [{lo:.2f}-{hi:.2f}]  x{fp / med:5.2f} vs fp32"
-                          f"  x{ort / med:5.2f} vs ORT int8")
-                    rows.append({"model": name, "batch": bsz, "seq": SEQ, "sparsity": 0.9,
-                                 "backend": be, "median_ms": med, "min_ms": lo, "max_ms": hi,
-                                 "speedup_vs_fp32": fp / med, "speedup_vs_ort": ort / med,
-                                 "threads": a.threads,
-                                 "kernel_path": path if be.startswith("sparq") else "",
-                                 "cpu_flags": flags,
-                                 "loadavg": round(os.getloadavg()[0], 2), **quiet_columns(q),
-                                 "others_busy": others.share()})
+                rounds = getattr(a, "rounds", 1)
+                for rnd in range(1, rounds + 1):
+                    rows += _time_round(a, name, bsz, rnd, variants, ort_fn, ids, mask, flags, path, q)
+                if rounds > 1:
+                    _round_summary([r for r in rows if r["model"] == name and r["batch"] == bsz])
     out = a.csv if a.csv and "model" in os.path.basename(a.csv) else os.path.join(
         os.path.dirname(a.csv) if a.csv else os.path.join(REPO, "runs", "kernels"), "bench_model.csv")
     os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -156,11 +136,57 @@ def run_model_bench(a):
         wr.writerows(rows)
     print(f"wrote {out}")
     if not a.no_mlflow:
-        mets = {f"{r['model']}_b{r['batch']}_{r['backend']}_ms": r["median_ms"] for r in rows}
+        mets = {}
+        for r in rows:  # the median over rounds
+            mets.setdefault(f"{r['model']}_b{r['batch']}_{r['backend']}_ms", []).append(r["median_ms"])
+        mets = {k: float(np.median(v)) for k, v in mets.items()}
         log_mlflow("kernels-bench", {"mode": "model", "threads": a.threads, "cpu_flags": flags,
                                      "kernel_path": path,
                                      "models": a.models, "batches": a.batches}, mets, [out])
     return rows
 
 
-_ = (io, np)
+def _time_round(a, name, bsz, rnd, variants, ort_fn, ids, mask, flags, path, q) -> list[dict]:
+    """One timing of every variant (and ORT) at one batch size: the rows, ratios within it."""
+    res, others = {}, OtherLoad()
+    for be, model in variants.items():
+        eng = be.rsplit("_", 1)[-1] if be.startswith("torch_int8") else None
+
+        def run(model=model, eng=eng):
+            if eng:
+                torch.backends.quantized.engine = eng
+            with torch.inference_mode():
+                return model(input_ids=ids, attention_mask=mask).last_hidden_state
+        res[be] = timeit(run, repeats=max(5, a.repeats // (2 if bsz > 1 else 1)), warmup=2)
+    if ort_fn is not None:
+        res["onnxruntime_int8"] = timeit(ort_fn, repeats=max(5, a.repeats // 2), warmup=2)
+    fp = res["torch_fp32"][0]
+    ort = res.get("onnxruntime_int8", (float("nan"),))[0]
+    print(f"\n{name} batch {bsz} x seq {SEQ}" + (f"  (round {rnd})" if rnd > 1 else ""))
+    rows = []
+    for be, (med, lo, hi) in sorted(res.items(), key=lambda kv: kv[1][0]):
+        print(f"  {be:20s} {med:9.2f} ms [{lo:.2f}-{hi:.2f}]  x{fp / med:5.2f} vs fp32"
+              f"  x{ort / med:5.2f} vs ORT int8")
+        rows.append({"model": name, "batch": bsz, "seq": SEQ, "sparsity": 0.9,
+                     "backend": be, "median_ms": med, "min_ms": lo, "max_ms": hi,
+                     "speedup_vs_fp32": fp / med, "speedup_vs_ort": ort / med,
+                     "threads": a.threads,
+                     "kernel_path": path if be.startswith("sparq") else "",
+                     "cpu_flags": flags,
+                     "loadavg": round(os.getloadavg()[0], 2), **quiet_columns(q),
+                     "others_busy": others.share(), "round": rnd})
+    return rows
+
+
+def _round_summary(rows) -> None:
+    """Each sparq encoder's ratios over the rounds (median [min-max]; within each round)."""
+    name, bsz = rows[0]["model"], rows[0]["batch"]
+    print(f"\n{name} batch {bsz}: ratios over {max(r['round'] for r in rows)} rounds")
+    for be in sorted({r["backend"] for r in rows if r["backend"].startswith("sparq")}):
+        mine = [r for r in rows if r["backend"] == be]
+        cells = "  ".join(f"{label} {np.median(v):5.2f}x [{min(v):.2f}-{max(v):.2f}]"
+                          for label, v in (("vs ORT", [r["speedup_vs_ort"] for r in mine]),
+                                           ("vs fp32", [r["speedup_vs_fp32"] for r in mine])))
+        print(f"  {be:20s} {cells}")
+
+

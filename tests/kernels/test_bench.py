@@ -70,3 +70,27 @@ def test_profile_self_times_split_the_forward_by_module_class():
     assert set(shares) == {"Sleepy", "Inner"}
     assert shares["Sleepy"] >= 3.9 and shares["Inner"] >= 1.9  # sleeps never return early
     assert 0.8 * wall <= sum(shares.values()) <= wall  # self times: nothing counted twice
+
+
+def test_model_bench_rounds_on_a_tiny_encoder(tmp_path, monkeypatch, capsys):
+    """``--model --rounds 2`` on a 1-layer encoder: every backend (sparq csr and block1x4,
+    torch, ONNX Runtime when it exports) timed in both rounds, ratios within each round."""
+    import kernels.bench.model as model_bench
+
+    monkeypatch.setenv("SPARQ_TIMING_DIR", str(tmp_path))
+    monkeypatch.setitem(model_bench.CONFIGS, "tiny", dict(hidden_size=32, num_hidden_layers=1,
+                                                          num_attention_heads=2,
+                                                          intermediate_size=64))
+    monkeypatch.setattr(model_bench, "SEQ", 16)
+    out = tmp_path / "bench_model.csv"
+    bench.main(["--model", "--models", "tiny", "--batches", "1", "--threads", "1", "--repeats",
+                "1", "--rounds", "2", "--no-mlflow", "--settle", "0", "--csv", str(out)])
+    rows = list(csv.DictReader(out.open()))
+    backends = {r["backend"] for r in rows}
+    assert {"torch_fp32", "sparq_csr", "sparq_block1x4"} <= backends
+    for be in backends:
+        assert sorted(r["round"] for r in rows if r["backend"] == be) == ["1", "2"]
+    fp = {r["round"]: float(r["median_ms"]) for r in rows if r["backend"] == "torch_fp32"}
+    for r in rows:  # each ratio against the fp32 time of its own round
+        assert abs(float(r["speedup_vs_fp32"]) - fp[r["round"]] / float(r["median_ms"])) < 1e-9
+    assert "ratios over 2 rounds" in capsys.readouterr().out
