@@ -152,22 +152,33 @@ def pairpair_form(q: np.ndarray):
 PANEL = 128  # activation rows per task at large M (K x 128 int8 stays in L2)
 
 
-@njit(parallel=True, cache=_CACHE)
-def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile, act=0):
-    """y[:m] = dequant(x_layout @ blocks.T). Tasks are (panel of <= PANEL activation rows) x
-    (tile of output features), panel-major, so that a panel stays in L2 while the weights
-    stream; each block row runs against up to 8 chunks of 8 rows held in registers."""
-    n_out = ptr.shape[0] - 1
+@njit(inline="always")
+def _ntasks(mpad, n_out, tile):
+    """(tasks, tiles per panel, panel rows): tasks are (panel of <= PANEL activation rows) x
+    (tile of output features), panel-major, so that a panel stays in L2 while weights stream."""
     ntiles = (n_out + tile - 1) // tile
     panel = min(mpad, PANEL)
-    npan = (mpad + panel - 1) // panel
+    return (mpad + panel - 1) // panel * ntiles, ntiles, panel
+
+
+@njit(inline="always")
+def _task(t, ntiles, panel, mpad, n_out, tile):
+    """(first activation row, panel rows, first and end output feature) of task t."""
+    p0 = (t // ntiles) * panel
+    n0 = (t % ntiles) * tile
+    return p0, min(panel, mpad - p0), n0, min(n_out, n0 + tile)
+
+
+@njit(parallel=True, cache=_CACHE)
+def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile, act=0):
+    """y[:m] = dequant(x_layout @ blocks.T), tasks from ``_task``; each block row runs against
+    up to 8 chunks of 8 rows held in registers."""
+    n_out = ptr.shape[0] - 1
+    ntasks, ntiles, panel = _ntasks(mpad, n_out, tile)
     rs = np.int64(mpad) * 4
-    for t in prange(npan * ntiles):
-        p0 = (t // ntiles) * panel
-        pr = min(panel, mpad - p0)
+    for t in prange(ntasks):
+        p0, pr, n0, n1 = _task(t, ntiles, panel, mpad, n_out, tile)
         nch = pr // 8
-        n0 = (t % ntiles) * tile
-        n1 = min(n_out, n0 + tile)
         buf = np.empty(tile * pr, dtype=np.int32)
         for n in range(n0, n1):
             o = np.int64(n - n0) * pr
@@ -196,16 +207,11 @@ def block_gemm_pp(xl, mpad, m, ptr, c1, c2, w4, scale, bias, xscale, y, tile, ac
     (``quantize_pairs``, ``mpad`` a multiple of 16): each block row runs against up to 4 chunks
     of 16 rows in registers (two accumulators per chunk)."""
     n_out = ptr.shape[0] - 1
-    ntiles = (n_out + tile - 1) // tile
-    panel = min(mpad, PANEL)
-    npan = (mpad + panel - 1) // panel
+    ntasks, ntiles, panel = _ntasks(mpad, n_out, tile)
     rs = np.int64(mpad) * 2
-    for t in prange(npan * ntiles):
-        p0 = (t // ntiles) * panel
-        pr = min(panel, mpad - p0)
+    for t in prange(ntasks):
+        p0, pr, n0, n1 = _task(t, ntiles, panel, mpad, n_out, tile)
         nch = pr // 16
-        n0 = (t % ntiles) * tile
-        n1 = min(n_out, n0 + tile)
         buf = np.empty(tile * pr, dtype=np.int32)
         for n in range(n0, n1):
             o = np.int64(n - n0) * pr
@@ -230,16 +236,11 @@ def block_gemm_slab(xl, mpad, m, sp, cols, vals, scale, bias, xscale, y, tile, a
     e.g. unstructured 90% -> ~34% of the 1x4 groups occupied)."""
     n_out = sp.shape[0]
     nslab = sp.shape[1] - 1
-    ntiles = (n_out + tile - 1) // tile
-    panel = min(mpad, PANEL)
-    npan = (mpad + panel - 1) // panel
+    ntasks, ntiles, panel = _ntasks(mpad, n_out, tile)
     rs = np.int64(mpad) * 4
-    for t in prange(npan * ntiles):
-        p0 = (t // ntiles) * panel
-        pr = min(panel, mpad - p0)
+    for t in prange(ntasks):
+        p0, pr, n0, n1 = _task(t, ntiles, panel, mpad, n_out, tile)
         nch = pr // 8
-        n0 = (t % ntiles) * tile
-        n1 = min(n_out, n0 + tile)
         buf = np.zeros(tile * pr, dtype=np.int32)
         c0 = 0
         while c0 < nch:

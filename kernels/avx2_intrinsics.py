@@ -33,10 +33,17 @@ def _dot_acc(builder, acc, xv, aw, sw):
     """acc (v8i32) += 4-way dot of the bytes of xv (activation codes, s8) and the weights
     (aw = |w| as u8, sw = w): exact, see ``kernels.avx2``."""
     s = builder.call(_fn(builder, "llvm.x86.avx2.psign.b", _VB, [_VB, _VB]), [xv, sw])
+    return _udot_acc(builder, acc, aw, s)
+
+
+def _udot_acc(builder, acc, u, s):
+    """acc (v8i32) += 4-way dot of u8 bytes u and s8 bytes s, exact when every pair sum of
+    products fits int16 (|u| <= 128, |s| <= 127): ``vpmaddubsw`` + ``vpmaddwd`` with ones, or one
+    ``vpdpbusd`` on AVX-VNNI."""
     if ISA == "avx_vnni":
         f = _fn(builder, "llvm.x86.avx512.vpdpbusd.256", _V8, [_V8, _V8, _V8])
-        return builder.call(f, [acc, builder.bitcast(aw, _V8), builder.bitcast(s, _V8)])
-    p = builder.call(_fn(builder, "llvm.x86.avx2.pmadd.ub.sw", _VH, [_VB, _VB]), [aw, s])
+        return builder.call(f, [acc, builder.bitcast(u, _V8), builder.bitcast(s, _V8)])
+    p = builder.call(_fn(builder, "llvm.x86.avx2.pmadd.ub.sw", _VH, [_VB, _VB]), [u, s])
     q = builder.call(_fn(builder, "llvm.x86.avx2.pmadd.wd", _V8, [_VH, _VH]),
                      [p, ir.Constant(_VH, [1] * 16)])
     return builder.add(acc, q)

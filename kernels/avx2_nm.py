@@ -29,14 +29,13 @@ from .avx2_intrinsics import (
     _I32,
     _V8,
     _VB,
-    _VH,
-    ISA,
     _c,
     _data,
     _fn,
     _i64,
     _loadv,
     _storev,
+    _udot_acc,
 )
 from .epilogue import gelu_block
 
@@ -129,18 +128,7 @@ def _make_lanes(nrows: int):
                     x16 = _loadv(builder, xp, builder.add(xg, builder.mul(xs_, _c(r))), v16)
                     xb = builder.shuffle_vector(x16, x16, _BCAST16)
                     s = builder.call(shuf, [xb, mv])
-                    acc = builder.load(accs[r])
-                    if ISA == "avx_vnni":
-                        f = _fn(builder, "llvm.x86.avx512.vpdpbusd.256", _V8, [_V8, _V8, _V8])
-                        acc = builder.call(f, [acc, builder.bitcast(wv, _V8),
-                                               builder.bitcast(s, _V8)])
-                    else:
-                        p = builder.call(_fn(builder, "llvm.x86.avx2.pmadd.ub.sw", _VH,
-                                             [_VB, _VB]), [wv, s])
-                        acc = builder.add(acc, builder.call(
-                            _fn(builder, "llvm.x86.avx2.pmadd.wd", _V8, [_VH, _VH]),
-                            [p, ir.Constant(_VH, [1] * 16)]))
-                    builder.store(acc, accs[r])
+                    builder.store(_udot_acc(builder, builder.load(accs[r]), wv, s), accs[r])
             for r in range(nrows):
                 _storev(builder, builder.load(accs[r]), op, builder.add(oo_, _c(8 * r)))
             return context.get_dummy_value()
