@@ -66,6 +66,21 @@ def _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, row0, act):
 
 
 # ----------------------------------------------------------------------------- quantize + layout
+@njit(inline="always")
+def quantize_rows(x, i0, inv, qlo, qhi, tmp):
+    """tmp[r, :K] = int8 codes of x[i0 + r] (round half even, clamp to [qlo, qhi]) for the rows
+    of tmp that x has (the rest stay as they are); returns the smallest code."""
+    m, k = x.shape
+    lo = np.int32(0)
+    for r in range(min(tmp.shape[0], m - i0)):
+        row = tmp[r]
+        for kk in range(k):
+            c = np.int32(min(max(np.rint(x[i0 + r, kk] * inv), qlo), qhi))
+            lo = min(lo, c)
+            row[kk] = np.int8(c)
+    return lo
+
+
 @njit(parallel=True, cache=_CACHE)
 def quantize_layout(x, inv, mpad, qlo, qhi):
     """float32 [M, K] -> (int8 [ceil(K/4) * mpad * 4] laid out [k // 4][m][k % 4], zero padded;
@@ -78,16 +93,7 @@ def quantize_layout(x, inv, mpad, qlo, qhi):
     bad = np.zeros(nblk, dtype=np.bool_)
     for blk in prange(nblk):
         tmp = np.zeros((8, g * 4), dtype=np.int8)
-        lo = np.int32(0)
-        for r in range(8):
-            i = blk * 8 + r
-            if i < m:
-                row = tmp[r]
-                for kk in range(k):
-                    c = np.int32(min(max(np.rint(x[i, kk] * inv), qlo), qhi))
-                    lo = min(lo, c)
-                    row[kk] = np.int8(c)
-        bad[blk] = lo < -127
+        bad[blk] = quantize_rows(x, blk * 8, inv, qlo, qhi, tmp) < -127
         t32 = tmp.reshape(-1).view(np.int32)
         base = blk * 8
         for gg in range(g):
@@ -108,16 +114,7 @@ def quantize_pairs(x, inv, mpad, qlo, qhi):
     bad = np.zeros(nblk, dtype=np.bool_)
     for blk in prange(nblk):
         tmp = np.zeros((16, npair * 2), dtype=np.int8)
-        lo = np.int32(0)
-        for r in range(16):
-            i = blk * 16 + r
-            if i < m:
-                row = tmp[r]
-                for kk in range(k):
-                    c = np.int32(min(max(np.rint(x[i, kk] * inv), qlo), qhi))
-                    lo = min(lo, c)
-                    row[kk] = np.int8(c)
-        bad[blk] = lo < -127
+        bad[blk] = quantize_rows(x, blk * 16, inv, qlo, qhi, tmp) < -127
         t16 = tmp.reshape(-1).view(np.int16)
         base = blk * 16
         for pp in range(npair):

@@ -23,6 +23,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .avx2_gemm import quantize_rows
 from .avx2_intrinsics import (
     _CACHE,
     _I8,
@@ -81,13 +82,9 @@ def quantize_signed(x, inv, qlo, qhi, ngp):
     out = np.empty(m * ngp * 16, dtype=np.int8)
     bad = np.zeros(m, dtype=np.bool_)
     for i in prange(m):
-        row = np.zeros(ngp * 8, dtype=np.int8)
-        lo = np.int32(0)
-        for kk in range(k):
-            c = np.int32(min(max(np.rint(x[i, kk] * inv), qlo), qhi))
-            lo = min(lo, c)
-            row[kk] = np.int8(c)
-        bad[i] = lo < -127
+        tmp = np.zeros((1, ngp * 8), dtype=np.int8)
+        bad[i] = quantize_rows(x, i, inv, qlo, qhi, tmp) < -127
+        row = tmp[0]
         o = np.int64(i) * ngp * 16
         for g in range(ngp):
             for b in range(8):

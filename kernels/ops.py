@@ -198,7 +198,8 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
     fallback = _portable_runner(p, small, act_scale, act_qmax, act)
     ptr, cols, vals, _ = p.blocks()
     groups = (p.in_features + 3) // 4
-    dense = cols.size / max(1, p.out_features * groups) >= DENSE_MIN_DENSITY
+    density = cols.size / max(1, p.out_features * groups)
+    dense = density >= DENSE_MIN_DENSITY
     scale, bias = p.scale, _bias(p)
     lanes = None
     if dense:  # 2:4 (<= 2 nonzeros in every group of 4): output rows in the vector lanes, two
@@ -246,7 +247,6 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
     if dense and "dense8" not in p._cache:
         p._cache["dense8"] = avx2.dense_blocks(ptr, cols, vals, p.out_features, groups, 16)
     wd = p._cache.get("dense8")
-    density = cols.size / max(1, p.out_features * groups)
     slabs = pp = None
     if not dense:
         # scattered nonzeros (unstructured): blocks of two occupied input pairs when they are

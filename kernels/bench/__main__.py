@@ -107,13 +107,15 @@ def main(argv=None):
     print(f"cpu: {flags}\nthreads: {a.threads}  kernel path: {path}")
     rows = []
     with quiet_window(a.settle) as q:  # other sparq loops pause; every row records q
+        load0 = check_load(a.threads)
+        bw = measure_bandwidth_gbs()  # machine probes: once, for every round's roofline
+        peak, peak_src = measure_int8_peak_gmacs()
+        print(f"measured bandwidth {bw:.1f} GB/s, dense int8 peak {peak:.0f} GMAC/s ({peak_src})")
         for r in range(a.rounds):
             if a.rounds > 1:
                 print(f"\n=== round {r + 1} of {a.rounds}")
-            got, bw, peak, load = _measure_layers(a, flags, path, quiet_columns(q))
+            got = _measure_layers(a, flags, path, quiet_columns(q), bw, peak)
             rows += [{**row, "round": r + 1} for row in got]
-            if r == 0:
-                load0 = load
     os.makedirs(os.path.dirname(os.path.abspath(a.csv)), exist_ok=True)
     with open(a.csv, "w", newline="") as fh:
         wr = csv.DictWriter(fh, COLUMNS)
@@ -142,17 +144,14 @@ def main(argv=None):
     return rows
 
 
-def _measure_layers(a, flags, path, quiet):
-    """Every (shape, M, sparsity, pattern): the baselines and ours side by side."""
+def _measure_layers(a, flags, path, quiet, bw, peak):
+    """Every (shape, M, sparsity, pattern): the baselines and ours side by side (roofline from
+    the measured bandwidth ``bw`` GB/s and int8 ``peak`` GMAC/s)."""
     import torch
 
     from ..linear import SparseInt8Linear
     from .baselines import BASELINES
 
-    load0 = check_load(a.threads)
-    bw = measure_bandwidth_gbs()
-    peak, peak_src = measure_int8_peak_gmacs()
-    print(f"measured bandwidth {bw:.1f} GB/s, dense int8 peak {peak:.0f} GMAC/s ({peak_src})")
     wanted = set(a.backends.split(",")) if a.backends else None
     rng = np.random.default_rng(0)
     rows = []
@@ -207,7 +206,7 @@ def _measure_layers(a, flags, path, quiet):
                                      "loadavg": round(os.getloadavg()[0], 2), **quiet,
                                      "others_busy": others.share()})
                     _print_block(k, n, m, sp, pat, res, ours, roof)
-    return rows, bw, peak, load0
+    return rows
 
 
 def _print_block(k, n, m, sp, pat, res, ours, roof):
