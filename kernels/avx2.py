@@ -45,11 +45,11 @@ from .avx2_gemm import (
     quantize_pairs,
 )
 from .avx2_intrinsics import ISA
-from .avx2_latency import gemv, gemv1, gemv1_permute, gemv_form, permute_form
+from .avx2_latency import gemv, gemv1, gemv1_window, gemv_form, window_form
 from .avx2_nm import nm_gemm, nm_lane_form, quantize_signed
 from .avx2_nm import panel_rows as nm_panel_rows
 
 __all__ = ["ISA", "PANEL", "block_gemm", "block_gemm_dense", "block_gemm_pp", "block_gemm_slab",
-           "dense_blocks", "gemv", "gemv1", "gemv1_permute", "gemv_form", "nm_gemm", "nm_lane_form",
-           "nm_panel_rows", "pairpair_form", "permute_form", "quantize_layout", "quantize_pairs",
+           "dense_blocks", "gemv", "gemv1", "gemv1_window", "gemv_form", "nm_gemm", "nm_lane_form",
+           "nm_panel_rows", "pairpair_form", "window_form", "quantize_layout", "quantize_pairs",
            "quantize_signed"]

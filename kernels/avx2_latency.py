@@ -235,27 +235,27 @@ def gemv_form(ptr, cols, vals, n_out: int, groups: int, dense: bool):
 
 # ----------------------------------------------------------------------------- M = 1, no gathers
 @intrinsic
-def _gemv1_permute(typingctx, xq, win, idx, wv, s0, s1, out, ooff):
-    """8 weight rows at once, one lane per row: for s in [s0, s1), the activation quads of
-    window win[s] (8 quads, one ymm) are permuted to the lanes (``vpermd`` by idx[8s:8s+8]) and
-    dotted with the 8 rows' weight quads wv[8s:8s+8]; out[ooff:ooff+8] = the 8 rows' sums.
-    No gather (~12 cycles each on Zen 3) and no per-row reduction."""
-    sig = types.void(xq, win, idx, wv, s0, s1, out, ooff)
+def _gemv1_window(typingctx, xq, off, sel, wv, s0, s1, out, ooff):
+    """8 weight rows at once, one lane per row: for s in [s0, s1), the 8 activation quads (one
+    ymm) from quad off[s] on are permuted to the lanes (``vpermd`` by sel[8s:8s+8], int8) and
+    dotted with the 8 rows' weight quads wv[8s:8s+8]; out[ooff:ooff+8] = the 8 rows' sums. No
+    gather (~12 cycles each on Zen 3), no per-row reduction."""
+    sig = types.void(xq, off, sel, wv, s0, s1, out, ooff)
 
     def codegen(context, builder, signature, args):
-        xa, wa, ia, va, s0_, s1_, oa, ooff_ = args
+        xa, fa, sa, va, s0_, s1_, oa, ooff_ = args
         t = signature.args
-        xp, wp = _data(context, builder, t[0], xa, _I32), _data(context, builder, t[1], wa, _I32)
-        ip, vp = _data(context, builder, t[2], ia, _I32), _data(context, builder, t[3], va, _I32)
+        xp, fp = _data(context, builder, t[0], xa, _I32), _data(context, builder, t[1], fa, _I32)
+        sp, vp = _data(context, builder, t[2], sa, _I8), _data(context, builder, t[3], va, _I32)
         op = _data(context, builder, t[6], oa, _I32)
         perm = _fn(builder, "llvm.x86.avx2.permd", _V8, [_V8, _V8])
         acc = cgutils.alloca_once_value(builder, ir.Constant(_V8, None))
         with cgutils.for_range_slice(builder, _i64(builder, s0_), _i64(builder, s1_), _c(1),
                                      intp=_I64) as (s, _):
             b = builder.mul(s, _c(8))
-            xwin = _loadv(builder, xp, builder.mul(builder.sext(builder.load(builder.gep(wp, [s])),
-                                                                _I64), _c(8)), _V8)
-            xv = builder.bitcast(builder.call(perm, [xwin, _loadv(builder, ip, b, _V8)]), _VB)
+            xwin = _loadv(builder, xp, builder.sext(builder.load(builder.gep(fp, [s])), _I64), _V8)
+            sel = builder.zext(_loadv(builder, sp, b, ir.VectorType(_I8, 8)), _V8)
+            xv = builder.bitcast(builder.call(perm, [xwin, sel]), _VB)
             aw, sw = _weights(builder, _loadv(builder, vp, b, _V8))
             builder.store(_dot_acc(builder, builder.load(acc), xv, aw, sw), acc)
         _storev(builder, builder.load(acc), op, _i64(builder, ooff_))
@@ -264,38 +264,58 @@ def _gemv1_permute(typingctx, xq, win, idx, wv, s0, s1, out, ooff):
     return sig, codegen
 
 
-def permute_form(ptr, cols, vals, n_out: int):
-    """Sparse block rows for ``gemv1_permute``: rows in groups of 8 (one lane each); each
-    group's blocks sorted into steps by window of 8 activation quads (cols // 8), one block per
-    lane and step (zero weights where a lane has none). Returns (gptr int64 [groups + 1]: the
-    steps of each group, win int32 [steps], idx int32 [steps * 8] = cols % 8, wv int32 [steps * 8])."""
-    counts = np.diff(ptr)
-    row = np.repeat(np.arange(n_out, dtype=np.int64), counts)
+@njit(cache=_CACHE)
+def _schedule(ptr, cols, vals, n_out, last):
+    """Greedy steps of ``_gemv1_window``: per group of 8 rows (one lane each, blocks in column
+    order), a step's window of 8 quads starts at the smallest next column of the group's lanes
+    (clamped to ``last``) and every lane whose next block falls inside takes it."""
     ngroups = (n_out + 7) // 8
-    nwin = int(cols.max()) // 8 + 1 if cols.size else 1
-    win = cols.astype(np.int64) // 8
-    key = row * nwin + win  # sorted (rows in order, cols sorted within a row)
-    first = np.searchsorted(key, key, side="left")
-    rank = np.arange(key.size) - first  # the block's place among its row's blocks in that window
-    gw = (row // 8) * nwin + win
-    nsteps = np.zeros(ngroups * nwin, dtype=np.int64)
-    np.maximum.at(nsteps, gw, rank + 1)
-    base = np.zeros(ngroups * nwin + 1, dtype=np.int64)
-    np.cumsum(nsteps, out=base[1:])
-    total = int(base[-1])
-    step = base[gw] + rank
-    idx = np.zeros((total, 8), dtype=np.int32)
-    wv = np.zeros((total, 8), dtype=np.int32)
-    idx[step, row % 8] = cols % 8
-    wv[step, row % 8] = vals
-    steps_win = np.repeat(np.tile(np.arange(nwin, dtype=np.int32), ngroups), nsteps)
-    return base[::nwin].copy(), steps_win, idx.ravel(), wv.ravel()
+    cap = cols.size + ngroups
+    gptr = np.zeros(ngroups + 1, np.int64)
+    off = np.empty(cap, np.int32)
+    sel = np.zeros((cap, 8), np.int8)
+    wv = np.zeros((cap, 8), np.int32)
+    pos = np.empty(8, np.int64)
+    s = 0
+    for g in range(ngroups):
+        r0, r1 = g * 8, min(n_out, g * 8 + 8)
+        for r in range(r0, r1):
+            pos[r - r0] = ptr[r]
+        while True:
+            lo = np.int64(1) << 40
+            for r in range(r0, r1):
+                if pos[r - r0] < ptr[r + 1]:
+                    lo = min(lo, np.int64(cols[pos[r - r0]]))
+            if lo == np.int64(1) << 40:
+                break
+            o = min(lo, last)
+            off[s] = o
+            for r in range(r0, r1):
+                b = pos[r - r0]
+                if b < ptr[r + 1] and cols[b] < o + 8:
+                    sel[s, r - r0] = cols[b] - o
+                    wv[s, r - r0] = vals[b]
+                    pos[r - r0] = b + 1
+            s += 1
+        gptr[g + 1] = s
+    return gptr, off[:s].copy(), sel[:s].copy().ravel(), wv[:s].copy().ravel()
+
+
+def window_form(ptr, cols, vals, n_out: int, groups: int):
+    """Sparse block rows for ``gemv1_window``: rows in groups of 8 (one lane each), each group's
+    blocks packed greedily into steps over a sliding window of 8 activation quads: ~0.49 of the
+    lanes busy at 90% block1x4 (windows fixed at multiples of 8 quads: ~0.38, 1.3-1.6x slower;
+    a 16-quad window, two ``vpermd`` + ``vblendvps``: 0.62 busy, no faster on Zen 3). Returns
+    (gptr int64 [groups + 1], off int32 [steps], sel int8 [steps * 8], wv int32 [steps * 8])."""
+    g8 = (groups + 7) // 8 * 8
+    return _schedule(np.asarray(ptr, np.int64), np.asarray(cols, np.int32),
+                     np.asarray(vals, np.int32), n_out, g8 - 8)
 
 
 @njit(parallel=True, cache=_CACHE)
-def gemv1_permute(x, sx, dynamic, qlo, qhi, gptr, win, idx, wv, scale, bias, y, groups_per_task,
-                  act=0):
-    """M = 1 on ``permute_form`` weights: quantize, ``_gemv1_permute`` per group of 8 rows,
+def gemv1_window(x, sx, dynamic, qlo, qhi, gptr, off, sel, wv, scale, bias, y, groups_per_task,
+                 act=0):
+    """M = 1 on ``window_form`` weights: quantize, ``_gemv1_window`` per group of 8 rows,
     dequantize (+ GELU), in one call. Returns the activation scale (-1 / -2 as ``gemv``)."""
     x32, g8, sx = _quantize_quads(x, sx, dynamic, qlo, qhi)
     if sx < 0:
@@ -307,7 +327,7 @@ def gemv1_permute(x, sx, dynamic, qlo, qhi, gptr, win, idx, wv, scale, bias, y, 
     for t in prange(ntasks):
         g0, g1 = t * groups_per_task, min(ngroups, (t + 1) * groups_per_task)
         for g in range(g0, g1):
-            _gemv1_permute(x32, win, idx, wv, gptr[g], gptr[g + 1], accs, np.int64(g * 8))
+            _gemv1_window(x32, off, sel, wv, gptr[g], gptr[g + 1], accs, np.int64(g * 8))
         r0, r1 = g0 * 8, min(n_out, g1 * 8)
         for n in range(r0, r1):
             y[0, n] = np.float32(accs[n]) * np.float32(sx * scale[n]) + bias[n]

@@ -301,17 +301,45 @@ def test_pairpair_form_packs_pairs_two_by_two():
     assert ptr[5] == ptr[4]
 
 
+def test_window_form_places_every_block_once():
+    """``window_form``: every block of a group's rows in exactly one step, in its row's lane,
+    inside that step's window of 8 quads, which never reaches past the padded row; windows slide
+    (a step may start at any quad), so 90% block1x4 keeps about half of the lanes busy."""
+    from kernels.avx2_latency import window_form
+
+    w = sparse_weight(RNG, 37, 200, 0.9, "block1x4")
+    w[8:16] = 0
+    p = kernels.pack(w, "block1x4")
+    ptr, cols, vals, _ = p.blocks()
+    groups = 50
+    gptr, off, sel, wv = window_form(ptr, cols, vals, 37, groups)
+    assert off.max() + 8 <= (groups + 7) // 8 * 8 and gptr[2] == gptr[1]
+    got = {}
+    for g in range(len(gptr) - 1):
+        for s in range(gptr[g], gptr[g + 1]):
+            assert 0 <= sel[8 * s:8 * s + 8].min() and sel[8 * s:8 * s + 8].max() < 8
+            for lane in range(8):
+                if wv[8 * s + lane]:
+                    key = (8 * g + lane, off[s] + sel[8 * s + lane])
+                    assert key not in got
+                    got[key] = wv[8 * s + lane]
+    want = {(r, cols[b]): vals[b] for r in range(37) for b in range(ptr[r], ptr[r + 1]) if vals[b]}
+    assert got == want
+    assert 0.35 < cols.size / (8 * len(off)) < 0.7
+
+
 @pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 path on this CPU")
 @pytest.mark.parametrize("sparsity", [0.3, 0.9, 0.995])
-def test_avx2_batch1_permute_kernel_exact(sparsity):
-    """M = 1 on sparse rows takes the vpermd kernel (8 rows per step, steps by window of 8
-    activation quads): exact with many blocks per window (30%), few, and empty rows; GELU too."""
+def test_avx2_batch1_window_kernel_exact(sparsity):
+    """M = 1 on sparse rows takes the vpermd kernel (8 rows per step, sliding windows of 8
+    activation quads, the last one clamped to the padded row): exact with many blocks per
+    window (30%), few, and empty rows; GELU too."""
     w = sparse_weight(RNG, 45, 301, sparsity, "block1x4")
     w[3:11] = 0  # a whole group of 8 empty rows
     p = kernels.pack(w, "block1x4", bias=RNG.standard_normal(45))
     x = RNG.standard_normal((1, 301)).astype(np.float32)
     _check(x, p, "avx2")
-    assert "permute" in p._cache
+    assert "window" in p._cache
     y = kernels.linear(x, p, path="avx2", epilogue="gelu")
     ref = kernels.reference(x, p, epilogue="gelu")
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * (np.abs(ref).max() + 1))
