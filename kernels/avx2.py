@@ -42,6 +42,7 @@ from .avx2_gemm import (
     dense_blocks,
     pairpair_form,
     quantize_layout,
+    quantize_layout_dynamic,
     quantize_pairs,
 )
 from .avx2_intrinsics import ISA
@@ -51,5 +52,5 @@ from .avx2_nm import panel_rows as nm_panel_rows
 
 __all__ = ["ISA", "PANEL", "block_gemm", "block_gemm_dense", "block_gemm_pp", "block_gemm_slab",
            "dense_blocks", "gemv", "gemv1", "gemv1_window", "gemv_form", "nm_gemm", "nm_lane_form",
-           "nm_panel_rows", "pairpair_form", "window_form", "quantize_layout", "quantize_pairs",
-           "quantize_signed"]
+           "nm_panel_rows", "pairpair_form", "quantize_layout", "quantize_layout_dynamic",
+           "quantize_pairs", "quantize_signed", "window_form"]

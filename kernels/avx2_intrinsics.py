@@ -281,3 +281,77 @@ def _make_epilogue8(gelu: bool):
 
 
 _epilogue8, _epilogue8_gelu = _make_epilogue8(False), _make_epilogue8(True)
+
+
+# ----------------------------------------------------------------------------- quantize + layout
+_PACK_LO = ir.Constant(_V8, list(range(4)) + list(range(8, 12)))  # the low 128-bit lanes of a, b
+_PACK_HI = ir.Constant(_V8, list(range(4, 8)) + list(range(12, 16)))
+
+
+def _pair_sel(p: int):
+    """Byte indices into (b0 | b1) (rows 0-3 | 4-7 after the packs) of pair p's two codes
+    for rows 0..7: b0/b1 lane p // 2 holds inputs 4(p // 2)..+3 of row i at bytes 4i..4i+3."""
+    lane, at = p // 2, 2 * (p % 2)
+    return ir.Constant(ir.VectorType(_I32, 16), [32 * (i // 4) + 16 * lane + 4 * (i % 4) + at + d
+                                                 for i in range(8) for d in (0, 1)])
+
+
+def _make_quant8(pairs: bool):
+    """Quantize 8 rows x 8j inputs of float32 x (row r at x[xoff + r*kstride], j < nchunks):
+    codes = round-half-even(clamp(x * inv, qlo, qhi)) (``vcvtps2dq``), packed to bytes with
+    ``vpackssdw`` / ``vpacksswb`` (exact: the codes are in range) and stored in the kernels'
+    layout: quads (int32 out, [K/4][Mpad]): the 8 rows' codes of inputs 4g..4g+3 at
+    out[ooff + g*ostride]; ``pairs`` (int16 out, [K/2][Mpad]): of inputs 2p, 2p+1 at
+    out[ooff + p*ostride]. Returns the smallest code."""
+
+    @intrinsic
+    def quant8(typingctx, x, xoff, kstride, nchunks, inv, qlo, qhi, out, ooff, ostride):
+        sig = types.int32(x, xoff, kstride, nchunks, inv, qlo, qhi, out, ooff, ostride)
+
+        def codegen(context, builder, signature, args):
+            xa, xoff_, ks_, nc_, inv_, lo_, hi_, oa, ooff_, os_ = args
+            t = signature.args
+            xp = _data(context, builder, t[0], xa, _F32)
+            op = _data(context, builder, t[7], oa, _I16 if pairs else _I32)
+
+            def splat(v):
+                w = builder.insert_element(ir.Constant(_VF8, ir.Undefined), v, ir.Constant(_I32, 0))
+                return builder.shuffle_vector(w, w, ir.Constant(_V8, [0] * 8))
+
+            inv_v, lo_v, hi_v = splat(inv_), splat(lo_), splat(hi_)
+            fmax = _fn(builder, "llvm.x86.avx.max.ps.256", _VF8, [_VF8, _VF8])
+            fmin = _fn(builder, "llvm.x86.avx.min.ps.256", _VF8, [_VF8, _VF8])
+            cvt = _fn(builder, "llvm.x86.avx.cvt.ps2dq.256", _V8, [_VF8])
+            pdw = _fn(builder, "llvm.x86.avx2.packssdw", _VH, [_V8, _V8])
+            pwb = _fn(builder, "llvm.x86.avx2.packsswb", _VB, [_VH, _VH])
+            mn = cgutils.alloca_once_value(builder, ir.Constant(_V8, [127] * 8))
+            with cgutils.for_range_slice(builder, _c(0), nc_, _c(1), intp=_I64) as (j, _):
+                codes = []
+                for r in range(8):
+                    at = builder.add(builder.add(xoff_, builder.mul(ks_, _c(r))), builder.mul(j, _c(8)))
+                    v = builder.fmul(_loadv(builder, xp, at, _VF8), inv_v)
+                    c = builder.call(cvt, [builder.call(fmin, [builder.call(fmax, [v, lo_v]), hi_v])])
+                    m0 = builder.load(mn)
+                    builder.store(builder.select(builder.icmp_signed("<", c, m0), c, m0), mn)
+                    codes.append(c)
+                w = [builder.call(pdw, [codes[2 * i], codes[2 * i + 1]]) for i in range(4)]
+                b0, b1 = builder.call(pwb, [w[0], w[1]]), builder.call(pwb, [w[2], w[3]])
+                if pairs:
+                    for p in range(4):
+                        v = builder.shuffle_vector(b0, b1, _pair_sel(p))
+                        _storev(builder, v, op, builder.add(ooff_, builder.mul(
+                            builder.add(builder.mul(j, _c(4)), _c(p)), os_)))
+                else:
+                    q0, q1 = builder.bitcast(b0, _V8), builder.bitcast(b1, _V8)
+                    for h, sel in enumerate((_PACK_LO, _PACK_HI)):
+                        _storev(builder, builder.shuffle_vector(q0, q1, sel), op, builder.add(
+                            ooff_, builder.mul(builder.add(builder.mul(j, _c(2)), _c(h)), os_)))
+            red = _fn(builder, "llvm.vector.reduce.smin.v8i32", _I32, [_V8])
+            return builder.call(red, [builder.load(mn)])
+
+        return sig, codegen
+
+    return quant8
+
+
+_quant8_quads, _quant8_pairs = _make_quant8(False), _make_quant8(True)

@@ -267,17 +267,21 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
 
     def run(x, y):
         m = x.shape[0]
-        sx = act_scale_of(x, act_scale)
+        mpad = (m + 15) // 16 * 16 if pp is not None else (m + 7) // 8 * 8
+        if act_scale is None:  # scale, quantization and layout in one call
+            xl, bad, sx = avx2.quantize_layout_dynamic(x, mpad, qlo, qhi, pp is not None)
+            if sx < 0:
+                raise ValueError("input contains inf/nan")
+        else:
+            sx = static
+            quantize = avx2.quantize_pairs if pp is not None else avx2.quantize_layout
+            xl, bad = quantize(x, np.float32(1.0 / sx), mpad, qlo, qhi)
         if pp is not None:
-            mpad = (m + 15) // 16 * 16
-            xl, bad = avx2.quantize_pairs(x, np.float32(1.0 / sx), mpad, qlo, qhi)
             if bad:
                 fallback(x, y)
             else:
                 avx2.block_gemm_pp(xl, mpad, m, *pp, scale, bias, sx, y, 16, act)
             return
-        mpad = (m + 7) // 8 * 8
-        xl, bad = avx2.quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi)
         if bad:
             fallback(x, y)
         elif dense:

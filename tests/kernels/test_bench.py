@@ -116,8 +116,8 @@ def test_interleaved_timing_keeps_ratios_under_drift():
         return fn
 
     res = timeit_interleaved({"a": spin(0.5, "a"), "b": spin(1.0, "b")}, repeats=1, warmup=1,
-                             block_s=1e-4, max_passes=30)
+                             block_s=1e-4, max_passes=30, gap_s=0.0)
     assert set(res) == {"a", "b"} and all(lo <= med <= hi for med, lo, hi in res.values())
     assert 1.6 < res["b"][0] / res["a"][0] < 2.5
-    timed = state["order"][2:]  # after one warm-up call each
-    assert len(timed) == 60 and timed[:4] == ["a", "b", "b", "a"]
+    blocks = state["order"][2:]  # after one warm-up call each: (untimed, timed) per block
+    assert len(blocks) == 120 and blocks[:8] == ["a", "a", "b", "b", "b", "b", "a", "a"]

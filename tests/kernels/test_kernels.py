@@ -343,3 +343,37 @@ def test_avx2_batch1_window_kernel_exact(sparsity):
     y = kernels.linear(x, p, path="avx2", epilogue="gelu")
     ref = kernels.reference(x, p, epilogue="gelu")
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * (np.abs(ref).max() + 1))
+
+
+@pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 path on this CPU")
+@pytest.mark.parametrize("m,k", [(1, 3), (7, 9), (8, 8), (9, 15), (17, 16), (130, 385)])
+def test_avx2_vector_quantize_layouts_match_numpy(m, k):
+    """The in-register quantize + layout passes (8 rows x 8 inputs, byte packs) give exactly
+    numpy's codes in the [K/4][Mpad][4] and [K/2][Mpad][2] layouts (vector part, the K % 8 tail
+    and a block past the last row), flag a -128 code, and compute the dynamic scale."""
+    from kernels import avx2
+
+    x = RNG.standard_normal((m, k)).astype(np.float32) * 3
+    x[-1, -1] = -10.0  # the static scale below takes it to -128 (in the tail or a partial block)
+
+    def layout(inv, mpad, qlo, qhi, width):
+        c = np.clip(np.rint(x * inv), qlo, qhi).astype(np.int8)
+        units = (k + width - 1) // width
+        cp = np.zeros((mpad, units * width), np.int8)
+        cp[:m, :k] = c
+        return cp.reshape(mpad, units, width).transpose(1, 0, 2).ravel(), c.min() < -127
+
+    for inv, qlo, qhi in ((127 / np.abs(x).max(), -128, 127), (60.0, -128, 127), (2.0, -7, 7)):
+        inv, qlo, qhi = np.float32(inv), np.float32(qlo), np.float32(qhi)
+        for fn, mpad, width in ((avx2.quantize_layout, (m + 7) // 8 * 8, 4),
+                                (avx2.quantize_pairs, (m + 15) // 16 * 16, 2)):
+            got, bad = fn(x, inv, mpad, qlo, qhi)
+            want, want_bad = layout(inv, mpad, qlo, qhi, width)
+            np.testing.assert_array_equal(got, want)
+            assert bad == want_bad
+    assert layout(np.float32(60.0), (m + 7) // 8 * 8, -128, 127, 4)[1]  # -128 was flagged
+    xl, bad, sx = avx2.quantize_layout_dynamic(x, (m + 7) // 8 * 8, np.float32(-128), np.float32(127), False)
+    assert sx == np.abs(x).max() / 127 and not bad
+    np.testing.assert_array_equal(xl, layout(np.float32(1 / sx), (m + 7) // 8 * 8, -128, 127, 4)[0])
+    x[0, -1] = np.nan
+    assert avx2.quantize_layout_dynamic(x, (m + 7) // 8 * 8, np.float32(-128), np.float32(127), True)[2] == -1.0
