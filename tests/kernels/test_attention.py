@@ -59,10 +59,16 @@ def test_fuse_for_inference_runs_every_fusion_once():
     kernels.convert_model(model, format="block1x4")
     fused = copy.deepcopy(model)
     assert kernels.fuse_for_inference(fused) == {"qkv": 2, "gelu": 2, "add_layernorm": 4,
-                                                 "attention": 2}
+                                                 "feed_forward": 2, "attention": 2}
     assert kernels.fuse_for_inference(fused) == {"qkv": 0, "gelu": 0, "add_layernorm": 0,
-                                                 "attention": 0}
+                                                 "feed_forward": 0, "attention": 0}
     ids = torch.randint(0, 50, (2, 9))
     with torch.inference_mode():
         torch.testing.assert_close(fused(input_ids=ids).last_hidden_state,
+                                   model(input_ids=ids).last_hidden_state, rtol=1e-4, atol=1e-4)
+    twin = copy.deepcopy(fused)  # the lean feed-forward follows the copied layer, not the original
+    layer = twin.encoder.layer[0]
+    assert layer.feed_forward_chunk.layer is layer
+    with torch.inference_mode():
+        torch.testing.assert_close(twin(input_ids=ids).last_hidden_state,
                                    model(input_ids=ids).last_hidden_state, rtol=1e-4, atol=1e-4)
