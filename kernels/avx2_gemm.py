@@ -20,6 +20,7 @@ from .avx2_intrinsics import (
     _ppdot4,
     _quant8_pairs,
     _quant8_quads,
+    _quant8_u8,
     _rowacc1,
     _rowacc2,
     _rowacc4,
@@ -85,17 +86,21 @@ def quantize_rows(x, i0, inv, qlo, qhi, tmp, k0=0):
 
 
 @njit(inline="always")
-def _quantize_block8(x, base, inv, qlo, qhi, out, mpad, width):
+def _quantize_block8(x, base, inv, qlo, qhi, out, mpad, width, u8=False):
     """Rows base..base+7 of x into the layout of ``width``-byte units (4: quads, out int32
     [K/4][mpad]; 2: pairs, out int16 [K/2][mpad]): the vector pass (``_quant8_*``, 8 inputs at a
     time) for whole 8-row blocks, scalar code for the last K % 8 inputs and for a block that
-    runs past the last row (zeros there). Returns the smallest code."""
+    runs past the last row (zeros there). ``u8``: quads of code + 128 (VNNI; padding 128).
+    Returns the smallest code."""
     m, k = x.shape
     units = (k + width - 1) // width
     kv = k // 8 if base + 8 <= m else 0
     lo = np.int32(0)
     if kv > 0:
-        if width == 4:
+        if u8:
+            lo = _quant8_u8(x, np.int64(base) * k, np.int64(k), np.int64(kv), inv, qlo, qhi,
+                            out, np.int64(base), np.int64(mpad))
+        elif width == 4:
             lo = _quant8_quads(x, np.int64(base) * k, np.int64(k), np.int64(kv), inv, qlo, qhi,
                                out, np.int64(base), np.int64(mpad))
         else:
@@ -106,6 +111,8 @@ def _quantize_block8(x, base, inv, qlo, qhi, out, mpad, width):
         w = units - u0
         tmp = np.zeros((8, w * width), dtype=np.int8)
         lo = min(lo, quantize_rows(x, base, inv, qlo, qhi, tmp, u0 * width))
+        if u8:
+            tmp ^= np.int8(-128)
         tw = tmp.reshape(-1).view(out.dtype)
         for uu in range(w):
             o = (u0 + uu) * mpad + base
@@ -127,6 +134,18 @@ def quantize_layout(x, inv, mpad, qlo, qhi):
     for blk in prange(nblk):
         bad[blk] = _quantize_block8(x, blk * 8, inv, qlo, qhi, out, mpad, 4) < -127
     return out.view(np.int8), bad.any()
+
+
+@njit(parallel=True, cache=_CACHE)
+def quantize_layout_u8(x, inv, mpad, qlo, qhi):
+    """``quantize_layout`` with unsigned bytes code + 128 (padding 128, i.e. zero): the VNNI
+    path's [K/4][Mpad][4] operand (``vnni.quantize_layout``; the AVX2 instructions are on
+    every AVX-512 CPU)."""
+    m, k = x.shape
+    out = np.empty((k + 3) // 4 * mpad, dtype=np.int32)
+    for blk in prange(mpad // 8):
+        _quantize_block8(x, blk * 8, inv, qlo, qhi, out, mpad, 4, True)
+    return out.view(np.uint8)
 
 
 @njit(parallel=True, cache=_CACHE)

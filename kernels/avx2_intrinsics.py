@@ -296,13 +296,14 @@ def _pair_sel(p: int):
                                                  for i in range(8) for d in (0, 1)])
 
 
-def _make_quant8(pairs: bool):
+def _make_quant8(pairs: bool, u8: bool = False):
     """Quantize 8 rows x 8j inputs of float32 x (row r at x[xoff + r*kstride], j < nchunks):
     codes = round-half-even(clamp(x * inv, qlo, qhi)) (``vcvtps2dq``), packed to bytes with
     ``vpackssdw`` / ``vpacksswb`` (exact: the codes are in range) and stored in the kernels'
     layout: quads (int32 out, [K/4][Mpad]): the 8 rows' codes of inputs 4g..4g+3 at
     out[ooff + g*ostride]; ``pairs`` (int16 out, [K/2][Mpad]): of inputs 2p, 2p+1 at
-    out[ooff + p*ostride]. Returns the smallest code."""
+    out[ooff + p*ostride]. ``u8``: code + 128 as unsigned bytes (the VNNI path's operand).
+    Returns the smallest code."""
 
     @intrinsic
     def quant8(typingctx, x, xoff, kstride, nchunks, inv, qlo, qhi, out, ooff, ostride):
@@ -336,6 +337,8 @@ def _make_quant8(pairs: bool):
                     codes.append(c)
                 w = [builder.call(pdw, [codes[2 * i], codes[2 * i + 1]]) for i in range(4)]
                 b0, b1 = builder.call(pwb, [w[0], w[1]]), builder.call(pwb, [w[2], w[3]])
+                if u8:  # code + 128 = code ^ 0x80 on the byte
+                    b0, b1 = (builder.xor(b, ir.Constant(_VB, [-128] * 32)) for b in (b0, b1))
                 if pairs:
                     for p in range(4):
                         v = builder.shuffle_vector(b0, b1, _pair_sel(p))
@@ -354,4 +357,4 @@ def _make_quant8(pairs: bool):
     return quant8
 
 
-_quant8_quads, _quant8_pairs = _make_quant8(False), _make_quant8(True)
+_quant8_quads, _quant8_pairs, _quant8_u8 = _make_quant8(False), _make_quant8(True), _make_quant8(False, True)

@@ -20,6 +20,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .avx2_gemm import quantize_layout_u8
+
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _V16 = ir.VectorType(_I32, 16)
@@ -182,26 +184,13 @@ def _store_tile(buf, mpad, m, n0, n1, tile, comp, scale, bias, xscale, y):
             y[i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def quantize_layout(x, inv, mpad, qlo, qhi):
     """float32 [M, K] -> uint8 [ceil(K/4) * mpad * 4]: u8 = clamp(rint(x * inv), qlo, qhi) + 128
-    at [k // 4][m][k % 4]; padding (k >= K, m >= M) is 128, i.e. zero. A vectorized quantize of
-    each row into one scratch matrix (a single allocation), then one 32-bit store per 4 values."""
-    m, k = x.shape
-    g = (k + 3) // 4
-    out = np.empty(g * mpad, dtype=np.uint32)
-    tmp = np.full((mpad, g * 4), 128, dtype=np.uint8)
-    for i in prange(mpad):
-        if i < m:
-            row = tmp[i]
-            for kk in range(k):
-                v = np.rint(x[i, kk] * inv)
-                v = min(max(v, qlo), qhi)
-                row[kk] = np.uint8(np.int32(v) + 128)
-        t32 = tmp[i].view(np.uint32)
-        for gg in range(g):
-            out[gg * mpad + i] = t32[gg]
-    return out.view(np.uint8)
+    at [k // 4][m][k % 4]; padding (k >= K, m >= M) is 128, i.e. zero. 8 rows x 8 inputs at a
+    time in AVX2 registers, the byte packs giving the layout (``avx2_gemm.quantize_layout_u8``;
+    was a scalar quantize, then one strided 32-bit store per 4 values)."""
+    return quantize_layout_u8(x, inv, mpad, qlo, qhi)
 
 
 @njit(parallel=True, cache=True)

@@ -372,6 +372,12 @@ def test_avx2_vector_quantize_layouts_match_numpy(m, k):
             np.testing.assert_array_equal(got, want)
             assert bad == want_bad
     assert layout(np.float32(60.0), (m + 7) // 8 * 8, -128, 127, 4)[1]  # -128 was flagged
+    from kernels import vnni  # its u8 operand (code + 128, padding 128) comes from the same pass
+
+    mpad = (m + 15) // 16 * 16
+    u8 = (layout(np.float32(60.0), mpad, -128, 127, 4)[0].view(np.uint8) ^ 0x80)
+    np.testing.assert_array_equal(vnni.quantize_layout(x, np.float32(60.0), mpad, np.float32(-128),
+                                                       np.float32(127)), u8)
     xl, bad, sx = avx2.quantize_layout_dynamic(x, (m + 7) // 8 * 8, np.float32(-128), np.float32(127), False)
     assert sx == np.abs(x).max() / 127 and not bad
     np.testing.assert_array_equal(xl, layout(np.float32(1 / sx), (m + 7) // 8 * 8, -128, 127, 4)[0])
