@@ -25,7 +25,7 @@ from .common import (
     quiet_columns,
     quiet_window,
     set_threads,
-    timeit_interleaved,
+    timeit,
 )
 
 SHAPES = {"bert-base": ["768x768", "768x3072", "3072x768"],
@@ -160,24 +160,23 @@ def _measure_layers(a, flags, path, quiet, bw, peak):
             x = rng.standard_normal((m, k)).astype(np.float32)
             b = rng.standard_normal(n).astype(np.float32)
             others = OtherLoad()  # CPU time of other processes while this block is timed
-            dense_fns = {}
+            dense_ref = {}
             w0 = rng.standard_normal((n, k)).astype(np.float32)
             for name in ("torch_fp32", "torch_int8_fbgemm", "torch_int8_onednn", "onnxruntime_int8"):
                 if wanted and name not in wanted and name != "torch_fp32":
                     continue
                 try:
                     fn = BASELINES[name](w0, b, x)
-                    fn()
-                    dense_fns[name] = fn
+                    dense_ref[name] = timeit(fn, a.repeats)
                 except Exception as e:  # backend missing on this machine
                     print(f"  {name}: skipped ({e})")
             for sp in a.sp_list:
                 pats = ["nm"] if sp == "2:4" else a.pat_list
                 for pat in pats:
                     w = make_weight(rng, n, k, sp, pat)
-                    fns = dict(dense_fns)
+                    res = dict(dense_ref)
                     if not wanted or "torch_csr_fp32" in wanted:
-                        fns["torch_csr_fp32"] = BASELINES["torch_csr_fp32"](w, b, x)
+                        res["torch_csr_fp32"] = timeit(BASELINES["torch_csr_fp32"](w, b, x), a.repeats)
                     fmt = FORMAT_OF[pat]
                     lin = torch.nn.Linear(k, n)
                     with torch.no_grad():
@@ -186,8 +185,7 @@ def _measure_layers(a, flags, path, quiet, bw, peak):
                     layer = SparseInt8Linear.from_linear(lin, format=fmt)
                     xt = torch.from_numpy(x)
                     ours = f"sparq_{fmt}"
-                    fns[ours] = lambda layer=layer, xt=xt: layer(xt)
-                    res = timeit_interleaved(fns, a.repeats)  # side by side: ratios survive drift
+                    res[ours] = timeit(lambda layer=layer, xt=xt: layer(xt), a.repeats)
                     nnz = int((w != 0).sum())
                     nbytes = layer.packed_bytes + 4 * m * k + 4 * m * n
                     roof = max(nbytes / (bw * 1e9), nnz * m / (peak * 1e9)) * 1e3

@@ -38,40 +38,6 @@ def timeit(fn, repeats: int = 20, warmup: int = 3, min_time: float = 0.0):
     return statistics.median(ts), min(ts), max(ts)
 
 
-def timeit_interleaved(fns: dict, repeats: int = 20, warmup: int = 3, block_s: float = 0.01,
-                       max_passes: int = 200, gap_s: float = 0.02) -> dict:
-    """{name: (median, min, max) ms per call} of every ``fns[name]()``, timed side by side:
-    blocks of calls (>= ``block_s`` of run time each, at least one call) taken in turn, one block
-    of every function per pass (the order rotated from pass to pass), so that a drift of the
-    machine's speed (this VM: 1.5-2x within minutes) lands on all of them alike and their ratios
-    hold. Each block starts after a ``gap_s`` pause and one untimed call: the previous
-    backend's thread pool (OpenMP, ORT) stops spinning and this one's data is back in cache, as
-    when it runs alone (without both, torch fp32 MiniLM measured 2x slower on 2 cores, ORT 1.5x).
-    Passes: enough for ``repeats`` calls' worth of run time (0.2-60 s) of the slowest function's
-    share, at least 5. Statistics over blocks (per-call averages)."""
-    names, one = list(fns), {}
-    for name in names:
-        s = time.perf_counter()
-        for _ in range(max(1, warmup)):
-            fns[name]()
-        one[name] = max((time.perf_counter() - s) / max(1, warmup), 1e-7)
-    calls = {n: max(1, int(block_s / one[n])) for n in names}
-    passes = max(5, max(int(max(0.2, min(repeats * one[n], 60.0)) / (calls[n] * one[n])) + 1
-                        for n in names))
-    passes = min(passes, max_passes)
-    times: dict = {n: [] for n in names}
-    for p in range(passes):
-        for name in names[p % len(names):] + names[:p % len(names)]:
-            fn, c = fns[name], calls[name]
-            time.sleep(gap_s)
-            fn()
-            s = time.perf_counter()
-            for _ in range(c):
-                fn()
-            times[name].append((time.perf_counter() - s) / c * 1e3)
-    return {n: (statistics.median(v), min(v), max(v)) for n, v in times.items()}
-
-
 def check_load(threads: int) -> float:
     """1-minute load average; warns when other processes compete for the cores (figures taken
     then are not comparable: OpenMP barriers degrade badly under oversubscription)."""

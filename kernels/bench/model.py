@@ -25,7 +25,7 @@ from .common import (
     log_mlflow,
     quiet_columns,
     quiet_window,
-    timeit_interleaved,
+    timeit,
 )
 
 CONFIGS = {
@@ -148,7 +148,7 @@ def run_model_bench(a):
 
 def _time_round(a, name, bsz, rnd, variants, ort_fn, ids, mask, flags, path, q) -> list[dict]:
     """One timing of every variant (and ORT) at one batch size: the rows, ratios within it."""
-    fns, others = {}, OtherLoad()
+    res, others = {}, OtherLoad()
     for be, model in variants.items():
         eng = be.rsplit("_", 1)[-1] if be.startswith("torch_int8") else None
 
@@ -157,11 +157,9 @@ def _time_round(a, name, bsz, rnd, variants, ort_fn, ids, mask, flags, path, q) 
                 torch.backends.quantized.engine = eng
             with torch.inference_mode():
                 return model(input_ids=ids, attention_mask=mask).last_hidden_state
-        fns[be] = run
+        res[be] = timeit(run, repeats=max(5, a.repeats // (2 if bsz > 1 else 1)), warmup=2)
     if ort_fn is not None:
-        fns["onnxruntime_int8"] = ort_fn
-    # side by side (a block of each in turn): the VM's drift lands on every backend alike
-    res = timeit_interleaved(fns, repeats=max(5, a.repeats // (2 if bsz > 1 else 1)), warmup=2)
+        res["onnxruntime_int8"] = timeit(ort_fn, repeats=max(5, a.repeats // 2), warmup=2)
     fp = res["torch_fp32"][0]
     ort = res.get("onnxruntime_int8", (float("nan"),))[0]
     print(f"\n{name} batch {bsz} x seq {SEQ}" + (f"  (round {rnd})" if rnd > 1 else ""))
