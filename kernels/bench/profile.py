@@ -14,7 +14,7 @@ import torch
 
 from .. import cpu
 from ..attention import fuse_attention
-from ..encoder import fuse_epilogues
+from ..encoder import fuse_epilogues, lean_feed_forward
 from ..linear import convert_model, fuse_shared_input
 from .model import SEQ, build_encoder
 
@@ -57,7 +57,10 @@ def stages(name: str):
     fuse_epilogues(epi)
     att = copy.deepcopy(epi)
     fuse_attention(att)
-    return {"packed": base, "+qkv": shared, "+gelu/addnorm": epi, "+attention": att}
+    lean = copy.deepcopy(att)
+    lean_feed_forward(lean)
+    return {"packed": base, "+qkv": shared, "+gelu/addnorm": epi, "+attention": att,
+            "+lean feed-forward": lean}
 
 
 def main(argv=None) -> None:
