@@ -31,7 +31,7 @@ from .avx2_intrinsics import (
     _rowdot8,
 )
 from .epilogue import gelu_block
-from .portable import absmax_bits
+from .portable import absmax_bits, scale_from_bits
 
 
 # ----------------------------------------------------------------------------- epilogue
@@ -165,11 +165,7 @@ def quantize_pairs(x, inv, mpad, qlo, qhi):
 def dynamic_scale(x):
     """max|x| / 127 (1.0 for an all-zero x) from ``portable.absmax_bits`` (parallel over rows);
     -1.0 flags inf/nan."""
-    bits = absmax_bits(x)
-    if bits >= np.int32(0x7F800000):
-        return -1.0
-    a = np.float64(np.array([bits], dtype=np.int32).view(np.float32)[0])
-    return a / 127.0 if a > 0 else 1.0
+    return scale_from_bits(absmax_bits(x))
 
 
 @njit(cache=_CACHE)

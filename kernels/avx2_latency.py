@@ -28,6 +28,7 @@ from .avx2_intrinsics import (
     _weights,
 )
 from .epilogue import gelu_block
+from .portable import scale_from_bits
 
 
 # ----------------------------------------------------------------------------- M <= 8 (latency)
@@ -116,10 +117,7 @@ def _absmax_scale(x):
     for j in range(xi.shape[0]):
         v = xi[j] & np.int32(0x7FFFFFFF)
         b = v if v > b else b
-    if b >= np.int32(0x7F800000):
-        return -1.0
-    a = np.float64(np.array([b], dtype=np.int32).view(np.float32)[0])
-    return a / 127.0 if a > 0 else 1.0
+    return scale_from_bits(b)
 
 
 @njit(cache=_CACHE)

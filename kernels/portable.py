@@ -28,6 +28,16 @@ def absmax_bits(x):
     return part.max()
 
 
+@njit(cache=True)
+def scale_from_bits(bits):
+    """The dynamic activation scale max|x| / 127 from ``absmax_bits`` (1.0 for an all-zero x;
+    -1.0 flags inf/nan)."""
+    if bits >= np.int32(0x7F800000):
+        return -1.0
+    a = np.float64(np.array([bits], dtype=np.int32).view(np.float32)[0])
+    return a / 127.0 if a > 0 else 1.0
+
+
 def absmax(x) -> float:
     """max |x| (float); inf when x holds inf or nan."""
     bits = int(absmax_bits(np.ascontiguousarray(x, dtype=np.float32)))
