@@ -47,10 +47,10 @@ from .avx2_gemm import (
 )
 from .avx2_intrinsics import ISA
 from .avx2_latency import gemv, gemv1, gemv1_window, gemv_form, window_form
-from .avx2_nm import nm_gemm, nm_lane_form, quantize_signed
+from .avx2_nm import nm_gemm, nm_lane_form, quantize_signed, quantize_signed_dynamic
 from .avx2_nm import panel_rows as nm_panel_rows
 
 __all__ = ["ISA", "PANEL", "block_gemm", "block_gemm_dense", "block_gemm_pp", "block_gemm_slab",
            "dense_blocks", "gemv", "gemv1", "gemv1_window", "gemv_form", "nm_gemm", "nm_lane_form",
            "nm_panel_rows", "pairpair_form", "quantize_layout", "quantize_layout_dynamic",
-           "quantize_pairs", "quantize_signed", "window_form"]
+           "quantize_pairs", "quantize_signed", "quantize_signed_dynamic", "window_form"]

@@ -296,14 +296,23 @@ def _pair_sel(p: int):
                                                  for i in range(8) for d in (0, 1)])
 
 
-def _make_quant8(pairs: bool, u8: bool = False):
+def _signed_sel(i: int):
+    """Byte indices into (b | -b) of row i's (i < 4 in b) 8 codes (lane 0 bytes 4i..4i+3, lane 1
+    bytes 16+4i..) and then their negations."""
+    codes = [4 * i + d for d in range(4)] + [16 + 4 * i + d for d in range(4)]
+    return ir.Constant(ir.VectorType(_I32, 16), codes + [32 + c for c in codes])
+
+
+def _make_quant8(layout: str):
     """Quantize 8 rows x 8j inputs of float32 x (row r at x[xoff + r*kstride], j < nchunks):
     codes = round-half-even(clamp(x * inv, qlo, qhi)) (``vcvtps2dq``), packed to bytes with
-    ``vpackssdw`` / ``vpacksswb`` (exact: the codes are in range) and stored in the kernels'
-    layout: quads (int32 out, [K/4][Mpad]): the 8 rows' codes of inputs 4g..4g+3 at
-    out[ooff + g*ostride]; ``pairs`` (int16 out, [K/2][Mpad]): of inputs 2p, 2p+1 at
-    out[ooff + p*ostride]. ``u8``: code + 128 as unsigned bytes (the VNNI path's operand).
-    Returns the smallest code."""
+    ``vpackssdw`` / ``vpacksswb`` (exact: the codes are in range) and stored in a kernel's
+    layout: "quads" (int32 out, [K/4][Mpad]): the 8 rows' codes of inputs 4g..4g+3 at
+    out[ooff + g*ostride]; "u8": the same with code + 128 as unsigned bytes (the VNNI path's
+    operand); "pairs" (int16 out, [K/2][Mpad]): of inputs 2p, 2p+1 at out[ooff + p*ostride];
+    "signed" (int8 out, [M][K/8][16], the 2:4 lane kernel's): row r's 8 codes of inputs
+    8j..8j+7, then their negations, at out[ooff + r*ostride + 16j]. Returns the smallest code."""
+    pairs, u8, signed = layout == "pairs", layout == "u8", layout == "signed"
 
     @intrinsic
     def quant8(typingctx, x, xoff, kstride, nchunks, inv, qlo, qhi, out, ooff, ostride):
@@ -313,7 +322,7 @@ def _make_quant8(pairs: bool, u8: bool = False):
             xa, xoff_, ks_, nc_, inv_, lo_, hi_, oa, ooff_, os_ = args
             t = signature.args
             xp = _data(context, builder, t[0], xa, _F32)
-            op = _data(context, builder, t[7], oa, _I16 if pairs else _I32)
+            op = _data(context, builder, t[7], oa, _I8 if signed else _I16 if pairs else _I32)
 
             def splat(v):
                 w = builder.insert_element(ir.Constant(_VF8, ir.Undefined), v, ir.Constant(_I32, 0))
@@ -339,7 +348,14 @@ def _make_quant8(pairs: bool, u8: bool = False):
                 b0, b1 = builder.call(pwb, [w[0], w[1]]), builder.call(pwb, [w[2], w[3]])
                 if u8:  # code + 128 = code ^ 0x80 on the byte
                     b0, b1 = (builder.xor(b, ir.Constant(_VB, [-128] * 32)) for b in (b0, b1))
-                if pairs:
+                if signed:  # rows 0-3 in b0, 4-7 in b1; a row's window = codes, then -codes
+                    for b, rows in ((b0, range(4)), (b1, range(4, 8))):
+                        neg = builder.sub(ir.Constant(_VB, None), b)
+                        for r in rows:
+                            v = builder.shuffle_vector(b, neg, _signed_sel(r % 4))
+                            _storev(builder, v, op, builder.add(builder.add(
+                                ooff_, builder.mul(os_, _c(r))), builder.mul(j, _c(16))))
+                elif pairs:
                     for p in range(4):
                         v = builder.shuffle_vector(b0, b1, _pair_sel(p))
                         _storev(builder, v, op, builder.add(ooff_, builder.mul(
@@ -357,4 +373,5 @@ def _make_quant8(pairs: bool, u8: bool = False):
     return quant8
 
 
-_quant8_quads, _quant8_pairs, _quant8_u8 = _make_quant8(False), _make_quant8(True), _make_quant8(False, True)
+_quant8_quads, _quant8_pairs, _quant8_u8, _quant8_signed = (
+    _make_quant8(kind) for kind in ("quads", "pairs", "u8", "signed"))

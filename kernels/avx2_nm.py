@@ -23,7 +23,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .avx2_gemm import quantize_rows
+from .avx2_gemm import dynamic_scale, quantize_rows
 from .avx2_intrinsics import (
     _CACHE,
     _I8,
@@ -35,6 +35,7 @@ from .avx2_intrinsics import (
     _fn,
     _i64,
     _loadv,
+    _quant8_signed,
     _storev,
     _udot_acc,
 )
@@ -77,21 +78,42 @@ def nm_lane_form(q: np.ndarray):
 @njit(parallel=True, cache=_CACHE)
 def quantize_signed(x, inv, qlo, qhi, ngp):
     """float32 [M, K] -> (int8 [M][GP][16]: per 8 inputs the codes, then their negations, zero
-    padded past K; True when some code is -128, whose negation int8 cannot hold)."""
+    padded past K; True when some code is -128, whose negation int8 cannot hold). Blocks of 8
+    rows: the inputs up to the last multiple of 8 in registers (``_quant8_signed``), the rest
+    (and a block past the last row) in scalar code."""
     m, k = x.shape
     out = np.empty(m * ngp * 16, dtype=np.int8)
-    bad = np.zeros(m, dtype=np.bool_)
-    for i in prange(m):
-        tmp = np.zeros((1, ngp * 8), dtype=np.int8)
-        bad[i] = quantize_rows(x, i, inv, qlo, qhi, tmp) < -127
-        row = tmp[0]
-        o = np.int64(i) * ngp * 16
-        for g in range(ngp):
-            for b in range(8):
-                v = row[g * 8 + b]
-                out[o + g * 16 + b] = v
-                out[o + g * 16 + 8 + b] = -v
+    nblk = (m + 7) // 8
+    bad = np.zeros(nblk, dtype=np.bool_)
+    for blk in prange(nblk):
+        base = blk * 8
+        kv = k // 8 if base + 8 <= m else 0
+        lo = np.int32(0)
+        if kv > 0:
+            lo = _quant8_signed(x, np.int64(base) * k, np.int64(k), np.int64(kv), inv, qlo, qhi,
+                                out, np.int64(base) * ngp * 16, np.int64(ngp) * 16)
+        tmp = np.zeros((8, (ngp - kv) * 8), dtype=np.int8)
+        lo = min(lo, quantize_rows(x, base, inv, qlo, qhi, tmp, kv * 8))
+        for r in range(min(8, m - base)):
+            o = np.int64(base + r) * ngp * 16
+            for g in range(kv, ngp):
+                for b in range(8):
+                    v = tmp[r, (g - kv) * 8 + b]
+                    out[o + g * 16 + b] = v
+                    out[o + g * 16 + 8 + b] = -v
+        bad[blk] = lo < -127
     return out, bad.any()
+
+
+@njit(cache=_CACHE)
+def quantize_signed_dynamic(x, qlo, qhi, ngp):
+    """``quantize_signed`` with the dynamic scale max|x| / 127 computed in the same call.
+    Returns (windows, bad, scale); scale -1: inf/nan in x."""
+    sx = dynamic_scale(x)
+    if sx < 0:
+        return np.empty(0, np.int8), False, sx
+    xs, bad = quantize_signed(x, np.float32(1.0 / sx), qlo, qhi, ngp)
+    return xs, bad, sx
 
 
 # ----------------------------------------------------------------------------- intrinsic

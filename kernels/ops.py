@@ -208,8 +208,13 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
         lanes = p._cache["nm_lanes"]
 
     def run_lanes(x, y):
-        sx = act_scale_of(x, act_scale)
-        xs, bad = avx2.quantize_signed(x, np.float32(1.0 / sx), qlo, qhi, lanes[2])
+        if act_scale is None:  # scale and quantization in one call
+            xs, bad, sx = avx2.quantize_signed_dynamic(x, qlo, qhi, lanes[2])
+            if sx < 0:
+                raise ValueError("input contains inf/nan")
+        else:
+            sx = static
+            xs, bad = avx2.quantize_signed(x, np.float32(1.0 / sx), qlo, qhi, lanes[2])
         if bad:
             fallback(x, y)
         else:

@@ -349,8 +349,9 @@ def test_avx2_batch1_window_kernel_exact(sparsity):
 @pytest.mark.parametrize("m,k", [(1, 3), (7, 9), (8, 8), (9, 15), (17, 16), (130, 385)])
 def test_avx2_vector_quantize_layouts_match_numpy(m, k):
     """The in-register quantize + layout passes (8 rows x 8 inputs, byte packs) give exactly
-    numpy's codes in the [K/4][Mpad][4] and [K/2][Mpad][2] layouts (vector part, the K % 8 tail
-    and a block past the last row), flag a -128 code, and compute the dynamic scale."""
+    numpy's codes in the [K/4][Mpad][4], [K/2][Mpad][2], 2:4 [M][GP][codes | -codes] and VNNI
+    u8 layouts (vector part, the K % 8 tail and a block past the last row), flag a -128 code,
+    and compute the dynamic scale."""
     from kernels import avx2
 
     x = RNG.standard_normal((m, k)).astype(np.float32) * 3
@@ -372,6 +373,18 @@ def test_avx2_vector_quantize_layouts_match_numpy(m, k):
             np.testing.assert_array_equal(got, want)
             assert bad == want_bad
     assert layout(np.float32(60.0), (m + 7) // 8 * 8, -128, 127, 4)[1]  # -128 was flagged
+    for ngp in ((k + 7) // 8, (k + 7) // 8 + 2):  # the 2:4 kernel's [M][GP][codes | -codes]
+        for inv, qlo, qhi in ((127 / np.abs(x).max(), -128, 127), (60.0, -128, 127)):
+            inv, qlo, qhi = np.float32(inv), np.float32(qlo), np.float32(qhi)
+            got, bad = avx2.quantize_signed(x, inv, qlo, qhi, ngp)
+            c = np.zeros((m, ngp * 8), np.int8)
+            c[:, :k] = np.clip(np.rint(x * inv), qlo, qhi)
+            assert bad == (c.min() < -127)
+            if not bad:
+                np.testing.assert_array_equal(got, np.concatenate(
+                    [c.reshape(m, ngp, 8), -c.reshape(m, ngp, 8)], -1).ravel())
+    xs, bad, sx = avx2.quantize_signed_dynamic(x, np.float32(-128), np.float32(127), (k + 7) // 8)
+    assert sx == np.abs(x).max() / 127 and not bad
     from kernels import vnni  # its u8 operand (code + 128, padding 128) comes from the same pass
 
     mpad = (m + 15) // 16 * 16
