@@ -228,14 +228,14 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
         gemv, gemv1, gather = avx2.gemv, avx2.gemv1, not dense
         if not dense and "window" not in p._cache:
             p._cache["window"] = avx2.window_form(ptr, cols, vals, p.out_features, groups)
-        perm = p._cache.get("window") if not dense else None
-        gptr, off, sel, wv = perm if perm is not None else (None,) * 4
+        window = p._cache.get("window") if not dense else None
+        gptr, off, sel, wv = window if window is not None else (None,) * 4
 
         def run(x, y):
             if lanes is not None and x.shape[0] > 1:  # 2:4 at M = 2..8: measured 1.6x gemv
                 run_lanes(x, y)
                 return
-            if perm is not None and x.shape[0] == 1:  # batch 1: 8 rows per vpermd step
+            if window is not None and x.shape[0] == 1:  # batch 1: 8 rows per vpermd step
                 sx = avx2.gemv1_window(x, static, act_scale is None, qlo, qhi, gptr, off, sel,
                                        wv, scale, bias, y, GEMV_ROWS // 8, act)
             else:

@@ -20,7 +20,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .avx2_gemm import quantize_layout_u8
+from .avx2_gemm import dynamic_scale, quantize_layout_u8
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -193,25 +193,14 @@ def quantize_layout(x, inv, mpad, qlo, qhi):
     return quantize_layout_u8(x, inv, mpad, qlo, qhi)
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def quantize_layout_dynamic(x, mpad, qlo, qhi):
     """``quantize_layout`` with the per-tensor dynamic scale max|x| / 127 computed in the same
     call (one dispatch instead of two). Returns (layout, scale); scale < 0 flags inf/nan."""
-    m, k = x.shape
-    part = np.zeros(max(m, 1), dtype=np.int32)
-    for i in prange(m):
-        r = x[i].view(np.int32)
-        b = np.int32(0)
-        for j in range(k):
-            v = r[j] & np.int32(0x7FFFFFFF)
-            b = v if v > b else b
-        part[i] = b
-    bits = part.max()
-    if bits >= np.int32(0x7F800000):
+    sx = dynamic_scale(x)
+    if sx < 0:
         return np.empty(0, dtype=np.uint8), -1.0
-    a = np.float64(np.array([bits], dtype=np.int32).view(np.float32)[0])
-    sx = a / 127.0 if a > 0 else 1.0
-    return quantize_layout(x, np.float32(1.0 / sx), mpad, qlo, qhi), sx
+    return quantize_layout_u8(x, np.float32(1.0 / sx), mpad, qlo, qhi), sx
 
 
 @njit(parallel=True, cache=True)
