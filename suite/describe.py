@@ -156,7 +156,7 @@ def data_info(cfg, tags: dict[str, str]) -> dict:
 
 def cell_record(cfg, *, kind: str, cell_id: str, run_id: str | None, experiment: str,
                 metrics: dict[str, float], tags: dict[str, str], status: str = "FINISHED",
-                overrides: list[str] | None = None) -> CellRecord:
+                overrides: list[str] | None = None, outcomes: dict | None = None) -> CellRecord:
     """The record of one run of stage `kind` ('cell' | 'teacher' | 'upstream')."""
     from suite.tracking import git_sha
 
@@ -187,7 +187,7 @@ def cell_record(cfg, *, kind: str, cell_id: str, run_id: str | None, experiment:
         command=command(overrides), git_sha=sha.removesuffix("+dirty"), git_dirty=sha.endswith("+dirty"),
         axes=ax, metrics=m, compression={k: m[k] for k in COMPRESSION_KEYS if k in m},
         latency=latency, budget=budget, data=data if data is not None else data_info(cfg, tags),
-        environment=env, tags={k: str(v) for k, v in tags.items()}, config=config_record(cfg))
+        environment=env, tags={k: str(v) for k, v in tags.items()}, config=config_record(cfg), outcomes=outcomes)
 
 
 def _int(v) -> int | None:

@@ -33,11 +33,21 @@ def predict(model: nn.Module, features, collate: Callable, batch_size: int, outp
 
 def evaluate_model(model: nn.Module, task_kind, task: TaskConfig, eval_ds, features, collate: Callable,
                    batch_size: int, device: torch.device, progress: bool = False) -> dict[str, float]:
+    return evaluate_with_outcomes(model, task_kind, task, eval_ds, features, collate, batch_size, device,
+                                  progress)[0]
+
+
+def evaluate_with_outcomes(model: nn.Module, task_kind, task: TaskConfig, eval_ds, features, collate: Callable,
+                           batch_size: int, device: torch.device, progress: bool = False) -> tuple[dict, dict]:
+    """(metrics, outcomes): the task's metrics and what the model predicted on each eval example
+    (suite/outcomes.py), so the report can pair this eval with any other on the same examples."""
+    from suite import outcomes
+
     outputs = predict(model, features, collate, batch_size, task_kind.output_keys, device, progress)
     inputs = task_kind.metric_inputs(task, outputs, eval_ds, features)
     metrics = compute_metrics(task, **inputs)
     metrics["eval_primary_chance"] = chance_primary(task, inputs)
-    return metrics
+    return metrics, outcomes.build(task, inputs, eval_ds.to_list())
 
 
 def chance_primary(task: TaskConfig, inputs: dict) -> float:

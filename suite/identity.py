@@ -3,7 +3,7 @@
 A stage's id is the sha256 (16 hex) of what defines its output, and nothing else:
 
   cell      the resolved config minus where and how it runs (RUN_IRRELEVANT: device, threads,
-            paths, progress, force, train.eval_batch_size) and minus defaults that never change
+            paths, progress, force, the experiment it is filed under, train.eval_batch_size) and minus defaults that never change
             a result (profile.budget 1, debug hooks that only sleep); plus the data files read
             (content sha256 of each, relative path) and the split rule, the model's weights
             (sha256 of the weight files, or hub id + revision), and the code version of each
@@ -31,8 +31,15 @@ from pathlib import Path
 
 STAGES = ("cell", "teacher", "upstream")
 # Keys that do not change a result: where it runs, how chatty it is, how eval is batched.
-RUN_IRRELEVANT = {"force", "progress", "device", "threads", "data_dir", "cache_dir"}
+# The experiment a cell is filed under does not change it either: the same cell asked for by two grids
+# is one cell, recorded once (suite.tracking.finished_run looks in every experiment).
+RUN_IRRELEVANT = {"force", "progress", "device", "threads", "data_dir", "cache_dir", "experiment_name"}
 TRAIN_IRRELEVANT = {"eval_batch_size"}
+# Options added after cells were recorded, at the value that reproduces those cells: left out of the id
+# at that value, so recorded cells keep their ids (dotted path -> neutral value).
+NEUTRAL_DEFAULTS: dict[str, object] = {}
+# Facts about a task that describe it to the report and the estimates, never change a result.
+TASK_DESCRIPTIVE = {"chance", "order", "eta_seconds", "label_range"}
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.msgpack", "*.h5", "config.json")
 
 
@@ -104,6 +111,8 @@ def config_fields(cfg) -> dict:
 def _cell(cfg) -> dict:
     d = {k: v for k, v in config_fields(cfg).items() if k not in RUN_IRRELEVANT}
     d["train"] = {k: v for k, v in d["train"].items() if k not in TRAIN_IRRELEVANT}
+    d["task"] = {k: v for k, v in d["task"].items() if k not in TASK_DESCRIPTIVE}
+    drop_neutral(d)
     if d.get("profile", {}).get("budget", 1.0) == 1.0:
         d["profile"].pop("budget", None)
     # Test hooks count only when they change results (a forced NaN).
@@ -119,13 +128,26 @@ def _cell(cfg) -> dict:
     return d
 
 
+def drop_neutral(d: dict) -> None:
+    """Remove the NEUTRAL_DEFAULTS options that are at their neutral value from a config dict, in place."""
+    for path, neutral in NEUTRAL_DEFAULTS.items():
+        *parents, leaf = path.split(".")
+        node = d
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and node[leaf] == neutral:
+            del node[leaf]
+
+
 def _teacher(t) -> dict:
     profile = {k: v for k, v in dataclasses.asdict(t.profile).items() if k != "budget"}
     train = {k: v for k, v in dataclasses.asdict(t.train).items() if k not in TRAIN_IRRELEVANT}
-    return {"model": dataclasses.asdict(t.model), "task": dataclasses.asdict(t.task), "train": train,
-            "profile": profile, "seed": t.seed,
-            "inputs": {"data": data_identity(t.task, t.data_dir), "model": model_identity(t.model),
-                       "code": method_versions(t)}}
+    task = {k: v for k, v in dataclasses.asdict(t.task).items() if k not in TASK_DESCRIPTIVE}
+    d = {"model": dataclasses.asdict(t.model), "task": task, "train": train, "profile": profile, "seed": t.seed,
+         "inputs": {"data": data_identity(t.task, t.data_dir), "model": model_identity(t.model),
+                    "code": method_versions(t)}}
+    drop_neutral(d)
+    return d
 
 
 def _upstream(cfg) -> dict:

@@ -123,6 +123,28 @@ class DataInfo(_Part):
     train_from_dev: bool = Field(False, description="true when train was split off dev (no train file)")
 
 
+class Outcomes(_Part):
+    """What the model predicted on each eval example (suite/outcomes.py): any two records with the
+    same `examples` digest can be paired example by example (suite/report/intervals.py)."""
+
+    metric: str = Field(description="suite.outcomes.METRICS key of the primary metric (accuracy, f1, mcc, "
+                        "pearson, spearmanr, exact_match, squad_f1)")
+    examples: str = Field(description="sha256 (16 hex) of the eval examples in order, with their labels")
+    n: int = Field(description="number of eval examples")
+    predictions: str | list[float] = Field(description="class ids as one digit per example, or floats "
+                                           "(regression values; per-example QA scores in percent)")
+    references: str | list[float] | None = Field(None, description="labels in the same form; null for QA "
+                                                 "(its predictions are per-example scores)")
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Outcomes:
+        for name in ("predictions", "references"):
+            v = getattr(self, name)
+            if v is not None and len(v) != self.n:
+                raise ValueError(f"outcomes.{name}: {len(v)} values for n={self.n}")
+        return self
+
+
 class Environment(_Part):
     """Where the numbers were made; host-free (no host name, user or absolute path)."""
 
@@ -157,6 +179,7 @@ class CellRecord(_Part):
     tags: dict[str, str] = Field(default_factory=dict, description="extra facts (teacher_key, "
                                  "upstream_cell_id, sparq_format, error, ...)")
     config: dict[str, Any] = Field(default_factory=dict, description="the resolved config (host-free)")
+    outcomes: Outcomes | None = Field(None, description="per-example predictions of the eval (pairing, intervals)")
 
     @field_validator("metrics", mode="before")
     @classmethod

@@ -119,18 +119,18 @@ def record_cell(cfg: RunConfig) -> CellResult:
                       skip_finished=not cfg.force) as run:
         if run.existing is not None:  # an identical cell finished while this one waited for its lock
             return CellResult(cid, "SKIPPED", run.run_id, dict(run.existing.data.metrics))
-        metrics, tags = execute(cfg, threads)
+        metrics, tags, outcomes = execute(cfg, threads)
         from suite.describe import cell_record
 
         run.finish(cell_record(cfg, kind="cell", cell_id=cid, run_id=run.run_id, experiment=experiment,
-                               metrics=metrics, tags=tags), metrics, tags)
+                               metrics=metrics, tags=tags, outcomes=outcomes), metrics, tags)
         return CellResult(cid, "FINISHED", run.run_id, metrics)
 
 
-def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, str]]:
-    """The compute of a cell: returns (metrics, tags)."""
+def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, str], dict]:
+    """The compute of a cell: returns (metrics, tags, per-example outcomes of its eval)."""
     from suite import compression, pack
-    from suite.evaluation import evaluate_model
+    from suite.evaluation import evaluate_with_outcomes
     from suite.lifecycle import RunContext
     from suite.models import load_model, load_tokenizer
     from suite.tasks import TASK_KINDS, load_task_data
@@ -169,8 +169,8 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
         train_stats = fine_tune(model, loader, cfg.train, cfg.profile, modifiers, device, cfg.progress,
                                 desc=f"{cfg.task.name} {cfg.sparsity.method}/{cfg.quant.method}")
     yield_to_timer()
-    metrics = evaluate_model(model, kind, cfg.task, eval_ds, eval_features, collate,
-                             cfg.train.eval_batch_size, device, cfg.progress)
+    metrics, outcomes = evaluate_with_outcomes(model, kind, cfg.task, eval_ds, eval_features, collate,
+                                               cfg.train.eval_batch_size, device, cfg.progress)
     linears = compression.prunable_linears(model)
     sparsity = compression.measured_sparsity(linears)
     dense_bytes = compression.dense_fp32_bytes(linears)
@@ -205,7 +205,13 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
     extra, extra_tags = measure(cfg, model, metrics, kind, eval_ds, eval_features, collate, threads)
     metrics.update(extra)
     tags.update(extra_tags)
-    return metrics, tags
+    from suite.measure import compressed
+
+    if compressed(cfg) and cfg.profile.name != "smoke":  # kept for timing and export apart from training
+        from suite.artifacts import log_student
+
+        log_student(model)
+    return metrics, tags, outcomes
 
 
 # Every stage a run can be (Prune OFA's upstream pre-training: suite/upstream). The dense teacher

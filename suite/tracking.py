@@ -203,16 +203,18 @@ def experiment_name(cfg: RunConfig) -> str:
 
 
 def finished_run(experiment: str, cid: str):
-    """The newest FINISHED run of this cell, or None."""
+    """The newest FINISHED run of this cell, in `experiment` or, since the experiment a cell is filed
+    under is not part of its id, in any other experiment of the store; None if there is none."""
     import mlflow
 
     exp = mlflow.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    runs = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.cell_id = '{cid}' and "
-                              "attributes.status = 'FINISHED'", output_format="list", max_results=1,
-                              order_by=["attributes.start_time DESC"])
-    return runs[0] if runs else None
+    query = f"tags.cell_id = '{cid}' and attributes.status = 'FINISHED'"
+    for ids in ([[exp.experiment_id]] if exp is not None else []) + [None]:
+        runs = mlflow.search_runs(ids, filter_string=query, output_format="list", max_results=1,
+                                  order_by=["attributes.start_time DESC"], search_all_experiments=ids is None)
+        if runs:
+            return runs[0]
+    return None
 
 
 def log_params(mlflow, params: dict[str, str]) -> None:

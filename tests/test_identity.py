@@ -53,6 +53,18 @@ def test_same_content_elsewhere_keeps_the_id(cfg_of, _data, tmp_path):
     assert config_hash(cfg_of(a)) == config_hash(cfg_of(copy))  # paths are not identity
     assert config_hash(cfg_of(a)) == config_hash(cfg_of(a, "threads=1", "device=cpu", "progress=true",
                                                           "train.eval_batch_size=7", "force=true"))
+    # the grid that asks for a cell does not change it: one cell, trained once
+    assert config_hash(cfg_of(a, "experiment_name=budget_curves")) == config_hash(cfg_of(a, "experiment_name=x"))
+
+
+def test_neutral_defaults_of_new_options_keep_old_ids(cfg_of, _data, tmp_path, monkeypatch):
+    from suite import identity as ident
+
+    a = _data(tmp_path, "a")
+    before = config_hash(cfg_of(a))
+    monkeypatch.setitem(ident.NEUTRAL_DEFAULTS, "train.lr", cfg_of(a).train.lr)
+    assert config_hash(cfg_of(a)) != before  # at its neutral value the option leaves the id
+    assert config_hash(cfg_of(a, "train.lr=1e-3")) != config_hash(cfg_of(a))  # any other value is in it
 
 
 def test_what_defines_the_output_changes_it(cfg_of, _data, tmp_path, tiny_model):

@@ -34,7 +34,7 @@ def test_command_line_profile_replaces_the_grid_profile(experiment, profile):
 
 def test_the_quick_grids_keep_their_sizes_and_the_main_job_its_own():
     grid = compose(["+experiment=prune_ofa"]).profile
-    assert (grid.name, grid.train_samples, grid.eval_samples) == ("quick", 2000, 500)
+    assert (grid.name, grid.train_samples, grid.eval_samples) == ("quick", 2000, None)  # whole dev set
     main = compose([]).profile
     assert (main.name, main.train_samples, main.eval_samples) == ("quick", 8000, None)
     transfer = compose(["+experiment=prune_ofa_transfer"]).profile

@@ -38,6 +38,8 @@ def test_recorded_cell_is_skipped_and_force_reruns_identically(smoke_overrides, 
     assert first.status == "FINISHED"
     second = run_cell(overrides)
     assert second.status == "SKIPPED" and second.run_id == first.run_id
+    elsewhere = run_cell([*overrides[:-3], "experiment_name=resume-other", *overrides[-2:]])
+    assert elsewhere.status == "SKIPPED" and elsewhere.run_id == first.run_id  # recorded in another grid
     forced = run_cell(overrides + ["force=true"])
     assert forced.status == "FINISHED" and forced.run_id != first.run_id
     assert forced.cell_id == first.cell_id

@@ -19,7 +19,7 @@ def run_of(result):
 @pytest.mark.parametrize("task", GLUE_IN_DATA + ["squad"])
 def test_smoke_cell_for_every_task_in_the_data_dir(task, smoke_overrides, run_cell, data_dir):
     extra = ["task.max_length=128", "task.doc_stride=64"] if task == "squad" else []
-    result = run_cell([*smoke_overrides, f"task={task}", "experiment_name=smoke-tasks", *extra])
+    result = run_cell([*smoke_overrides, f"task={task}", "experiment_name=smoke-tasks", "force=true", *extra])
     assert result.status == "FINISHED"
     run = run_of(result)
     m, p, t = run.data.metrics, run.data.params, run.data.tags

@@ -30,3 +30,23 @@ def compute_metrics(task: TaskConfig, predictions, references) -> dict[str, floa
     scale = 1.0 if task.metric in PERCENT_MODULES else 100.0
     out["eval_primary"] = scale * float(values[task.primary])
     return out
+
+
+@functools.cache
+def _squad_module():
+    """The shipped SQuAD module's own functions (the same normalisation the eval reports)."""
+    import importlib.util
+
+    path = MODULES / "sparq_squad" / "sparq_squad.py"
+    spec = importlib.util.spec_from_file_location("sparq_squad_functions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def squad_scores(predictions, references, metric: str) -> list[float]:
+    """Per-example SQuAD score in percent (max over gold answers): 'exact_match' or 'squad_f1'."""
+    mod = _squad_module()
+    fn = mod.exact_match if metric == "exact_match" else mod.f1
+    pred = {p["id"]: p["prediction_text"] for p in predictions}
+    return [100.0 * max(fn(pred.get(ref["id"], ""), t) for t in ref["answers"]["text"]) for ref in references]
