@@ -103,12 +103,14 @@ def test_po1_and_s3_at_the_models_own_knee():
     recs = [record(primary=85.0, seed=s) for s in (42, 43)]
     recs += [record(target=t, primary=p + d, seed=s, **GMP) for s, d in ((42, 0.0), (43, 0.4))
              for t, p in ((0.5, 84.8), (0.7, 84.0), (0.8, 83.2), (0.9, 78.0), (0.95, 70.0))]
-    rows = judge("PO1", recs)
+    rows = judge("PO1", recs + [converged(85.0, seed=42)])
     knee_row = next(r for r in rows if r.at.startswith("knee"))
     assert knee_row.verdict == "holds" and knee_row.at == "knee on minilm: 81%"  # 0.8 + 0.1 x 0.4 / 5.2
     assert "sst2 gmp/logits @1x: 81%" in knee_row.reason
-    paper = next(r for r in rows if r.at.startswith("paper"))
-    assert paper.verdict == "inconclusive"  # 90% fails, but the dense has no budget twin
+    assert next(r for r in rows if r.at.startswith("paper")).verdict == "does not hold"
+    unchecked = judge("PO1", recs)  # the dense has no budget twin: neither the knee nor the 90% is decided
+    assert [r.verdict for r in unchecked] == ["inconclusive", "inconclusive"]
+    assert any(n["kind"] == "budget" and n["factor"] == 2.0 for n in unchecked[1].needs)
     s3 = judge("S3", recs + [converged(85.0, seed=42)])
     assert [r.verdict for r in s3] == ["does not hold", "holds"]  # 95% is past this model's knee
     # no point within 2 pt: the knee fails (dense converged) or is unchecked; dense at chance: inconclusive
@@ -129,7 +131,9 @@ def test_knee_interpolates_and_flags_beyond_the_curve():
 
 def test_po2_twin_paths():
     fp32 = record(target=0.9, primary=89.0, **GMP)
-    assert one("PO2", [fp32, record(target=0.9, quant="qat", wb=8, ab=8, primary=88.5, **GMP)]).verdict == "holds"
+    ok = record(target=0.9, quant="qat", wb=8, ab=8, primary=88.5, **GMP)
+    assert one("PO2", [fp32, converged(89.0, target=0.9, **GMP), ok]).verdict == "holds"
+    assert one("PO2", [fp32, ok]).verdict == "inconclusive"  # a pass needs a converged twin too
     qat = record(target=0.9, quant="qat", wb=8, ab=8, primary=86.0, **GMP)
     assert one("PO2", [fp32, qat, converged(89.0, target=0.9, **GMP)]).verdict == "does not hold"
     assert one("PO2", [fp32, qat]).verdict == "inconclusive"  # the fp32 twin's convergence unchecked
@@ -141,7 +145,9 @@ def test_po2_twin_paths():
 
 def test_po3_relative_loss_paths():
     qat = dict(target=0.9, quant="qat", wb=8, ab=8, **GMP)
-    assert one("PO3", [record(primary=90.0), record(primary=89.2, **qat)]).verdict == "holds"  # > 99% of 90
+    assert one("PO3", [record(primary=90.0), converged(90.0), record(primary=89.5, **qat)]).verdict == "holds"
+    close = one("PO3", [record(primary=90.0), converged(90.0), record(primary=89.2, **qat)])
+    assert close.verdict == "inconclusive" and "straddles -0.90" in close.reason  # -0.8 inside its interval
     assert one("PO3", [record(primary=90.0), converged(90.0), record(primary=88.0, **qat)]).verdict == "does not hold"
     mrpc = one("PO3", [record(task="mrpc", primary=69.0), record(task="mrpc", primary=68.4, **qat)])
     assert mrpc.verdict == "inconclusive"  # MRPC dense at the majority class (68.38)
@@ -186,10 +192,10 @@ NM = dict(sp="nm", target=0.5, pattern="2:4", quant="qat", wb=4, ab=8)
 
 
 def test_dc1_paths_and_ablations_left_out():
-    assert one("DC1", [record(primary=90.0), record(primary=89.5, **NM)]).verdict == "holds"
+    assert one("DC1", [record(primary=90.0), converged(90.0), record(primary=89.5, **NM)]).verdict == "holds"
     assert one("DC1", [record(primary=90.0), converged(90.0), record(primary=85.0, **NM)]).verdict == "does not hold"
     abl = record(primary=60.0, variant={"quant.zero_preserving": False}, ablated=["quant.zero_preserving"], **NM)
-    v = one("DC1", [record(primary=90.0), record(primary=89.5, **NM), abl])
+    v = one("DC1", [record(primary=90.0), converged(90.0), record(primary=89.5, **NM), abl])
     assert v.verdict == "holds" and "1/1" in v.reason
     assert one("DC1", [record(primary=52.0), record(primary=50.0, **NM)]).verdict == "inconclusive"
 
@@ -206,10 +212,20 @@ def test_dc2_paths():
 def test_dc3_ablation_paths():
     full = record(primary=89.5, **NM)
     off = dict(variant={"quant.zero_preserving": False}, ablated=["quant.zero_preserving"])
-    assert one("DC3", [full, record(primary=88.0, **off, **NM)]).verdict == "holds"
+
+    def ablate(switch, value, acc):
+        return record(primary=acc, variant={switch: value}, ablated=[switch], **NM)
+
+    three = [ablate("quant.zero_preserving", False, 88.0), ablate("quant.scale_init", "default", 87.0),
+             ablate("quant.dropout_schedule", "none", 88.5)]
+    assert one("DC3", [full, converged(89.5, **NM), *three]).verdict == "holds"
+    one_of_three = one("DC3", [full, converged(89.5, **NM), three[0]])
+    assert one_of_three.verdict == "inconclusive" and "not ablated: quant.dropout_schedule, quant.scale_init" \
+        in one_of_three.reason  # a technique never ablated is not shown to contribute
+    assert one("DC3", [full, *three]).verdict == "inconclusive"  # the full recipe's convergence unchecked
     nodrop = record(primary=89.9, variant={"quant.dropout_schedule": "none"}, ablated=["quant.dropout_schedule"], **NM)
     v = one("DC3", [full, nodrop, converged(89.5, **NM)])
-    assert v.verdict == "does not hold" and "quant.dropout_schedule: -0.40 pt" in v.reason
+    assert v.verdict == "does not hold" and "quant.dropout_schedule: full - ablated -0.40 pt" in v.reason
     chance = record(primary=50.0, **NM)
     assert one("DC3", [chance, record(primary=50.5, **off, **NM)]).verdict == "inconclusive"
     # a variant that is no technique switch (another calibration) is not an ablation
@@ -229,7 +245,7 @@ TENTH = dict(model="minilm (1/6 layers) (ffn 614)", bytes_dense=BASE_BYTES / 10,
 def test_s1_at_two_sparsities():
     recs = [record(primary=90.0), record(sp="gmp", target=0.5, distill="hidden", primary=89.0),
             record(sp="gmp", target=0.9, distill="hidden", primary=84.0), record(primary=86.0, **HALF),
-            record(primary=85.0, **TENTH), converged(85.0, **TENTH)]
+            converged(86.0, **HALF), record(primary=85.0, **TENTH), converged(85.0, **TENTH)]
     rows = judge("S1", recs)
     assert [(r.at, r.verdict) for r in rows] == [("gmp 50% vs minilm (1/2 layers)", "holds"),
                                                  ("gmp 90% vs minilm (1/6 layers) (ffn 614)", "does not hold")]
@@ -249,7 +265,8 @@ def test_s2_from_measured_latency_pairs():
     def small(acc, **kw):
         return record(primary=acc, latency={"torch_fp32": 10.0}, **{**HALF, **kw})
 
-    assert one("S2", [sparse(88.0, 10.5), small(85.0)]).verdict == "holds"
+    assert one("S2", [sparse(88.0, 10.5), small(85.0), small(85.2, budget="2x", steps=126)]).verdict == "holds"
+    assert one("S2", [sparse(88.0, 10.5), small(85.0)]).verdict == "inconclusive"  # a pass needs convergence too
     assert one("S2", [sparse(84.0, 10.5), small(85.0), small(85.2, budget="2x", steps=126)]).verdict \
         == "does not hold"
     assert one("S2", [sparse(84.0, 10.5), small(85.0)]).verdict == "inconclusive"  # small model unchecked
@@ -272,7 +289,7 @@ def test_latencies_timed_on_a_busy_machine_are_no_evidence():
 
     fast = record(sp="gmp", target=0.9, distill="hidden", primary=88.0, latency={"sparq": 10.5})
     small = record(primary=85.0, latency={"torch_fp32": 10.0}, **HALF)
-    assert one("S2", [fast, small]).verdict == "holds"
+    assert one("S2", [fast, small, converged(85.0, **HALF)]).verdict == "holds"
     left_out = one("S2", [busy(fast), small])
     assert left_out.verdict == "not run" and "1 cell timed on a busy machine left out" in left_out.reason
     ptq = record(quant="ptq", wb=8, ab=8, primary=89.0, latency={"torch_fp32": 20.0, "torch_int8_onednn": 10.0})

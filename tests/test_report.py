@@ -114,7 +114,8 @@ def test_curve_and_budget_tables_show_knees_paper_points_and_deltas():
     assert "84.80 ± 0.00 (-0.20)" in row and "| 65% | 80% |" in row  # knees: 0.5 + 0.3 x 0.8 / 1.6, 0.8 + 0.1 x 0.2 / 5.2
     assert "| paper: bert_base unstructured (prune_ofa) |" in md and "90.88" in md
     budget = budget_tables(groups)["budget_curves-quick"]
-    assert "| 1x (63 steps) | 2x (126 steps) |" in budget and "80.00 (-5.20)" in budget
+    assert "| arm | 1x | 2x |" in budget and "80.00 (-5.20 [-5.8" in budget and "80.00 (-5.20" in budget
+    assert "78.00 (-7.00 [-7.7" in budget and ", 126 steps |" in budget  # each cell's own steps
 
 
 # ------------------------------------------------------------------ from a synthetic MLflow store
@@ -142,7 +143,8 @@ def test_verdicts_from_the_store_follow_the_rules(store):
     assert ic1.profile == "quick" and ic1.model == "minilm" and ic1.evidence and "63 steps x 32" in ic1.budget
     md = claims_markdown(rows)
     assert md == claims_markdown(verdicts(groups, store.kernel_rows))  # pure
-    assert "| PO1 | prune_ofa |" in md and "**does not hold**" in md and "**not run**" in md
+    assert "| PO1 | prune_ofa |" in md and "**holds**" in md and "**not run**" in md
+    assert "straddles -1.00: ~5 seeds" in md  # an inconclusive row says what would decide it
 
 
 def test_built_tables_show_ours_paper_and_delta(built):

@@ -10,7 +10,7 @@ metric and threshold; nothing about a claim is written in Python.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,8 @@ class ClaimSpec(BaseModel):
     threshold: float = 0.0
     relative: bool = False  # threshold is a fraction of the reference, not points
     knee: bool = False  # size-dependent: judged again at the model's own knee
-    converged: bool = True  # a failure needs a reference shown converged by a budget twin (else inconclusive)
+    converged: bool = True  # a verdict needs a reference shown converged by a budget twin (else inconclusive)
+    strict: bool = False  # the difference must clear the line (more than), not only reach it (at least)
     options: dict[str, Any] = Field(default_factory=dict)  # rule-specific (twin axes, off values, ...)
     reference: str = ""  # the paper's number(s), as papers.md gives them
 
@@ -82,6 +83,7 @@ class ClaimVerdict:
     ours: str
     profile: str = ""
     at: str = ""
+    needs: list[dict] = field(default_factory=list)  # what would decide it (suite.report.judge.Need, as dicts)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -164,7 +166,8 @@ def _row(spec: ClaimSpec, profile: str, o: Outcome) -> ClaimVerdict:
     for g in o.evidence:
         ids += [i for i in g.cell_ids if i and i not in ids]
     return ClaimVerdict(spec.id, spec.paper, spec.text, o.status, o.reason, spec.describe, "; ".join(budgets) or "–",
-                        ", ".join(models) or "–", ids, spec.reference or "–", o.ours or "–", profile, o.at)
+                        ", ".join(models) or "–", ids, spec.reference or "–", o.ours or "–", profile, o.at,
+                        [n.to_dict() for n in o.needs])
 
 
 # ------------------------------------------------------------------ rendering helpers
@@ -174,6 +177,14 @@ def short_id(cell_id: str) -> str:
     return cell_id[:8] if len(cell_id) == 16 and all(ch in "0123456789abcdef" for ch in cell_id) else cell_id
 
 
+def need_text(needs: Sequence[dict], shown: int = 3) -> str:
+    """The needs of a verdict in words ('–' for a decided one)."""
+    texts = list(dict.fromkeys(n.get("text") or n.get("kind", "") for n in needs))
+    if not texts:
+        return "–"
+    return "; ".join(texts[:shown]) + (f"; +{len(texts) - shown} more" if len(texts) > shown else "")
+
+
 def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -181,17 +192,21 @@ def _md(text: Any) -> str:
 def claims_markdown(rows: Sequence[ClaimVerdict], max_ids: int = 12) -> str:
     lines = ["# Claims of the papers, judged on the recorded runs", "",
              "Each verdict is computed from the runs' `result.json` records by the rule of its claim "
-             "(conf/claims/<paper>.yaml, suite/report/rules.py). **inconclusive**: the reference has not "
-             "learned the task (at chance, or still gaining > 1 pt per budget doubling), the gap is still "
-             "closing with budget, or a failure has no budget twin to tell the method from the budget. Size-dependent claims are judged at the paper's scale and at the model's "
-             "own knee. Cells: `cell_id` (first 8 characters; leaderboard.json has them in full).", "",
-             "| claim | paper | statement | at | verdict | reason | budget | model | paper's number | ours "
-             "| rule | cells |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(conf/claims/<paper>.yaml, suite/report/rules.py), on the 95% interval of each difference "
+             "(paired bootstrap over the eval examples and the seeds, suite/report/intervals.py): **holds** "
+             "when the interval clears the claim's line, **does not hold** when it lies beyond it, both "
+             "against a reference shown converged by a budget twin (unless the claim says otherwise); "
+             "**inconclusive** otherwise (the interval straddles the line, the reference is at chance or "
+             "still gaining > 1 pt per budget doubling, a failing gap is still closing), with what would "
+             "decide it. Size-dependent claims are judged at the paper's scale and at the model's own knee. "
+             "Cells: `cell_id` (first 8 characters; leaderboard.json has them in full).", "",
+             "| claim | paper | statement | at | verdict | reason | what would decide it | budget | model "
+             "| paper's number | ours | rule | cells |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ids = [short_id(i) for i in r.evidence]
         shown = " ".join(ids[:max_ids]) + (f" +{len(ids) - max_ids} more" if len(ids) > max_ids else "")
         at = " ".join(x for x in (r.profile, r.at) if x) or "–"
-        cells = [r.id, r.paper, r.text, at, f"**{r.verdict}**", r.reason, r.budget, r.model, r.paper_number,
-                 r.ours, r.rule, shown or "–"]
+        cells = [r.id, r.paper, r.text, at, f"**{r.verdict}**", r.reason, need_text(r.needs), r.budget, r.model,
+                 r.paper_number, r.ours, r.rule, shown or "–"]
         lines.append("| " + " | ".join(_md(x) for x in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from suite.report.curves import budget_curve, curve_key, knee, sparsity_curves
+from suite.report.intervals import delta_text
 from suite.report.records import PROFILE_ORDER, Group, fmt_pm
 from suite.report.references import references_for
 
@@ -115,13 +116,13 @@ def budget_tables(groups: Sequence[Group]) -> dict[str, str]:
             continue
         lines = [f"## Budget curves ({profile})", "",
                  "eval_primary mean ± std over seeds at each budget (x the recipe's optimizer steps over the same "
-                 "train subset); in brackets Δ to our dense baseline at the same budget (a smaller model: to the largest "
-                 "dense model of the task).", ""]
+                 "train subset; each cell names the optimizer steps it took: a QAT arm's two phases take twice "
+                 "the recipe's); in brackets Δ to our dense baseline of the same steps with its 95% interval (a "
+                 "smaller model: to the largest dense model of the task).", ""]
         for task in sorted({f[0][0].task for f in fams}):
             tf = [f for f in fams if f[0][0].task == task]
             budgets = sorted({g.budget_factor for f in tf for g, _ in f})
-            steps = {g.budget_factor: g.steps for f in tf for g, _ in f}
-            head = ["arm"] + [f"{b:g}x ({steps.get(b) or '?'} steps)" for b in budgets]
+            head = ["arm"] + [f"{b:g}x" for b in budgets]
             lines += [f"### {task}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for f in tf:
                 at = {g.budget_factor: (g, b) for g, b in f}
@@ -131,8 +132,8 @@ def budget_tables(groups: Sequence[Group]) -> dict[str, str]:
                         row.append("")
                         continue
                     g, b = at[x]
-                    d = "" if b is None or b is g else f" ({g.mean() - b.mean():+.2f})"
-                    row.append(fmt_pm(g.mean(), g.std()) + d)
+                    d = "" if b is None or b is g else f" ({delta_text(g, b)})"
+                    row.append(fmt_pm(g.mean(), g.std()) + d + f", {g.steps or '?'} steps")
                 lines.append("| " + " | ".join(_esc(c) for c in row) + " |")
             lines.append("")
         out[f"budget_curves-{profile}"] = "\n".join(lines)

@@ -1,14 +1,15 @@
-"""What a verdict rests on: a cell against its reference (the dense baseline, an fp32 twin), with
-every reason a pair may not be judged. Pure functions of groups.
+"""What a verdict rests on: a cell against its reference (the dense baseline, an fp32 twin), judged
+on the 95% interval of their difference (suite/report/intervals.py), with one symmetric rule:
 
-A pair is inconclusive (never "does not hold") when its reference has not learned the task:
-- the reference is at chance (its task's chance level, conf/claims/chance.yaml, + a margin);
-- the reference is still gaining: more than `converged_gain` points from one budget to the next
-  (1x -> 2x; at the largest budget, from the previous one);
-- a failing cell whose gap to its reference is still closing: the gap shrank by more than
-  `closing_gain` points from the previous budget to the largest;
-- a failing cell whose reference has no budget twin at all (convergence unchecked), for claims
-  that depend on training (`converged: true` in the claim YAML, the default).
+- holds when the interval's lower bound clears the claim's line (>= -X for "within X");
+- does not hold when its upper bound is below the line;
+- both only against a reference shown converged (a budget twin within `converged_gain`) unless the
+  claim says `converged: false`; otherwise, or when the interval straddles the line, inconclusive.
+
+An inconclusive pair says what would decide it, as data (`Need`): a budget twin at a larger
+budget (the reference is at chance, still gaining, has no budget twin, or a failing gap is still
+closing), more seeds or eval examples (the interval straddles the line), or per-example outcomes
+(a record made before they were kept). `suite.verdicts` plans cells from these needs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from suite.report.intervals import Interval, delta
 from suite.report.records import KEY_FIELDS, Group, baseline_for, budget_siblings
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
@@ -51,14 +53,27 @@ def at_chance(ref: Group, limits: Limits) -> bool:
 
 
 def still_gaining(ref: Group, groups: Sequence[Group], limits: Limits) -> tuple[bool | None, str]:
-    """(True/False, note) from the reference's budget twins; (None, note) without any."""
+    """(True/False, note) from the reference's budget twins; (None, note) without any. The gain is a fact
+    of the config, not of the group that asks: each budget's mean pools every record of the config at
+    that budget (whichever experiment recorded it), so every claim quotes the same gain."""
     sib = budget_siblings(ref, groups)
     i = next((k for k, g in enumerate(sib) if g is ref), None)
+    if i is None:
+        i = next((k for k, g in enumerate(sib) if g.budget_factor == ref.budget_factor), None)
     if i is None or len(sib) < 2:
         return None, f"reference convergence unchecked: {ref.budget} only"
     a, b = (sib[i], sib[i + 1]) if i + 1 < len(sib) else (sib[i - 1], sib[i])
-    gain = b.mean() - a.mean()
+    gain = pooled_mean(b, groups) - pooled_mean(a, groups)
     return gain > limits.converged_gain + FLOAT_TOL, f"dense {a.budget} -> {b.budget}: {gain:+.2f} pt"
+
+
+def pooled_mean(g: Group, groups: Sequence[Group]) -> float:
+    """Mean eval_primary of every record of g's config at g's budget, over all experiments (each cell once)."""
+    fam = family(g)
+    cells = {c.cell_id or c.run_id: c for h in groups if family(h) == fam and h.budget_factor == g.budget_factor
+             for c in h.cells}
+    vals = [c.primary for c in cells.values() if math.isfinite(c.primary)]
+    return sum(vals) / len(vals) if vals else math.nan
 
 
 def largest_budget(selected: Sequence[Group], groups: Sequence[Group]) -> list[Group]:
@@ -110,6 +125,22 @@ class Outcome:
     evidence: list[Group] = field(default_factory=list)
     ours: str = ""
     at: str = ""  # e.g. "paper's scale", "knee on minilm: 80%", "gmp 50% vs minilm (1/2 layers)"
+    needs: list = field(default_factory=list)  # [Need]: what would decide an inconclusive outcome
+
+
+@dataclass(frozen=True)
+class Need:
+    """What would decide an inconclusive pair: a cell to run (the config of `cell_id` at `factor` x its
+    budget's steps, or with `count` seeds in all), or a fact no budget buys (kind 'unavailable')."""
+
+    kind: str  # budget | seeds | outcomes | unavailable
+    cell_id: str = ""
+    factor: float | None = None  # budget factor wanted for the config of cell_id
+    count: int | None = None  # seeds wanted in all
+    text: str = ""
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v not in (None, "")}
 
 
 @dataclass
@@ -117,30 +148,80 @@ class PairResult:
     cell: Group
     ref: Group
     status: str  # HOLDS | FAILS | INCONCLUSIVE (for this pair)
-    value: float  # what was compared (e.g. Δ to dense, points)
+    value: float  # what was compared (cell - reference, points)
     note: str = ""
+    interval: Interval | None = None
+    needs: list[Need] = field(default_factory=list)
 
 
-def judge_pair(g: Group, ref: Group, groups: Sequence[Group], passes: Callable[[Group, Group], bool],
-               value: Callable[[Group, Group], float], limits: Limits,
-               reference: Callable[[Group], Group | None] | None = None, converged: bool = True) -> PairResult:
-    """One cell against its reference, with every inconclusive path. `converged`: a failure needs a
-    reference shown converged (a budget twin within `converged_gain`); unchecked is inconclusive."""
-    v = value(g, ref)
-    if at_chance(ref, limits):
-        return PairResult(g, ref, INCONCLUSIVE, v, f"reference at chance ({desc(ref)}: {ref.mean():.2f})")
-    gaining, note = still_gaining(ref, groups, limits)
+def next_budget(g: Group, groups: Sequence[Group]) -> float:
+    """The budget factor past the largest one this config was recorded at (doubling)."""
+    return 2 * max(h.budget_factor for h in budget_siblings(g, groups))
+
+
+def budget_needs(cell: Group, ref: Group, groups: Sequence[Group], why: str) -> list[Need]:
+    """Budget twins of the reference at the next doubling, and of the cell at the matching budget."""
+    want = next_budget(ref, groups)
+    scale = want / ref.budget_factor
+    return [Need("budget", ref.cell_ids[0], want, text=f"{desc(ref)} at {want:g}x ({why})"),
+            Need("budget", cell.cell_ids[0], cell.budget_factor * scale, text=f"{desc(cell)} at "
+                 f"{cell.budget_factor * scale:g}x")]
+
+
+def precision_needs(cell: Group, ref: Group, iv: Interval, line: float) -> tuple[str, list[Need]]:
+    """How many more seeds (or eval examples) would shrink the interval off the line (width ~ 1/sqrt)."""
+    margin = abs(iv.value - line)
+    if margin < 1e-6:
+        return f"interval {iv.text()} sits on the line {line:+.2f}", [
+            Need("unavailable", cell.cell_ids[0], text="the difference equals the line: no sample size decides it")]
+    ratio = (iv.half_width / margin) ** 2
+    seeds = max(len(cell.seeds), len(ref.seeds))
+    want_seeds = max(seeds + 1, math.ceil(seeds * ratio))
+    want_n = math.ceil(iv.n * ratio) if iv.n else None
+    text = (f"interval {iv.text()} straddles {line:+.2f}: ~{want_seeds} seeds"
+            + (f" or ~{want_n} eval examples (have {iv.n})" if want_n else ""))
+    return text, [Need("seeds", g.cell_ids[0], count=want_seeds, text=f"{desc(g)}: {want_seeds} seeds")
+                  for g in (cell, ref)]
+
+
+def judge_pair(g: Group, ref: Group, groups: Sequence[Group], line: float, limits: Limits, *,
+               strict: bool = False, reference: Callable[[Group], Group | None] | None = None,
+               converged: bool = True, anchor: Group | None = None) -> PairResult:
+    """Is `g - ref` (points) above `line` (at least; strictly with `strict`)? On the 95% interval, against
+    a reference shown converged unless `converged` is False (`anchor`: the config whose convergence counts,
+    default the reference); every other case is inconclusive with its needs."""
+    iv = delta(g, ref)
+    anchor = anchor or ref
+    v = iv.value
+
+    def inconclusive(note: str, needs: list[Need]) -> PairResult:
+        return PairResult(g, ref, INCONCLUSIVE, v, note, iv, needs)
+
+    other = g if anchor is ref else ref
+    if at_chance(anchor, limits):
+        return inconclusive(f"reference at chance ({desc(anchor)}: {anchor.mean():.2f})",
+                            budget_needs(other, anchor, groups, "reference at chance"))
+    gaining, note = still_gaining(anchor, groups, limits) if converged else (False, "")
     if gaining:
-        return PairResult(g, ref, INCONCLUSIVE, v, f"reference not converged ({note})")
-    if passes(g, ref):
-        return PairResult(g, ref, HOLDS, v, note)
-    closing, trend = gap_trend(g, groups, reference or (lambda h: baseline_for(h, groups)))
-    if closing is not None and closing > limits.closing_gain + FLOAT_TOL:
-        return PairResult(g, ref, INCONCLUSIVE, v, f"gap still closing ({trend})")
-    if gaining is None and converged:
-        return PairResult(g, ref, INCONCLUSIVE, v, f"fails at {g.budget}, but {note} (no budget twin: "
-                                                   "is it the method or the budget?)")
-    return PairResult(g, ref, FAILS, v, "; ".join(x for x in (note, trend) if x))
+        return inconclusive(f"reference not converged ({note})", budget_needs(other, anchor, groups, "not converged"))
+    if gaining is None:
+        return inconclusive(f"{note} (no budget twin: is it the method or the budget?)",
+                            budget_needs(other, anchor, groups, "no budget twin"))
+    if not math.isfinite(iv.lo):
+        return inconclusive("no per-example outcomes (recorded before they were kept): no interval",
+                            [Need("outcomes", x.cell_ids[0], text=f"re-run {desc(x)}") for x in (g, ref)])
+    if (iv.lo > line + FLOAT_TOL) if strict else (iv.lo >= line - FLOAT_TOL):
+        return PairResult(g, ref, HOLDS, v, note, iv)
+    if (iv.hi <= line + FLOAT_TOL) if strict else (iv.hi < line - FLOAT_TOL):
+        if converged:
+            closing, trend = gap_trend(g, groups, reference or (lambda h: baseline_for(h, groups)))
+            if closing is not None and closing > limits.closing_gain + FLOAT_TOL:
+                return inconclusive(f"gap still closing ({trend})", budget_needs(g, ref, groups, "gap closing"))
+        else:
+            trend = ""
+        return PairResult(g, ref, FAILS, v, "; ".join(x for x in (note, trend) if x), iv)
+    text, needs = precision_needs(g, ref, iv, line)
+    return inconclusive(text, needs)
 
 
 def combine(results: Sequence[PairResult]) -> str:
@@ -165,7 +246,8 @@ def summary(results: Sequence[PairResult], what: str, unit: str = "pt") -> str:
         parts.append(f"{len(inc)} inconclusive: {inc[0].note}")
     judged = [r for r in results if r.status != INCONCLUSIVE] or list(results)
     worst = min(judged, key=lambda r: r.value)
-    parts.append(f"worst {worst.value:+.2f} {unit} ({desc(worst.cell)} vs {desc(worst.ref)})")
+    shown = worst.interval.text(unit) if worst.interval is not None else f"{worst.value:+.2f} {unit}"
+    parts.append(f"worst {shown} ({desc(worst.cell)} vs {desc(worst.ref)})")
     if bad and bad[0].note:
         parts.append(bad[0].note)
     return "; ".join(parts)
@@ -180,5 +262,9 @@ def evidence(results: Sequence[PairResult]) -> list[Group]:
     return out
 
 
-def is_math(value: float) -> bool:
-    return value is not None and math.isfinite(value)
+def needs_of(results: Sequence[PairResult]) -> list[Need]:
+    """The needs of the inconclusive pairs, each once."""
+    out: list[Need] = []
+    for r in results:
+        out += [n for n in r.needs if n not in out]
+    return out

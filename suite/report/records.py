@@ -351,13 +351,21 @@ def same_recipe(a: Group, b: Group) -> bool:
 
 
 def baseline_for(group: Group, groups: Sequence[Group]) -> Group | None:
-    """Our dense baseline: dense fp32 undistilled, same model, task, profile, budget and recipe.
+    """Our dense baseline: dense fp32 undistilled, same model, task, profile and train subset, trained
+    for the same number of optimizer steps (a QAT cell's two phases are matched by a dense cell of the
+    same total steps); without such a cell, the one at the same budget label.
 
-    Preference: the same experiment, then the default recipe (no variant), then the most seeds.
+    Preference among equals: the same experiment, then the default recipe (no variant), then the most seeds.
     """
-    cands = [g for g in groups if g.first.is_dense_baseline and same_recipe(g, group)]
-    return min(cands, key=lambda g: (g.paper != group.paper, g.variant != "", -len(g.cells), g.paper, g.variant),
+    cands = [g for g in groups if g.first.is_dense_baseline and same_recipe_but_budget(g, group)]
+    pool = [g for g in cands if group.steps and g.steps == group.steps] or \
+        [g for g in cands if g.budget == group.budget]
+    return min(pool, key=lambda g: (g.paper != group.paper, g.variant != "", -len(g.cells), g.paper, g.variant),
                default=None)
+
+
+def same_recipe_but_budget(a: Group, b: Group) -> bool:
+    return a.task == b.task and a.profile == b.profile and a.model == b.model and a.train_examples == b.train_examples
 
 
 def budget_siblings(group: Group, groups: Sequence[Group]) -> list[Group]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from suite.report.curves import knee, sparsity_curves
+from suite.report.intervals import delta
 from suite.report.judge import (
     FAILS,
     FLOAT_TOL,
@@ -18,6 +19,7 @@ from suite.report.judge import (
     INCONCLUSIVE,
     NOT_RUN,
     Limits,
+    Need,
     Outcome,
     at_chance,
     combine,
@@ -25,6 +27,9 @@ from suite.report.judge import (
     evidence,
     judge_pair,
     largest_budget,
+    needs_of,
+    next_budget,
+    precision_needs,
     still_gaining,
     summary,
     top_pairs,
@@ -72,18 +77,22 @@ def select(groups: Sequence[Group], cells: dict, exclude: dict | None = None) ->
 
 
 def _partner(g: Group, groups: Sequence[Group], changes: dict) -> Group | None:
-    """The group equal to `g` in every key field but `changes` (field -> wanted value(s)); any variant."""
+    """The group equal to `g` in every key field but `changes` (field -> wanted value(s)), any variant,
+    trained for the same optimizer steps (else at the same budget label)."""
+    free = {"variant", "budget", "paper"}
+
     def ok(h: Group) -> bool:
         for f in KEY_FIELDS:
             if f in changes:
                 wants = changes[f] if isinstance(changes[f], list) else [changes[f]]
                 if str(getattr(h, f)) not in [str(w) for w in wants]:
                     return False
-            elif f != "variant" and getattr(h, f) != getattr(g, f):
+            elif f not in free and getattr(h, f) != getattr(g, f):
                 return False
         return True
     cands = [h for h in groups if h is not g and ok(h)]
-    return min(cands, key=lambda h: (h.variant_items != g.variant_items, h.paper != g.paper), default=None)
+    pool = [h for h in cands if g.steps and h.steps == g.steps] or [h for h in cands if h.budget == g.budget]
+    return min(pool, key=lambda h: (h.variant_items != g.variant_items, h.paper != g.paper), default=None)
 
 
 # ------------------------------------------------------------------ rules
@@ -98,16 +107,15 @@ def within_dense(spec, groups, kernels, limits) -> list[Outcome]:
         extra = f" ({len(sel)} {what} recorded, no dense baseline)" if sel else ""
         return [Outcome(NOT_RUN, f"no {what} with a dense baseline{extra}")]
 
-    def passes(g: Group, b: Group) -> bool:
-        if spec.relative:
-            return g.mean() >= (1 - spec.threshold) * b.mean() - FLOAT_TOL
-        return g.mean() - b.mean() >= -spec.threshold - FLOAT_TOL
+    def line(b: Group) -> float:  # the lowest Δ dense (points) the claim allows
+        return -spec.threshold * b.mean() if spec.relative else -spec.threshold
 
-    res = [judge_pair(g, b, groups, passes, lambda g, b: g.mean() - b.mean(), limits, converged=spec.converged)
+    res = [judge_pair(g, b, groups, line(b), limits, strict=spec.strict, converged=spec.converged)
            for g, b in pairs]
     worst = min(res, key=lambda r: r.value)
     out = [Outcome(combine(res), summary(res, what), evidence(res),
-                   f"Δ dense {worst.value:+.2f} pt ({desc(worst.cell)})", spec.options.get("at", "paper's scale"))]
+                   f"Δ dense {worst.interval.text()} ({desc(worst.cell)})", spec.options.get("at", "paper's scale"),
+                   needs_of(res))]
     if spec.knee:
         out.append(knee_outcome(spec, groups, limits))
     return out
@@ -121,20 +129,26 @@ def knee_outcome(spec, groups: Sequence[Group], limits: Limits) -> Outcome:
         return Outcome(NOT_RUN, "no sparsity curve (two or more sparsity levels with a dense baseline)", at="knee")
     per_task: dict[tuple, list] = defaultdict(list)
     ev: list[Group] = []
+    needs: list[Need] = []
     for curve in curves.values():
         base = curve[0][1]
         thr = spec.threshold * base.mean() if spec.relative else spec.threshold
         k = knee(curve, thr)
         status = HOLDS if k.value > 0 else FAILS
-        note = ""
+        note, why = "", ""
         if at_chance(base, limits):
-            status, note = INCONCLUSIVE, f"dense at chance ({base.mean():.2f})"
+            status, note, why = INCONCLUSIVE, f"dense at chance ({base.mean():.2f})", "dense at chance"
         else:
-            gaining, gnote = still_gaining(base, groups, limits)
+            gaining, gnote = still_gaining(base, groups, limits) if spec.converged else (False, "")
             if gaining:
-                status, note = INCONCLUSIVE, f"dense not converged ({gnote})"
-            elif gaining is None and status == FAILS and spec.converged:
-                status, note = INCONCLUSIVE, f"no point within, but {gnote}"
+                status, note, why = INCONCLUSIVE, f"dense not converged ({gnote})", "dense not converged"
+            elif gaining is None:
+                status, note, why = INCONCLUSIVE, gnote, "no budget twin"
+        if why:
+            want = next_budget(base, groups)
+            needs += [Need("budget", g.cell_ids[0], g.budget_factor * want / base.budget_factor,
+                           text=f"{desc(g)} at {g.budget_factor * want / base.budget_factor:g}x ({why})")
+                      for g in [base] + [x for x, _ in curve] if all(n.cell_id != g.cell_ids[0] for n in needs)]
         g0 = curve[0][0]
         per_task[(g0.model_label, g0.task)].append((k, status, note, g0))
         ev += [x for pair in curve for x in pair if all(x is not e for e in ev)]
@@ -148,7 +162,8 @@ def knee_outcome(spec, groups: Sequence[Group], limits: Limits) -> Outcome:
     at = f"knee on {', '.join(models)}: {lowest * 100:.0f}%" if status == HOLDS else "knee"
     thr = f"{spec.threshold * 100:g}% (relative)" if spec.relative else f"{spec.threshold:g} pt"
     reason = f"highest sparsity within {thr} of dense, interpolated (seeds' spread): " + "; ".join(parts)
-    return Outcome(status, reason, ev, ", ".join(f"{t}: {k.text()}" for (_, t), (k, *_r) in sorted(best.items())), at)
+    return Outcome(status, reason, ev, ", ".join(f"{t}: {k.text()}" for (_, t), (k, *_r) in sorted(best.items())), at,
+                   needs if status == INCONCLUSIVE else [])
 
 
 @rule
@@ -160,12 +175,12 @@ def twin(spec, groups, kernels, limits) -> list[Outcome]:
     pairs = [(g, t) for g in sel if (t := _partner(g, groups, changes)) is not None]
     if not pairs:
         return [Outcome(NOT_RUN, f"no {spec.options.get('what', 'cells')} with a twin ({changes})")]
-    res = [judge_pair(g, t, groups, lambda g, t: t.mean() - g.mean() < spec.threshold + FLOAT_TOL,
-                      lambda g, t: g.mean() - t.mean(), limits, reference=lambda h: _partner(h, groups, changes),
-                      converged=spec.converged)
+    res = [judge_pair(g, t, groups, -spec.threshold, limits, strict=spec.strict,
+                      reference=lambda h: _partner(h, groups, changes), converged=spec.converged)
            for g, t in pairs]
     worst = min(res, key=lambda r: r.value)
-    return [Outcome(combine(res), summary(res, "pairs"), evidence(res), f"{worst.value:+.2f} pt vs twin")]
+    return [Outcome(combine(res), summary(res, "pairs"), evidence(res), f"{worst.interval.text()} vs twin",
+                    needs=needs_of(res))]
 
 
 def busy_note(selected) -> str:
@@ -214,8 +229,9 @@ def _variant_value(g: Group, key: str, default: str) -> str:
 
 @rule
 def spread(spec, groups, kernels, limits) -> list[Outcome]:
-    """Cells equal but for one option (`options.key`): the spread of their means exceeds
-    max(threshold, 2 x the largest seed std) in at least half of the comparisons."""
+    """Cells equal but for one option (`options.key`): the option matters where two of its values differ by
+    more than the threshold (the interval of their difference clears it); it does not where every
+    difference's interval lies within +-threshold."""
     key, default = spec.options["key"], spec.options.get("default", "default")
     clusters: dict[tuple, list[Group]] = defaultdict(list)
     for g in select(groups, spec.cells, spec.exclude):
@@ -224,22 +240,30 @@ def spread(spec, groups, kernels, limits) -> list[Outcome]:
     comps = [gs for gs in clusters.values() if len({_variant_value(g, key, default) for g in gs}) >= 2]
     if not comps:
         return [Outcome(NOT_RUN, f"no cells differing only in {key}")]
-    parts, passed, inconclusive = [], 0, 0
+    parts, passed, failed, needs = [], 0, 0, []
     for gs in comps:
-        means = {_variant_value(g, key, default): g.mean() for g in gs}
         base = baseline_for(gs[0], groups)
         if base is not None and at_chance(base, limits):
-            inconclusive += 1
             parts.append(f"{gs[0].task}: dense at chance")
+            needs += [Need("budget", g.cell_ids[0], next_budget(g, groups), text=f"{desc(g)} at a larger budget")
+                      for g in gs]
             continue
-        thr = max(spec.threshold, 2 * max((g.std() for g in gs if math.isfinite(g.std())), default=0.0))
-        sp = max(means.values()) - min(means.values())
-        passed += sp > thr
-        parts.append(f"{gs[0].model_label}/{gs[0].task}: spread {sp:.2f} pt (threshold {thr:.2f}; "
-                     + ", ".join(f"{k} {v:.2f}" for k, v in sorted(means.items())) + ")")
-    judged = len(comps) - inconclusive
-    status = INCONCLUSIVE if judged == 0 else HOLDS if passed * 2 >= judged else FAILS
-    return [Outcome(status, "; ".join(parts), [g for gs in comps for g in gs], f"{passed}/{judged} comparisons")]
+        # every pair of options: their difference's interval against +-threshold
+        ivs = [(a, b, delta(a, b)) for i, a in enumerate(gs) for b in gs[i + 1:]]
+        apart = [(a, b, iv) for a, b, iv in ivs if iv.lo > spec.threshold or iv.hi < -spec.threshold]
+        alike = all(-spec.threshold <= iv.lo and iv.hi <= spec.threshold for _, _, iv in ivs)
+        passed += bool(apart)
+        failed += not apart and alike
+        a, b, iv = max(apart or ivs, key=lambda x: abs(x[2].value))
+        label = lambda g: _variant_value(g, key, default)  # noqa: E731
+        parts.append(f"{gs[0].model_label}/{gs[0].task}: {label(a)} - {label(b)} {iv.text()} (line ±{spec.threshold:g}; "
+                     + ", ".join(f"{label(g)} {g.mean():.2f}" for g in gs) + ")")
+        if not apart and not alike:
+            _, more = precision_needs(a, b, iv, spec.threshold if iv.value >= 0 else -spec.threshold)
+            needs += more
+    status = HOLDS if passed else FAILS if failed == len(comps) else INCONCLUSIVE
+    return [Outcome(status, "; ".join(parts), [g for gs in comps for g in gs],
+                    f"{passed}/{len(comps)} comparisons with options apart", needs=needs)]
 
 
 @rule
@@ -281,14 +305,22 @@ def ablation(spec, groups, kernels, limits) -> list[Outcome]:
                     pairs.append((extra.pop(), full, abl))
     if not pairs:
         return [Outcome(NOT_RUN, "no ablation pairs (cells equal but for one technique switched off)")]
-    res = [judge_pair(abl, full, groups, lambda g, f: f.mean() - g.mean() >= -spec.threshold - FLOAT_TOL,
-                      lambda g, f: f.mean() - g.mean(), limits, converged=spec.converged)
+    res = [judge_pair(full, abl, groups, -spec.threshold, limits, strict=spec.strict, converged=spec.converged,
+                      anchor=full)
            for _, full, abl in pairs]
-    effects: dict[str, list[float]] = defaultdict(list)
+    effects: dict[str, list] = defaultdict(list)
     for (k, _, _), r in zip(pairs, res, strict=True):
-        effects[k].append(r.value)
-    ours = "; ".join(f"{k}: {statistics.fmean(v):+.2f} pt over {len(v)} pairs" for k, v in sorted(effects.items()))
-    return [Outcome(combine(res), ours + "; " + summary(res, "ablations"), evidence(res), ours)]
+        effects[k].append(r)
+    ours = "; ".join(f"{k}: full - ablated {', '.join(r.interval.text() for r in v)}" for k, v in sorted(effects.items()))
+    missing = sorted(techniques - set(effects))
+    needs = needs_of(res)
+    status = combine(res)
+    if missing and status == HOLDS:  # a technique never ablated is not shown to contribute
+        status = INCONCLUSIVE
+    if missing:
+        ours += f"; not ablated: {', '.join(missing)}"
+        needs.append(Need("unavailable", text=f"ablation cells without {', '.join(missing)} (run the paper's grid)"))
+    return [Outcome(status, ours + "; " + summary(res, "ablations"), evidence(res), ours, needs=needs)]
 
 
 def _nonzero(g: Group) -> float:
@@ -317,8 +349,7 @@ def equal_size(spec, groups, kernels, limits) -> list[Outcome]:
             pairs.append((max(cands, key=lambda g: (g.distill_method == small.distill_method, _nonzero(g))), small))
     by_level: dict[str, list] = defaultdict(list)
     for big, small in top_pairs(pairs):  # each small model at the largest budget with a partner
-        by_level[big.sparsity_label].append(judge_pair(big, small, groups, lambda s, d: s.mean() > d.mean(),
-                                                       lambda s, d: s.mean() - d.mean(), limits,
+        by_level[big.sparsity_label].append(judge_pair(big, small, groups, 0.0, limits, strict=True,
                                                        converged=spec.converged))
     if not by_level:
         return [Outcome(NOT_RUN, "no smaller dense model with a sparse model of equal nonzero weights")]
@@ -326,7 +357,8 @@ def equal_size(spec, groups, kernels, limits) -> list[Outcome]:
     for level, res in sorted(by_level.items()):
         worst = min(res, key=lambda r: r.value)
         out.append(Outcome(combine(res), summary(res, "equal-size pairs"), evidence(res),
-                           f"sparse - small dense {worst.value:+.2f} pt", f"{level} vs {worst.ref.model_label}"))
+                           f"sparse - small dense {worst.interval.text()}", f"{level} vs {worst.ref.model_label}",
+                           needs_of(res)))
     return out
 
 
@@ -351,15 +383,18 @@ def equal_latency(spec, groups, kernels, limits) -> list[Outcome]:
     if not comparable:
         return [Outcome(NOT_RUN, f"no latency for a larger sparse and a smaller dense model on one task{busy}")]
     pairs = top_pairs([(s, d) for s, d in comparable if ms(s, sb) <= tol * ms(d, db)])
-    lat = "; ".join(f"{desc(s)} {ms(s, sb):.2f} ms vs {desc(d)} {ms(d, db):.2f} ms" for s, d in comparable[:3])
+    shown = pairs or comparable  # the equal-latency pairs when there are any (else the closest misses)
+    if not pairs:
+        shown = sorted(comparable, key=lambda p: ms(p[0], sb) / ms(p[1], db))
+    lat = "; ".join(f"{desc(s)} {ms(s, sb):.2f} ms vs {desc(d)} {ms(d, db):.2f} ms ({ms(s, sb) / ms(d, db):.2f}x)"
+                    for s, d in shown[:3])
     if not pairs:
         ev: list[Group] = []
         for x in (x for p in comparable for x in p):
             ev += [x] if all(x is not e for e in ev) else []
-        return [Outcome(FAILS, f"no larger sparse model is as fast as a smaller dense one ({lat}){busy}", ev,
-                        f"{len(comparable)} pairs, none at equal latency")]
-    res = [judge_pair(s, d, groups, lambda s, d: s.mean() > d.mean(), lambda s, d: s.mean() - d.mean(), limits,
-                      converged=spec.converged)
-           for s, d in pairs]
-    return [Outcome(combine(res), summary(res, "equal-latency pairs") + f"; {lat}{busy}", evidence(res),
-                    f"{min(r.value for r in res):+.2f} pt at equal latency")]
+        return [Outcome(FAILS, f"no larger sparse model is as fast as a smaller dense one (closest: {lat}){busy}",
+                        ev, f"{len(comparable)} pairs, none at equal latency")]
+    res = [judge_pair(s, d, groups, 0.0, limits, strict=True, converged=spec.converged) for s, d in pairs]
+    worst = min(res, key=lambda r: r.value)
+    return [Outcome(combine(res), summary(res, "equal-latency pairs") + f"; equal-latency pairs: {lat}{busy}",
+                    evidence(res), f"{worst.interval.text()} at equal latency", needs=needs_of(res))]

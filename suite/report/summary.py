@@ -11,7 +11,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from suite.report.records import Group, baseline_for, delta, fmt_pm
+from suite.report.intervals import delta_text
+from suite.report.records import Group, baseline_for, fmt_pm
 
 SHORT = {"holds": "holds", "does not hold": "fails", "inconclusive": "inconcl.", "not run": "not run"}
 
@@ -63,16 +64,15 @@ def touched(g: Group, verdicts: Sequence) -> str:
 
 
 def table(groups: Sequence[Group], verdicts: Sequence, experiments: Sequence[str] = ()) -> list[list[str]]:
-    head = ["cell (paper task model sparsity bits kd)", "seeds", "score % ± std", "Δ dense", "compression",
+    head = ["cell (paper task model sparsity bits kd)", "seeds", "score % ± std", "Δ dense [95% CI]", "compression",
             "latency ms", "verdicts touched"]
     body = []
     mine = [g for g in groups if _in(g, experiments)]
     show_examples = len({getattr(g, "train_examples", None) for g in mine}) > 1
     for g in mine:
         base = baseline_for(g, groups)
-        d = delta(g, base)
         body.append([_label(g, show_examples), str(len(g.cells)), fmt_pm(g.mean(), g.std()),
-                     "base" if base is g else ("–" if not math.isfinite(d) else f"{d:+.2f}"),
+                     "base" if base is g else delta_text(g, base),
                      _compression(g), _latency(g), touched(g, verdicts)])
     return [head] + body
 

@@ -10,7 +10,8 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 
-from suite.report.records import Group, baseline_for, delta, fmt, fmt_pm
+from suite.report.intervals import delta_text
+from suite.report.records import Group, baseline_for, fmt, fmt_pm
 from suite.report.references import ANCHORS, REFERENCES, Reference, find_reference
 
 METRIC_ORDER = ("exact_match", "accuracy", "f1", "mcc", "pearson", "spearmanr")
@@ -62,7 +63,8 @@ def experiment_table(experiment: str, groups: Sequence[Group], all_groups: Seque
     head += ["compression nominal", "compression packed"]
     lines = [f"## {md_escape(experiment)}", "",
              "Ours: mean ± std over seeds (percent). Paper: reference numbers (see notes). "
-             "Δ dense: our eval_primary minus our dense fp32 baseline (same model, task, profile).", "",
+             "Δ dense: our eval_primary minus our dense fp32 baseline (same model, task, profile, optimizer steps), "
+             "with its 95% interval (paired bootstrap over eval examples and seeds).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _key, by_task in rows.items():
         g0 = next(iter(by_task.values()))
@@ -84,7 +86,8 @@ def experiment_table(experiment: str, groups: Sequence[Group], all_groups: Seque
                 n = refs.index(match.ref) + 1
                 who = "" if match.exact_model else f" ({match.ref.model})"
                 ref_text = f"{match.ref.text()}{who} [{n}]"
-            cells += [ours_text(g, metrics[t]), ref_text, signed(delta(g, baseline_for(g, all_groups)))]
+            base = baseline_for(g, all_groups)
+            cells += [ours_text(g, metrics[t]), ref_text, "base" if base is g else delta_text(g, base)]
         grs = list(by_task.values())
         cells += [f"{fmt(compression(grs, 'compression_nominal'), 1)}x",
                   f"{fmt(compression(grs, 'compression_packed'), 2)}x"]
