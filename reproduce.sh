@@ -2,6 +2,7 @@
 # sparq entry point.
 #   ./reproduce.sh                 main job: quick profile on the embedded MiniLM, then the local report
 #   ./reproduce.sh EXPERIMENT|all  one paper's grid (conf/experiment/*.yaml), or all of them
+#   ./reproduce.sh verdicts [hours=H] [tasks=sst2,mrpc]   run only the cells undecided claims need
 #   ./reproduce.sh test [pytest args]   the test suite
 #   ./reproduce.sh setup           create/update the virtual environment (.venv)
 # Any further arguments are Hydra overrides (e.g. profile=smoke seed=1). profile=smoke|quick|full
@@ -100,6 +101,23 @@ case "$cmd" in
     "$PY" -m suite.run "$@" || status=$?
     [[ "$status" == 2 ]] && exit 2  # bad input: nothing ran
     report "default-$profile" || status=1
+    exit "$status" ;;
+  verdicts)
+    # The verdict driver: runs only the cells that inconclusive claims need (suite/verdicts.py), then the
+    # local report. hours=H caps the wall time of the cells it runs, tasks=a,b the tasks claims are judged on.
+    shift; setup
+    args=()
+    for a in "$@"; do
+      case "$a" in
+        hours=*) args+=(--hours "${a#hours=}") ;;
+        tasks=*) args+=(--tasks "${a#tasks=}") ;;
+        *) args+=("$a") ;;
+      esac
+    done
+    status=0
+    "$PY" -m suite.verdicts "${args[@]}" || status=$?
+    [[ "$status" == 2 ]] && exit 2
+    report || status=1
     exit "$status" ;;
   all)
     shift; check_profile "$@"; setup
