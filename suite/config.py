@@ -24,6 +24,7 @@ from suite.upstream.config import UpstreamConfig
 
 TASK_KINDS = ("classification", "regression", "qa")
 LR_SCHEDULES = ("linear", "rewind")  # suite/train.py
+PRECISIONS = ("fp32", "bf16")  # train.precision: the training forward's autocast dtype
 INITS = ("pretrained", "finetuned")  # student start: the pre-trained model | the cached dense teacher
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -144,9 +145,12 @@ class TrainConfig:
     dropout: float | None = None  # override the model's hidden dropout
     lr_schedule: str = "linear"  # linear | rewind (lr held during the pruning ramp; suite/train.py)
     group_by_length: bool = False  # batches of similar length (less padding; suite/train.py); opt-in
+    precision: str = "fp32"  # fp32 | bf16 (autocast of the training forward; eval stays fp32)
 
     def __post_init__(self) -> None:
         check_ranges(self, "train")
+        _require(self.precision in PRECISIONS, "train.precision",
+                 f"'{self.precision}'; allowed: {', '.join(PRECISIONS)}")
         _require(self.lr_schedule in LR_SCHEDULES, "train.lr_schedule",
                  f"'{self.lr_schedule}'; allowed: {', '.join(LR_SCHEDULES)}")
 

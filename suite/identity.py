@@ -37,7 +37,7 @@ RUN_IRRELEVANT = {"force", "progress", "device", "threads", "data_dir", "cache_d
 TRAIN_IRRELEVANT = {"eval_batch_size"}
 # Options added after cells were recorded, at the value that reproduces those cells: left out of the id
 # at that value, so recorded cells keep their ids (dotted path -> neutral value).
-NEUTRAL_DEFAULTS: dict[str, object] = {}
+NEUTRAL_DEFAULTS: dict[str, object] = {"train.precision": "fp32"}
 # Facts about a task that describe it to the report and the estimates, never change a result.
 TASK_DESCRIPTIVE = {"chance", "order", "eta_seconds", "label_range"}
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.msgpack", "*.h5", "config.json")
