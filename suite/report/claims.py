@@ -167,7 +167,7 @@ def _row(spec: ClaimSpec, profile: str, o: Outcome) -> ClaimVerdict:
         ids += [i for i in g.cell_ids if i and i not in ids]
     return ClaimVerdict(spec.id, spec.paper, spec.text, o.status, o.reason, spec.describe, "; ".join(budgets) or "–",
                         ", ".join(models) or "–", ids, spec.reference or "–", o.ours or "–", profile, o.at,
-                        [n.to_dict() for n in o.needs])
+                        [n.to_dict() for n in o.needs] if o.status == INCONCLUSIVE else [])
 
 
 # ------------------------------------------------------------------ rendering helpers
