@@ -247,6 +247,9 @@ def register_configs() -> None:
     """Store the schemas: the run's, and one typed node per method option of the polymorphic
     groups (`schema/<group>/<method>`, e.g. schema/sparsity/gmp); `validate` types each group
     section by the config class its method registered."""
+    from suite.usage import groups_text
+
+    OmegaConf.register_new_resolver("sparq_groups", groups_text, replace=True)  # the --help template
     cs = ConfigStore.instance()
     cs.store(name="sparq_schema", node=_ComposeSchema)
     for key, registry in _method_registries().items():

@@ -315,17 +315,31 @@ def debug_modifiers(debug: Any) -> list[Modifier]:
     return [DebugHooks(debug.nan_at_step, debug.step_sleep)]
 
 
+def parser():
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="python -m suite.grid",
+        description="Summaries of Hydra grid sweeps (suite.run -m), or the time of grids before they run.",
+        epilog="examples:\n  python -m suite.grid multirun/prune_ofa-quick/<time>\n"
+               "  python -m suite.grid --estimate prune_ofa sparsity_curves\n"
+               "  python -m suite.grid --estimate prune_ofa_full   (paper scale: GPU-hours and core-hours)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("targets", nargs="+", metavar="SWEEP_DIR|EXPERIMENT",
+                   help="sweep dirs (multirun/<experiment>-<profile>/<time>); with --estimate, experiment names "
+                        "of conf/experiment/")
+    p.add_argument("--estimate", action="store_true",
+                   help="print each grid's cells and estimated time (quick grids: wall time on SPARQ_JOBS "
+                        "workers; paper-scale grids: core-hours and GPU-hours), run nothing")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m suite.grid SWEEP_DIR...`: each sweep's summary, then the totals of all of them."""
-    dirs = sys.argv[1:] if argv is None else argv
-    if dirs[:1] == ["--estimate"] and len(dirs) > 1:
-        return print_estimate(dirs[1:])
-    if not dirs or any(d.startswith("-") for d in dirs):
-        print("usage: python -m suite.grid SWEEP_DIR...   (summaries of sweeps, then totals)\n"
-              "       python -m suite.grid --estimate EXPERIMENT...   (time of quick grids before they run)",
-              file=sys.stderr)
-        return 2
-    summaries = [summarize(d) for d in dirs]
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.estimate:
+        return print_estimate(args.targets)
+    summaries = [summarize(d) for d in args.targets]
     for s in summaries:
         print(format_summary(s))
     if len(summaries) > 1:
