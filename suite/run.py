@@ -248,6 +248,23 @@ def precheck(overrides: list[str]) -> None:
         fail(str(e))
 
 
+def precheck_grid(overrides: list[str]) -> None:
+    """Before a grid's first cell: every model its cells need must load (a hub id resolves, a local
+    directory exists), or one line and nothing runs."""
+    from suite.models import check_model
+    from suite.sweep import grid_model_configs
+
+    try:
+        needed = grid_model_configs(overrides)
+    except Exception:  # noqa: BLE001 - a sweep this cannot expand is checked cell by cell, as before
+        return
+    for model, job in needed:
+        try:
+            check_model(model)
+        except SparqError as e:
+            fail(f"{e} (grid cell {' '.join(job)})")
+
+
 def one_line_compose_error(e: Exception) -> str:
     import re
 
@@ -298,9 +315,12 @@ def cli() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     args = sys.argv[1:]
+    overrides = [a for a in args if not a.startswith("-")]
     if not any(a in ("-m", "--multirun", "--help", "-h", "--cfg", "-c", "--info") or a.startswith("--cfg")
                for a in args):
-        precheck([a for a in args if not a.startswith("-")])
+        precheck(overrides)
+    elif any(a in ("-m", "--multirun") for a in args) and not any(a in ("--help", "-h", "--info") for a in args):
+        precheck_grid(overrides)
     register_configs()
     main()
     from suite.grid import exit_code
