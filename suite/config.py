@@ -39,6 +39,7 @@ RANGES = {
     "train.epochs": "> 0", "train.lr": "> 0", "train.batch_size": ">= 1", "train.eval_batch_size": ">= 1",
     "train.weight_decay": ">= 0", "train.warmup_ratio": "[0, 1)",
     "train.max_grad_norm": ">= 0",  # 0: no clipping; a negative norm would flip the gradient
+    "train.micro_batch_size": ">= 1 or null",
     "train.dropout": "[0, 1) or null",
     "profile.train_samples": ">= 1 or null", "profile.eval_samples": ">= 1 or null",
     "profile.max_steps": ">= 1 or null", "profile.epochs": "> 0 or null", "profile.lr": "> 0 or null",
@@ -144,6 +145,9 @@ class TrainConfig:
     dropout: float | None = None  # override the model's hidden dropout
     lr_schedule: str = "linear"  # linear | rewind (lr held during the pruning ramp; suite/train.py)
     group_by_length: bool = False  # batches of similar length (less padding; suite/train.py); opt-in
+    # Examples per forward pass of one process (null: its whole share of batch_size); smaller values
+    # accumulate gradients. How a step is computed, not what: no part of a cell's id (suite/distributed.py).
+    micro_batch_size: int | None = None
 
     def __post_init__(self) -> None:
         check_ranges(self, "train")

@@ -79,7 +79,9 @@ def auto_threads(dcfg: DictConfig) -> int:
         return int(dcfg.threads)
     cores = available_cores()
     if not is_multirun():
-        return cores
+        from suite.distributed import local_processes
+
+        return max(1, cores // local_processes())  # torchrun: the cell's processes on this machine
     from hydra.core.hydra_config import HydraConfig
 
     launcher = HydraConfig.get().launcher
