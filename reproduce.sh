@@ -145,7 +145,12 @@ case "$cmd" in
   all)
     shift; check_profile "$@"; setup
     status=0; start=$SECONDS
-    "$PY" -m suite.grid --estimate "${EXPERIMENTS[@]}" || true  # the ETA before the first cell
+    profile=quick estimated=()
+    for a in "$@"; do [[ "$a" == profile=* ]] && profile="${a#profile=}"; done
+    for exp in "${EXPERIMENTS[@]}"; do  # profile=full: the paper-scale twins, in GPU-hours and core-hours
+      [[ "$profile" == full && -f "conf/experiment/${exp}_full.yaml" ]] && estimated+=("${exp}_full") || estimated+=("$exp")
+    done
+    "$PY" -m suite.grid --estimate "${estimated[@]}" || true  # the ETA before the first cell
     for exp in "${EXPERIMENTS[@]}"; do run_experiment "$exp" "$@" || status=1; done
     echo "[sparq] all: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s" >&2
     "$PY" -m suite.grid "${SWEEP_DIRS[@]}" || status=1  # combined summary of the four grids

@@ -246,13 +246,22 @@ class GridCallback(Callback):
         plan = {"experiment": config.get("experiment_name"), "total": len(jobs) if jobs else None,
                 "start": time.time(), "parallel": parallel,
                 "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]}
+        paper = None
         try:  # an ETA from the start: priors from measured cell times (suite/grid_eta.py)
-            from suite.grid_eta import grid_prior
+            from suite import grid_eta
 
-            plan["prior_seconds"] = grid_prior(jobs, config.profile.get("train_samples")) if jobs else None
+            if jobs and grid_eta.is_paper_scale(config):  # compute: GPU-hours and core-hours, then a prior
+                flops = grid_eta.paper_flops(jobs, config)  # per cell in seconds at this cell's threads
+                paper = grid_eta.paper_line(str(config.get("experiment_name")), len(jobs), flops)
+                rate = grid_eta.core_flops() * max(1, available_cores() // parallel)
+                plan["prior_seconds"] = [(f or 0.0) / rate for f in flops]
+            else:
+                plan["prior_seconds"] = grid_eta.grid_prior(jobs, config.profile.get("train_samples")) if jobs else None
         except Exception as e:  # noqa: BLE001 - progress must never break a grid
             log.debug("no prior ETA: %s", e)
         _write_json(_state_dir(config.hydra.sweep.dir) / "plan.json", plan)
+        if paper:
+            _say(f"[grid] {paper}")
         priors = plan.get("prior_seconds")
         guess = f", about {_fmt_seconds(sum(priors) / max(1, parallel))} (cell_seconds.yaml)" if priors else ""
         _say(f"[grid {plan['experiment']}] {plan['total'] or '?'} cells, {plan['launcher']}, "
@@ -356,15 +365,22 @@ def main(argv: list[str] | None = None) -> int:
 def print_estimate(experiments: list[str]) -> int:
     """The prior time of whole grids (`./reproduce.sh all` prints it first): an upper bound, since
     cells shared between grids and cached teachers are skipped when they run."""
-    from suite.grid_eta import estimate
+    from suite.grid_eta import estimates, paper_line
 
     parallel = int(os.environ.get("SPARQ_JOBS") or 2)
-    rows = estimate(experiments, parallel)
+    rows, paper = estimates(experiments, parallel)
     for name, cells, seconds in rows:
         print(f"[grid] {name}: {cells} cells, about {_fmt_seconds(seconds)}", file=sys.stderr)
-    print(f"[grid] all {len(rows)} grids: {sum(r[1] for r in rows)} cells, at most about "
-          f"{_fmt_seconds(sum(r[2] for r in rows))} on {parallel} workers (cells shared between grids "
-          f"run once)", file=sys.stderr)
+    if len(rows) > 1:
+        print(f"[grid] all {len(rows)} grids: {sum(r[1] for r in rows)} cells, at most about "
+              f"{_fmt_seconds(sum(r[2] for r in rows))} on {parallel} workers (cells shared between grids "
+              f"run once)", file=sys.stderr)
+    for name, cells, flops in paper:  # paper scale: compute in GPU-hours and core-hours
+        print(f"[grid] {paper_line(name, cells, flops)}", file=sys.stderr)
+    if len(paper) > 1:
+        total = paper_line(f"all {len(paper)} paper-scale grids", sum(r[1] for r in paper),
+                           [f for r in paper for f in r[2]])
+        print(f"[grid] {total}", file=sys.stderr)
     return 0
 
 
