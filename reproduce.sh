@@ -12,6 +12,47 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
+
+# Usage text only: no set-up, no Python, no run (tests/test_cli.py times it).
+usage() {
+  local exps tasks models
+  exps="$(cd conf/experiment 2>/dev/null && ls *.yaml | sed 's/\.yaml$//' | grep -v '_full$' | paste -sd' ' || true)"
+  tasks="$(cd conf/task 2>/dev/null && ls *.yaml | sed 's/\.yaml$//' | paste -sd'|' || true)"
+  models="$(cd conf/model 2>/dev/null && ls *.yaml | sed 's/\.yaml$//' | paste -sd'|' || true)"
+  cat <<USAGE
+usage: ./reproduce.sh [COMMAND] [OVERRIDE...]
+
+Commands (the first run sets up .venv itself):
+  (none), main         the main job: fine-tune the embedded MiniLM on SST-2 (quick profile), then the report
+  EXPERIMENT           one grid of conf/experiment/ (profile=full: its paper-scale NAME_full twin):
+                       ${exps}
+  all                  the four paper grids and three axis grids at the quick profile (prints its estimate first)
+  test [PYTEST ARG...] the test suite
+  setup                only create or update the virtual environment .venv
+  -h, --help           this text
+
+Common overrides (Hydra key=value; .venv/bin/python -m suite.run --help lists every group):
+  profile=smoke|quick|full            a few steps (checks) | laptop CPU (default) | paper scale
+  task=${tasks}
+  model=${models}
+  model.name_or_path=DIR              your own model: a local directory (or a hub id when online)
+  sparsity=gmp sparsity.target=0.9    quant=ptq|qat|qat4    distill=logits|hidden|knowledge_aware
+  seed=42                             in a grid, a list replaces the sweep's: seed=1,2,3 task=sst2,mrpc
+  device=auto|cpu|cuda  threads=N     force=true re-runs a recorded cell
+
+Where things go:
+  runs               MLflow store sqlite:///mlflow.db (MLFLOW_TRACKING_URI); view: .venv/bin/mlflow ui
+  report             runs/results/ (SPARQ_REPORT_DIR): tables, claims, plots, leaderboard.html
+  grids              multirun/<experiment>-<profile>/<time>/ (summary: .venv/bin/python -m suite.grid DIR)
+  data, cache        SPARQ_DATA_DIR (default ../shared/data), SPARQ_CACHE_DIR (default .cache: teachers)
+  published          results/ changes only with: .venv/bin/python -m suite.report --publish
+
+Past one machine:
+  one cell, N processes   .venv/bin/torchrun --standalone --nproc_per_node=N -m suite.run [OVERRIDE...]
+  a grid on SLURM         .venv/bin/python -m suite.run -m +experiment=NAME_full hydra/launcher=slurm
+USAGE
+}
+case "${1:-}" in -h|--help|help) usage; exit 0 ;; esac
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 
@@ -122,7 +163,12 @@ case "$cmd" in
   all)
     shift; check_profile "$@"; setup
     status=0; start=$SECONDS
-    "$PY" -m suite.grid --estimate "${EXPERIMENTS[@]}" || true  # the ETA before the first cell
+    profile=quick estimated=()
+    for a in "$@"; do [[ "$a" == profile=* ]] && profile="${a#profile=}"; done
+    for exp in "${EXPERIMENTS[@]}"; do  # profile=full: the paper-scale twins, in GPU-hours and core-hours
+      [[ "$profile" == full && -f "conf/experiment/${exp}_full.yaml" ]] && estimated+=("${exp}_full") || estimated+=("$exp")
+    done
+    "$PY" -m suite.grid --estimate "${estimated[@]}" || true  # the ETA before the first cell
     for exp in "${EXPERIMENTS[@]}"; do run_experiment "$exp" "$@" || status=1; done
     echo "[sparq] all: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s" >&2
     "$PY" -m suite.grid "${SWEEP_DIRS[@]}" || status=1  # combined summary of the four grids

@@ -40,6 +40,7 @@ RANGES = {
     "train.epochs": "> 0", "train.lr": "> 0", "train.batch_size": ">= 1", "train.eval_batch_size": ">= 1",
     "train.weight_decay": ">= 0", "train.warmup_ratio": "[0, 1)",
     "train.max_grad_norm": ">= 0",  # 0: no clipping; a negative norm would flip the gradient
+    "train.micro_batch_size": ">= 1 or null",
     "train.dropout": "[0, 1) or null",
     "profile.train_samples": ">= 1 or null", "profile.eval_samples": ">= 1 or null",
     "profile.max_steps": ">= 1 or null", "profile.epochs": "> 0 or null", "profile.lr": "> 0 or null",
@@ -146,6 +147,9 @@ class TrainConfig:
     lr_schedule: str = "linear"  # linear | rewind (lr held during the pruning ramp; suite/train.py)
     group_by_length: bool = False  # batches of similar length (less padding; suite/train.py); opt-in
     precision: str = "fp32"  # fp32 | bf16 (autocast of the training forward; eval stays fp32)
+    # Examples per forward pass of one process (null: its whole share of batch_size); smaller values
+    # accumulate gradients. How a step is computed, not what: no part of a cell's id (suite/distributed.py).
+    micro_batch_size: int | None = None
 
     def __post_init__(self) -> None:
         check_ranges(self, "train")
@@ -251,6 +255,9 @@ def register_configs() -> None:
     """Store the schemas: the run's, and one typed node per method option of the polymorphic
     groups (`schema/<group>/<method>`, e.g. schema/sparsity/gmp); `validate` types each group
     section by the config class its method registered."""
+    from suite.usage import groups_text
+
+    OmegaConf.register_new_resolver("sparq_groups", groups_text, replace=True)  # the --help template
     cs = ConfigStore.instance()
     cs.store(name="sparq_schema", node=_ComposeSchema)
     for key, registry in _method_registries().items():

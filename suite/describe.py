@@ -84,7 +84,7 @@ def variant(cfg) -> dict[str, str]:
                 out[f"{group}.{key}"] = _text(value)
     train_ref = _flat(_option_file("train", "default") or {})
     for key, value in _flat(dataclasses.asdict(cfg.train)).items():
-        if key in train_ref and not _same(train_ref[key], value) and key != "eval_batch_size":
+        if key in train_ref and not _same(train_ref[key], value) and key not in ("eval_batch_size", "micro_batch_size"):
             out[f"train.{key}"] = _text(value)
     return out
 

@@ -79,7 +79,9 @@ def auto_threads(dcfg: DictConfig) -> int:
         return int(dcfg.threads)
     cores = available_cores()
     if not is_multirun():
-        return cores
+        from suite.distributed import local_processes
+
+        return max(1, cores // local_processes())  # torchrun: the cell's processes on this machine
     from hydra.core.hydra_config import HydraConfig
 
     launcher = HydraConfig.get().launcher
@@ -244,13 +246,22 @@ class GridCallback(Callback):
         plan = {"experiment": config.get("experiment_name"), "total": len(jobs) if jobs else None,
                 "start": time.time(), "parallel": parallel,
                 "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]}
+        paper = None
         try:  # an ETA from the start: priors from measured cell times (suite/grid_eta.py)
-            from suite.grid_eta import grid_prior
+            from suite import grid_eta
 
-            plan["prior_seconds"] = grid_prior(jobs, config.profile.get("train_samples")) if jobs else None
+            if jobs and grid_eta.is_paper_scale(config):  # compute: GPU-hours and core-hours, then a prior
+                flops = grid_eta.paper_flops(jobs, config)  # per cell in seconds at this cell's threads
+                paper = grid_eta.paper_line(str(config.get("experiment_name")), len(jobs), flops)
+                rate = grid_eta.core_flops() * max(1, available_cores() // parallel)
+                plan["prior_seconds"] = [(f or 0.0) / rate for f in flops]
+            else:
+                plan["prior_seconds"] = grid_eta.grid_prior(jobs, config.profile.get("train_samples")) if jobs else None
         except Exception as e:  # noqa: BLE001 - progress must never break a grid
             log.debug("no prior ETA: %s", e)
         _write_json(_state_dir(config.hydra.sweep.dir) / "plan.json", plan)
+        if paper:
+            _say(f"[grid] {paper}")
         priors = plan.get("prior_seconds")
         guess = f", about {_fmt_seconds(sum(priors) / max(1, parallel))} (cell_seconds.yaml)" if priors else ""
         _say(f"[grid {plan['experiment']}] {plan['total'] or '?'} cells, {plan['launcher']}, "
@@ -315,17 +326,31 @@ def debug_modifiers(debug: Any) -> list[Modifier]:
     return [DebugHooks(debug.nan_at_step, debug.step_sleep)]
 
 
+def parser():
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="python -m suite.grid",
+        description="Summaries of Hydra grid sweeps (suite.run -m), or the time of grids before they run.",
+        epilog="examples:\n  python -m suite.grid multirun/prune_ofa-quick/<time>\n"
+               "  python -m suite.grid --estimate prune_ofa sparsity_curves\n"
+               "  python -m suite.grid --estimate prune_ofa_full   (paper scale: GPU-hours and core-hours)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("targets", nargs="+", metavar="SWEEP_DIR|EXPERIMENT",
+                   help="sweep dirs (multirun/<experiment>-<profile>/<time>); with --estimate, experiment names "
+                        "of conf/experiment/")
+    p.add_argument("--estimate", action="store_true",
+                   help="print each grid's cells and estimated time (quick grids: wall time on SPARQ_JOBS "
+                        "workers; paper-scale grids: core-hours and GPU-hours), run nothing")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m suite.grid SWEEP_DIR...`: each sweep's summary, then the totals of all of them."""
-    dirs = sys.argv[1:] if argv is None else argv
-    if dirs[:1] == ["--estimate"] and len(dirs) > 1:
-        return print_estimate(dirs[1:])
-    if not dirs or any(d.startswith("-") for d in dirs):
-        print("usage: python -m suite.grid SWEEP_DIR...   (summaries of sweeps, then totals)\n"
-              "       python -m suite.grid --estimate EXPERIMENT...   (time of quick grids before they run)",
-              file=sys.stderr)
-        return 2
-    summaries = [summarize(d) for d in dirs]
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.estimate:
+        return print_estimate(args.targets)
+    summaries = [summarize(d) for d in args.targets]
     for s in summaries:
         print(format_summary(s))
     if len(summaries) > 1:
@@ -340,15 +365,22 @@ def main(argv: list[str] | None = None) -> int:
 def print_estimate(experiments: list[str]) -> int:
     """The prior time of whole grids (`./reproduce.sh all` prints it first): an upper bound, since
     cells shared between grids and cached teachers are skipped when they run."""
-    from suite.grid_eta import estimate
+    from suite.grid_eta import estimates, paper_line
 
     parallel = int(os.environ.get("SPARQ_JOBS") or 2)
-    rows = estimate(experiments, parallel)
+    rows, paper = estimates(experiments, parallel)
     for name, cells, seconds in rows:
         print(f"[grid] {name}: {cells} cells, about {_fmt_seconds(seconds)}", file=sys.stderr)
-    print(f"[grid] all {len(rows)} grids: {sum(r[1] for r in rows)} cells, at most about "
-          f"{_fmt_seconds(sum(r[2] for r in rows))} on {parallel} workers (cells shared between grids "
-          f"run once)", file=sys.stderr)
+    if len(rows) > 1:
+        print(f"[grid] all {len(rows)} grids: {sum(r[1] for r in rows)} cells, at most about "
+              f"{_fmt_seconds(sum(r[2] for r in rows))} on {parallel} workers (cells shared between grids "
+              f"run once)", file=sys.stderr)
+    for name, cells, flops in paper:  # paper scale: compute in GPU-hours and core-hours
+        print(f"[grid] {paper_line(name, cells, flops)}", file=sys.stderr)
+    if len(paper) > 1:
+        total = paper_line(f"all {len(paper)} paper-scale grids", sum(r[1] for r in paper),
+                           [f for r in paper for f in r[2]])
+        print(f"[grid] {total}", file=sys.stderr)
     return 0
 
 

@@ -6,6 +6,9 @@ A job's prior is read off its overrides (task, arm, budget) and scaled by the gr
 once cells have run, the progress line rescales the priors of the remaining cells by what the
 finished ones really took (`calibrated_eta`). `python -m suite.grid --estimate EXP...` (run first
 by `./reproduce.sh all`) prints the estimate of whole grids before anything runs.
+
+Paper-scale grids (`profile=full`) are estimated from compute instead (`paper_flops`), in core-hours
+and GPU-hours: the table's `full` section says how (FLOPs per step, the calibration, the GPU assumed).
 """
 
 from __future__ import annotations
@@ -102,11 +105,102 @@ def calibrated_eta(priors: list[float] | None, records: list[dict], parallel: in
 def estimate(experiments: list[str], parallel: int) -> list[tuple[str, int, float]]:
     """(experiment, cells, prior seconds on `parallel` workers) of each quick grid, before it runs,
     in order: a teacher or upstream built by an earlier grid is not paid again."""
+    return estimates(experiments, parallel)[0]
+
+
+def estimates(experiments: list[str], parallel: int) -> tuple[list, list]:
+    """(quick rows as `estimate`, paper-scale rows (experiment, cells, FLOPs per job)), in order."""
     from suite.sweep import experiment_jobs
 
-    out, paid = [], set()
+    quick, paper, paid, paid_full = [], [], set(), set()
     for name in experiments:
         cfg, jobs = experiment_jobs(name)
+        if is_paper_scale(cfg):
+            paper.append((name, len(jobs), paper_flops(jobs, cfg, paid_full)))
+            continue
         priors = grid_prior(jobs, cfg.profile.get("train_samples"), paid)
-        out.append((name, len(jobs), sum(priors) / max(1, parallel)))
+        quick.append((name, len(jobs), sum(priors) / max(1, parallel)))
+    return quick, paper
+
+
+# ---------------------------------------------------------------- paper scale: compute, not seconds
+
+def encoder_weights(layers: int, hidden: int, ffn: int) -> float:
+    """Matmul weights of a BERT encoder (attention 4 h^2 + FFN 2 h f per layer)."""
+    return float(layers * (4 * hidden * hidden + 2 * hidden * ffn))
+
+
+def kind_factors() -> dict[str, float]:
+    """Training cost of a cell kind relative to a dense cell, from the measured quick cells (median over tasks)."""
+    import statistics
+
+    seconds = table()["seconds"].values()
+    return {"dense": 1.0, **{k: statistics.median(s[k] / s["dense"] for s in seconds) for k in ("kd", "qat", "small")}}
+
+
+def core_flops() -> float:
+    """FLOP/s of one core: the quick SST-2 teacher's training FLOPs / its measured seconds (one thread)."""
+    t, full = table(), table()["full"]
+    flops = 6 * encoder_weights(*full["models"]["minilm"]) * QUICK_TRAIN * full["tasks"]["sst2"]["tokens"]
+    return flops / t["seconds"]["sst2"]["teacher"]
+
+
+def paper_flops(jobs: list[list[str]], base: Any, paid: set | None = None) -> list[float | None]:
+    """FLOPs of each job of a paper-scale grid (None: a model or task the table does not know), its
+    dense teacher (model x task x seed) and upstream stage (model x sparsity) paid once, as in
+    `grid_prior`. `base`: the grid's composed config (default model, task, seed, epochs, upstream)."""
+    import re
+
+    full, factors = table()["full"], kind_factors()
+    epochs = float(base.profile.get("epochs") or base.train.epochs)
+    paid = set() if paid is None else paid
+    out: list[float | None] = []
+    for job in jobs:
+        model = _value(job, "model") or base.model.name
+        task = _value(job, "task") or base.task.name
+        if model not in full["models"] or task not in full["tasks"]:
+            out.append(None)
+            continue
+        weights, t = encoder_weights(*full["models"][model]), full["tasks"][task]
+        train = 6 * weights * t["tokens"] * t["train"] * epochs
+        evals = 2 * weights * t["tokens"] * t["eval"]
+        kind, budget = cell_kind(job), float(_value(job, "profile.budget") or 1)
+        teacher = ("teacher", model, task, _value(job, "seed") or str(base.seed))
+        flops = 2 * evals if kind == "ptq" else train * budget * factors[kind] + evals
+        if kind == "dense" and budget == 1:
+            flops = evals if teacher in paid else flops
+        elif kind != "dense" and teacher not in paid:
+            flops += train
+        if kind != "dense" or budget == 1:
+            paid.add(teacher)
+        arm = next((o.partition("=")[2] for o in job if re.match(r"ofa\d+", o.partition("=")[2])), None)
+        if arm and (upstream := ("upstream", model, re.match(r"ofa(\d+)", arm).group(1))) not in paid:
+            paid.add(upstream)
+            u = base.upstream  # MLM steps on the corpus, distilled from the dense model (4/3 of a step)
+            flops += 8 * weights * u.steps * u.batch_size * u.max_length
+        out.append(flops)
     return out
+
+
+def paper_hours(flops: float) -> tuple[float, float]:
+    """(core-hours, GPU-hours) of `flops` at the calibrated core and the assumed GPU."""
+    return flops / core_flops() / 3600, flops / float(table()["full"]["gpu"]["flops"]) / 3600
+
+
+def _hours(h: float) -> str:
+    return f"{h:,.0f}" if h >= 10 else f"{h:.1f}"
+
+
+def paper_line(name: str, cells: int, flops: list[float | None]) -> str:
+    """`NAME: N cells, about G GPU-hours (...) or C core-hours (...)`."""
+    known = [f for f in flops if f is not None]
+    core_h, gpu_h = paper_hours(sum(known))
+    gpu = table()["full"]["gpu"]
+    unknown = f" ({len(flops) - len(known)} cells of unknown size left out)" if len(known) < len(flops) else ""
+    return (f"{name}: {cells} cells, about {_hours(gpu_h)} GPU-hours ({gpu['name']} at an assumed "
+            f"{float(gpu['flops']) / 1e12:.0f} TFLOP/s) or {_hours(core_h)} core-hours (CPU at "
+            f"{core_flops() / 1e9:.0f} GFLOP/s per core, measured){unknown}")
+
+
+def is_paper_scale(cfg: Any) -> bool:
+    return cfg.profile.get("name") == "full"

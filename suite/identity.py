@@ -34,7 +34,7 @@ STAGES = ("cell", "teacher", "upstream")
 # The experiment a cell is filed under does not change it either: the same cell asked for by two grids
 # is one cell, recorded once (suite.tracking.finished_run looks in every experiment).
 RUN_IRRELEVANT = {"force", "progress", "device", "threads", "data_dir", "cache_dir", "experiment_name"}
-TRAIN_IRRELEVANT = {"eval_batch_size"}
+TRAIN_IRRELEVANT = {"eval_batch_size", "micro_batch_size"}  # how a step is batched, not what it computes
 # Options added after cells were recorded, at the value that reproduces those cells: left out of the id
 # at that value, so recorded cells keep their ids (dotted path -> neutral value).
 NEUTRAL_DEFAULTS: dict[str, object] = {"train.precision": "fp32"}

@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 from suite.config import RunConfig, register_configs, validate
+from suite.distributed import SINGLE, Gate, World
 from suite.errors import SparqError
 from suite.paths import CONF_DIR
 from suite.quiet import yield_to_timer
@@ -92,11 +93,33 @@ def run_cell(cfg: RunConfig) -> CellResult:
 
 
 def record_cell(cfg: RunConfig) -> CellResult:
-    """The cell stage (finetune, transfer): fine-tune + compress + evaluate + measure, one run."""
-    from suite import tracking
+    """The cell stage (finetune, transfer): fine-tune + compress + evaluate + measure, one run.
+    Under torchrun rank 0 records it and the other ranks train beside it (suite/distributed.py)."""
+    from suite import distributed, tracking
 
     data_files = preflight(cfg)
     cid = tracking.cell_id(cfg)
+    world = distributed.current()
+    if not world.main:
+        return _worker_cell(cfg, cid, world)
+    with Gate(world) as gate:  # the other ranks wait for rank 0's go (or its skip)
+        return _main_cell(cfg, cid, data_files, world, gate)
+
+
+def _worker_cell(cfg: RunConfig, cid: str, world: World) -> CellResult:
+    """A torchrun rank > 0: trains with rank 0 once rank 0 holds the cell and opened its run."""
+    if not Gate.wait(world):
+        return CellResult(cid, "SKIPPED")
+    threads = cfg.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    seed_everything(cfg.seed)
+    execute(cfg, threads, world)
+    return CellResult(cid, "FINISHED")
+
+
+def _main_cell(cfg: RunConfig, cid: str, data_files: list[Path], world: World, gate: Gate) -> CellResult:
+    from suite import tracking
+
     experiment = tracking.experiment_name(cfg)
     tracking.setup_mlflow(experiment)
     if not cfg.force and (done := tracking.finished_run(experiment, cid)) is not None:
@@ -119,7 +142,8 @@ def record_cell(cfg: RunConfig) -> CellResult:
                       skip_finished=not cfg.force) as run:
         if run.existing is not None:  # an identical cell finished while this one waited for its lock
             return CellResult(cid, "SKIPPED", run.run_id, dict(run.existing.data.metrics))
-        metrics, tags, outcomes = execute(cfg, threads)
+        gate.open()
+        metrics, tags, outcomes = execute(cfg, threads, world)
         from suite.describe import cell_record
 
         run.finish(cell_record(cfg, kind="cell", cell_id=cid, run_id=run.run_id, experiment=experiment,
@@ -127,9 +151,10 @@ def record_cell(cfg: RunConfig) -> CellResult:
         return CellResult(cid, "FINISHED", run.run_id, metrics)
 
 
-def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, str], dict]:
-    """The compute of a cell: returns (metrics, tags, per-example outcomes of its eval)."""
-    from suite import compression, pack
+def execute(cfg: RunConfig, threads: int, world: World = SINGLE) -> tuple[dict[str, float], dict[str, str], dict]:
+    """The compute of a cell: returns (metrics, tags, per-example outcomes of its eval). Under
+    torchrun every rank trains; rank 0 alone goes on to evaluate and measure (the others return {})."""
+    from suite import compression, distributed, pack
     from suite.evaluation import evaluate_with_outcomes
     from suite.lifecycle import RunContext
     from suite.models import load_model, load_tokenizer
@@ -140,7 +165,7 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
 
     start = time.perf_counter()
     yield_to_timer()  # here and between stages: loading, packing and JIT work pause for a timing cell too
-    device = pick_device(cfg.device)
+    device = distributed.local_device(pick_device(cfg.device), world)
     kind = TASK_KINDS.get(cfg.task.kind)
     tokenizer = load_tokenizer(cfg.model)
     data = load_task_data(cfg.task, cfg.data_dir)
@@ -155,7 +180,7 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
     yield_to_timer()
     seed_everything(cfg.seed)
     ctx = RunContext(cfg=cfg, task=kind, train_loader=loader, device=device,
-                     teacher=teacher_provider(cfg, train_features, collate, device))
+                     teacher=teacher_provider(cfg, train_features, collate, device, world))
     if is_teacher_cell(cfg):  # the dense cell is the teacher: trained once per config, shared
         model, modifiers = ctx.teacher(), []
         train_stats = teacher_train_stats(cfg)
@@ -167,7 +192,9 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
             load_teacher_weights(model, ctx.teacher)
         modifiers = build_modifiers(cfg, ctx)
         train_stats = fine_tune(model, loader, cfg.train, cfg.profile, modifiers, device, cfg.progress,
-                                desc=f"{cfg.task.name} {cfg.sparsity.method}/{cfg.quant.method}")
+                                desc=f"{cfg.task.name} {cfg.sparsity.method}/{cfg.quant.method}", world=world)
+    if not world.main:  # rank 0 evaluates, measures and records the model every rank holds
+        return {}, {}, {}
     yield_to_timer()
     metrics, outcomes = evaluate_with_outcomes(model, kind, cfg.task, eval_ds, eval_features, collate,
                                                cfg.train.eval_batch_size, device, cfg.progress)
@@ -191,8 +218,11 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
     teacher = getattr(ctx.teacher, "cache", {})
     if "reused" in teacher:  # cells that used the teacher (KD, finetuned init, the dense cell): cached?
         metrics["teacher_reused"] = float(teacher["reused"])
+    per_process, accumulation = distributed.layout(cfg.train.batch_size, world.size, cfg.train.micro_batch_size)
     tags = {"data_source": data.source, "train_from_dev": str(data.train_from_dev).lower(),
-            "task_version": str(cfg.task.version), "device": str(device), **stage_tags}
+            "task_version": str(cfg.task.version), "device": str(device), "train_processes": str(world.size),
+            "train_per_process_batch": str(per_process), "train_accumulation": str(accumulation),
+            "train_precision": distributed.precision(device, cfg.train.precision), **stage_tags}
     if "reused" in teacher:
         from suite.teacher import teacher_key
 
@@ -248,6 +278,23 @@ def precheck(overrides: list[str]) -> None:
         fail(str(e))
 
 
+def precheck_grid(overrides: list[str]) -> None:
+    """Before a grid's first cell: every model its cells need must load (a hub id resolves, a local
+    directory exists), or one line and nothing runs."""
+    from suite.models import check_model
+    from suite.sweep import grid_model_configs
+
+    try:
+        needed = grid_model_configs(overrides)
+    except Exception:  # noqa: BLE001 - a sweep this cannot expand is checked cell by cell, as before
+        return
+    for model, job in needed:
+        try:
+            check_model(model)
+        except SparqError as e:
+            fail(f"{e} (grid cell {' '.join(job)})")
+
+
 def one_line_compose_error(e: Exception) -> str:
     import re
 
@@ -276,8 +323,9 @@ def main(dcfg: DictConfig) -> float | dict | None:
     if multirun:
         grid.behave_as_main_process()  # joblib workers: same results as the sequential launcher
     try:
-        dcfg.threads = grid.auto_threads(dcfg)  # threads=0: cores // cells running in parallel
+        dcfg.threads = grid.auto_threads(dcfg)  # threads=0: cores // cells (or torchrun processes) in parallel
         cfg = validate(dcfg)
+        join_processes(cfg)
         result = run_cell(cfg)
     except Exception as e:
         if not multirun:
@@ -293,16 +341,43 @@ def main(dcfg: DictConfig) -> float | dict | None:
     return result.metrics.get("eval_primary")
 
 
+def join_processes(cfg: RunConfig) -> None:
+    """Under torchrun: this process joins the cell's process group (suite/distributed.py)."""
+    from suite import distributed
+    from suite.errors import ConfigError
+
+    world = distributed.world_from_env()
+    if not world.active:
+        return
+    if cfg.stage == "upstream":
+        raise ConfigError("stage", "upstream trains on one process; run it without torchrun (a transfer "
+                          "cell under torchrun builds a missing upstream on rank 0)")
+    distributed.start(world, pick_device(cfg.device))
+    if not world.main:  # rank 0 speaks for the cell
+        logging.getLogger().setLevel(logging.WARNING)
+
+
 def cli() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     args = sys.argv[1:]
+    overrides = [a for a in args if not a.startswith("-")]
+    if any(a in ("-m", "--multirun") for a in args) and int(os.environ.get("WORLD_SIZE") or 1) > 1:
+        fail("a grid (-m) under torchrun: torchrun runs one cell on many processes; send a grid to many "
+             "machines with hydra/launcher=slurm")
     if not any(a in ("-m", "--multirun", "--help", "-h", "--cfg", "-c", "--info") or a.startswith("--cfg")
                for a in args):
-        precheck([a for a in args if not a.startswith("-")])
+        precheck(overrides)
+    elif any(a in ("-m", "--multirun") for a in args) and not any(a in ("--help", "-h", "--info") for a in args):
+        precheck_grid(overrides)
     register_configs()
-    main()
+    try:
+        main()
+    finally:
+        from suite.distributed import stop
+
+        stop()
     from suite.grid import exit_code
 
     if code := exit_code():  # a grid with failed or missing cells (summary printed above)

@@ -41,3 +41,46 @@ def experiment_jobs(experiment: str) -> tuple[DictConfig, list[list[str]]]:
         cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
     cfg.hydra.overrides.task = [f"+experiment={experiment}"]
     return cfg, expand_sweep(cfg) or []
+
+
+def _affects_model(override: str) -> bool:
+    """Whether an override can change a cell's model: `model...` keys and experiment groups (which
+    are `@package _global_`); task, seed and method options cannot."""
+    key = override.lstrip("+~").partition("=")[0]
+    return key.startswith(("model", "experiment"))
+
+
+def grid_model_configs(overrides: list[str]) -> list[tuple[object, list[str]]]:
+    """The distinct model configs a multirun with these command-line overrides needs, each with the
+    overrides of one job that needs it; [] for sweeps it cannot expand. Composes one job per distinct
+    set of model-affecting overrides (seconds, not one compose per cell). Jobs that do not compose
+    or validate are left out: the grid records them FAILED as it always did."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from suite.config import register_configs, validate
+    from suite.errors import SparqError
+    from suite.paths import CONF_DIR
+
+    register_configs()
+    task = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    parsed = OverridesParser.create().parse_overrides(task)
+    fixed = [text for text, o in zip(task, parsed, strict=True) if not o.is_sweep_override()]
+    out: dict[str, tuple[object, list[str]]] = {}
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        base = compose("config", overrides=fixed, return_hydra_config=True)
+        base.hydra.overrides.task = task
+        seen = set()
+        for job in expand_sweep(base) or []:
+            key = tuple(o for o in job if _affects_model(o))
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                model = validate(compose("config", overrides=job)).model
+            except (HydraException, OmegaConfBaseException, SparqError):
+                continue
+            out.setdefault(repr(model), (model, job))
+    return list(out.values())

@@ -4,7 +4,9 @@ Stored as safetensors under a content hash of its config, with a sha256 checksum
 entry whose checksum does not match (partial write, corruption) is rebuilt, never used. Writes
 are atomic (temporary file + rename, checksum last), and building an entry holds an exclusive
 lock on `teachers/<key>.lock` (filelock), so cells running in parallel train a teacher once and
-the others wait and reuse it (the kernel drops the lock of a killed process).
+the others wait and reuse it (the kernel drops the lock of a killed process). In a torchrun cell
+(suite/distributed.py) rank 0 checks the entry under the lock and the ranks train a missing teacher
+together; the other ranks read an existing one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 from suite.config import RunConfig
+from suite.distributed import SINGLE, World
 from suite.paths import cache_dir
 
 log = logging.getLogger("sparq.teacher")
@@ -113,17 +116,23 @@ def save(cfg: RunConfig, model: torch.nn.Module, stats: dict[str, float] | None 
     return entry
 
 
-def get_teacher(cfg: RunConfig, features, collate, device: torch.device) -> tuple[torch.nn.Module, bool]:
-    """(teacher in eval mode, reused?) for the cell's model x task x seed x train config."""
+def get_teacher(cfg: RunConfig, features, collate, device: torch.device,
+                world: World = SINGLE) -> tuple[torch.nn.Module, bool]:
+    """(teacher in eval mode, reused?) for the cell's model x task x seed x train config; `world`:
+    the processes of a torchrun cell, which call this together."""
+    from suite import distributed
+    from suite.errors import SparqError
     from suite.models import load_model
-    from suite.runtime import building, seed_everything
+    from suite.runtime import seed_everything
     from suite.train import fine_tune, train_loader
 
     t = teacher_config(cfg)
     seed_everything(t.seed)
     model = load_model(t.model, t.task, t.train.dropout)
-    with building(teacher_path(t)):
-        reused = load_cached(t, model)
+    with distributed.main_lock(teacher_path(t), world):
+        reused = distributed.broadcast(load_cached(t, model) if world.main else None, world)
+        if reused and not world.main and not load_cached(t, model):  # rank 0 has just verified it
+            raise SparqError(f"teacher cache entry {teacher_path(t)} changed while it was read; run again")
         if not reused:
             log.info("training dense teacher %s", teacher_key(t))
             seed_everything(t.seed)  # a fresh model: a failed load may have touched the first one
@@ -131,8 +140,9 @@ def get_teacher(cfg: RunConfig, features, collate, device: torch.device) -> tupl
             loader = train_loader(features, collate, t.train.batch_size, t.seed,
                                   group_by_length=t.train.group_by_length)
             stats = fine_tune(model, loader, t.train, t.profile, (), device, t.progress,
-                              desc=f"teacher {t.task.name}")
-            save(t, model, stats)
+                              desc=f"teacher {t.task.name}", world=world)
+            if world.main:
+                save(t, model, stats)
         else:
             log.info("reusing cached dense teacher %s", teacher_key(t))
     model.to(device).eval()
@@ -141,11 +151,12 @@ def get_teacher(cfg: RunConfig, features, collate, device: torch.device) -> tupl
     return model, reused
 
 
-def teacher_provider(cfg: RunConfig, features, collate, device: torch.device):
+def teacher_provider(cfg: RunConfig, features, collate, device: torch.device, world: World = SINGLE):
     """A callable that builds or loads the teacher on first use (only distilling cells pay).
 
     It runs under a forked RNG with its own data loader, so the student's data order and
-    dropout draws are the same whether the teacher was trained now or read from the cache."""
+    dropout draws are the same whether the teacher was trained now or read from the cache.
+    In a torchrun cell every rank calls it at the same point (`provide.world` says so)."""
     cached: dict = {}
 
     def provide() -> torch.nn.Module:
@@ -157,13 +168,14 @@ def teacher_provider(cfg: RunConfig, features, collate, device: torch.device):
             py_state, np_state = random.getstate(), np.random.get_state()  # fork_rng covers torch only
             try:
                 with torch.random.fork_rng():
-                    cached["model"], cached["reused"] = get_teacher(cfg, features, collate, device)
+                    cached["model"], cached["reused"] = get_teacher(cfg, features, collate, device, world)
             finally:
                 random.setstate(py_state)
                 np.random.set_state(np_state)
         return cached["model"]
 
     provide.cache = cached  # type: ignore[attr-defined]
+    provide.world = world  # type: ignore[attr-defined]
     return provide
 
 

@@ -9,6 +9,8 @@ Recipe pieces that live here (each a config option, see conf/train/default.yaml)
   second phase that starts from the first phase's model with its pruning masks locked; the
   distiller (`carry = True`) goes on in both phases.
 - LSQ scales (`lsq_scale` parameters) get their own lr: `lr * scale_lr_ratio` of a modifier.
+- One step = one global batch of `train.batch_size`, shared by the processes of a torchrun cell and
+  cut into micro-batches (gradient accumulation, `train.micro_batch_size`): suite/distributed.py.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from suite import distributed
 from suite.config import ProfileConfig, TrainConfig
+from suite.distributed import SINGLE, World
 from suite.lifecycle import Modifier, TrainState
 from suite.quiet import yield_to_timer
 
@@ -76,11 +80,6 @@ def train_loader(features, collate: Callable, batch_size: int, seed: int, *, gro
                       collate_fn=fn, drop_last=False)
 
 
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast of the training forward (matmuls in bf16, weights and optimizer in fp32); fp32: off."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
 def total_steps(n_batches: int, train: TrainConfig, profile: ProfileConfig) -> int:
     """Optimizer steps: epochs x batches, times `profile.budget` (verdicts, issue 14: more epochs
     over the same subset; the `max_steps` cap is scaled too)."""
@@ -129,13 +128,14 @@ def make_optimizer(model: nn.Module, train: TrainConfig, steps: int, lr: float |
 
 def fine_tune(model: nn.Module, loader: DataLoader, train: TrainConfig, profile: ProfileConfig,
               modifiers: Sequence[Modifier] = (), device: torch.device = CPU,
-              progress: bool = True, desc: str = "train") -> dict[str, float]:
+              progress: bool = True, desc: str = "train", world: World = SINGLE) -> dict[str, float]:
     """Train `model` in place; returns train_loss (mean of the last 50 steps), steps, seconds,
-    seconds per step (the log line also says steps/s). With `after_lock` modifiers: two phases (see the module docstring)."""
+    seconds per step (the log line also says steps/s). With `after_lock` modifiers: two phases (see the module docstring).
+    `world`: the processes that train it together (suite/distributed.py; one process by default)."""
     first = [m for m in modifiers if getattr(m, "phase", None) != "after_lock"]
     second = [m for m in modifiers if getattr(m, "phase", None) == "after_lock"]
     steps = total_steps(len(loader), train, profile)
-    stats = _train(model, loader, train, profile, first, device, progress, desc, steps)
+    stats = _train(model, loader, train, profile, first, device, progress, desc, steps, world)
     if not second:
         return stats
     from suite.prune.modifier import LockedMaskModifier
@@ -144,7 +144,7 @@ def fine_tune(model: nn.Module, loader: DataLoader, train: TrainConfig, profile:
     carried = [m for m in first if getattr(m, "carry", False)]
     steps2 = next(int(m.phase_steps(steps)) for m in second if hasattr(m, "phase_steps"))
     stats2 = _train(model, loader, train, profile, [*locked, *carried, *second], device, progress,
-                    f"{desc} (after lock)", steps2)
+                    f"{desc} (after lock)", steps2, world)
     return {**stats, **stats2, "train_steps": stats["train_steps"] + stats2["train_steps"],
             "train_seconds": stats["train_seconds"] + stats2["train_seconds"],
             "train_steps_phase1": stats["train_steps"], "train_steps_phase2": stats2["train_steps"],
@@ -154,7 +154,7 @@ def fine_tune(model: nn.Module, loader: DataLoader, train: TrainConfig, profile:
 
 def _train(model: nn.Module, loader: DataLoader, train: TrainConfig, profile: ProfileConfig,
            modifiers: Sequence[Modifier], device: torch.device, progress: bool, desc: str,
-           steps: int) -> dict[str, float]:
+           steps: int, world: World = SINGLE) -> dict[str, float]:
     state = TrainState(total_steps=steps)
     model.to(device).train()
     for m in modifiers:
@@ -165,24 +165,21 @@ def _train(model: nn.Module, loader: DataLoader, train: TrainConfig, profile: Pr
     extra = {}
     for m in modifiers:
         extra.update(m.forward_kwargs())
+    net = distributed.wrap(model, world, device)  # DDP across the cell's processes (the model itself for one)
+    _, accumulation = distributed.layout(train.batch_size, world.size, getattr(train, "micro_batch_size", None))
+    distributed.seed_rank(world)
     losses: list[float] = []
     start = time.perf_counter()
-    bar = tqdm(total=steps, desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=steps, desc=desc, disable=not (progress and world.main), dynamic_ncols=True)
     while state.step < steps and not state.stop_training:
         for batch in loader:
             yield_to_timer()  # another cell on this machine is timing: let it have the CPUs
-            batch = {k: v.to(device) for k, v in batch.items()}
-            state.batch_index = batch.pop(INDEX_KEY, None)  # for cached teacher outputs
             for m in modifiers:
                 m.on_step_start(model, state)
-            with autocast(device, train.precision):
-                outputs = model(**batch, **extra)
-                loss = outputs.loss
-                for m in modifiers:
-                    loss = m.loss(model, batch, outputs, loss, state)
-            if not torch.isfinite(loss):
+            loss = _forward_backward(net, model, batch, modifiers, extra, state, device, world, accumulation,
+                                     train.precision)
+            if not torch.isfinite(loss):  # the same value on every rank: all of them stop
                 raise FloatingPointError(f"loss is {loss.item()} at step {state.step}")
-            loss.backward()  # pruned weights: gradient zeroed by the pruning modifier's hook
             if train.max_grad_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), train.max_grad_norm)
             optimizer.step()
@@ -201,6 +198,7 @@ def _train(model: nn.Module, loader: DataLoader, train: TrainConfig, profile: Pr
     seconds = time.perf_counter() - start
     for m in modifiers:
         m.on_train_end(model, state)
+    distributed.check_in_step(model, world)
     tail = losses[-50:]  # empty when no step ran (PTQ of the cached teacher): no train_loss, never NaN
     rate = state.step / max(1e-9, seconds)
     if state.step:
@@ -209,3 +207,25 @@ def _train(model: nn.Module, loader: DataLoader, train: TrainConfig, profile: Pr
     return {**({"train_loss": sum(tail) / len(tail)} if tail else {}), "train_steps": float(state.step),
             "train_seconds": seconds, "train_seconds_per_step": seconds / max(1, state.step), **state.logs}
 
+
+def _forward_backward(net: nn.Module, model: nn.Module, batch: dict, modifiers: Sequence[Modifier], extra: dict,
+                      state: TrainState, device: torch.device, world: World, accumulation: int,
+                      precision: str = "fp32") -> torch.Tensor:
+    """Forward and backward of this rank's micro-batches of one global batch; returns the global
+    batch's mean loss (summed over ranks). Each micro-batch's loss is scaled by its share of the
+    global batch x processes (DDP averages), so the gradient is the global batch's; for one process
+    without accumulation the scale is exactly 1."""
+    parts = distributed.rank_slices(distributed.batch_length(batch), world, accumulation)
+    total = torch.zeros((), device=device)
+    for i, (begin, end, share) in enumerate(parts):
+        micro = {k: v.to(device) for k, v in distributed.slice_batch(batch, begin, end).items()}
+        state.batch_index = micro.pop(INDEX_KEY, None)  # for cached teacher outputs
+        with distributed.gradient_sync(net, i == len(parts) - 1):
+            with distributed.autocast(device, precision):
+                outputs = net(**micro, **extra)
+                loss = outputs.loss
+                for m in modifiers:
+                    loss = m.loss(model, micro, outputs, loss, state)
+            (loss * (share * world.size)).backward()  # pruned weights: gradient zeroed by the pruning modifier's hook
+        total += loss.detach().float() * share
+    return distributed.reduce_sum(total, world)

@@ -66,3 +66,50 @@ def test_all_fits_two_hours_on_two_cores_by_the_measured_cell_times():
     experiments = re.search(r"EXPERIMENTS=\(([^)]*)\)", script).group(1).split()
     rows = grid_eta.estimate(experiments, parallel=2)
     assert len(rows) == 7 and sum(seconds for *_, seconds in rows) <= 2 * 3600
+
+
+def test_paper_scale_cost_pays_teachers_and_upstreams_once():
+    """Paper-scale grids are estimated from compute: 6 x encoder weights x tokens per trained
+    example, the dense teacher of a model x task x seed once, PTQ its evals only, one upstream per
+    model x sparsity."""
+    from omegaconf import OmegaConf
+
+    t = grid_eta.table()["full"]
+    assert grid_eta.encoder_weights(*t["models"]["bert_base"]) == 84_934_656  # BERT-Base's 85M encoder matmuls
+    base = OmegaConf.create({"model": {"name": "bert_base"}, "task": {"name": "mrpc"}, "seed": 42,
+                             "train": {"epochs": 3}, "profile": {"name": "full", "epochs": None},
+                             "upstream": {"steps": 100, "batch_size": 8, "max_length": 128}})
+    weights, mrpc = grid_eta.encoder_weights(*t["models"]["bert_base"]), t["tasks"]["mrpc"]
+    train = 6 * weights * mrpc["tokens"] * mrpc["train"] * 3
+    evals = 2 * weights * mrpc["tokens"] * mrpc["eval"]
+    kd = grid_eta.kind_factors()["kd"]
+    arm = "+experiment/arm/prune_ofa"
+    jobs = [[f"{arm}=dense"], [f"{arm}=dense", "seed=43"], [f"{arm}=gmp90_kd"],
+            ["+experiment/arm/intelcaffe_int8=ptq_maxabs"], [f"{arm}=ofa90_kd"], [f"{arm}=ofa90"],
+            [f"{arm}=ofa85_kd"], ["model=nobody"]]
+    flops = grid_eta.paper_flops(jobs, base)
+    upstream = 8 * weights * 100 * 8 * 128
+    assert flops[0] == pytest.approx(train + evals) and flops[1] == flops[0]  # each seed its teacher
+    assert flops[2] == pytest.approx(train * kd + evals)  # the teacher is paid by the dense cell
+    assert flops[3] == pytest.approx(2 * evals)
+    assert flops[4] == pytest.approx(train * kd + evals + upstream) and flops[5] == pytest.approx(train * kd + evals)
+    assert flops[6] == pytest.approx(flops[4]) and flops[7] is None  # 85% is another upstream; unknown model
+    core_h, gpu_h = grid_eta.paper_hours(3600 * grid_eta.core_flops())
+    assert core_h == pytest.approx(1.0) and gpu_h == pytest.approx(grid_eta.core_flops() / float(t["gpu"]["flops"]))
+
+
+def test_paper_grids_print_gpu_and_core_hours_before_they_start(capsys, tmp_path):
+    from suite.grid import GridCallback, main, read_plan
+    from suite.sweep import experiment_jobs
+
+    assert main(["--estimate", "sparsebert_s4_full", "ibm_deep_compression_full"]) == 0
+    err = capsys.readouterr().err
+    assert "sparsebert_s4_full: 36 cells, about" in err and "all 2 paper-scale grids: 246 cells" in err
+    assert "GPU-hours" in err and "core-hours" in err and "assumed" in err
+    cfg, jobs = experiment_jobs("sparsebert_s4_full")  # the multirun's own start, before its first cell
+    cfg.hydra.sweep.dir = str(tmp_path)
+    GridCallback().on_multirun_start(cfg)
+    err = capsys.readouterr().err
+    assert err.startswith("[grid] sparsebert_s4: 36 cells, about ") and "GPU-hours" in err
+    priors = read_plan(tmp_path)["prior_seconds"]
+    assert len(priors) == len(jobs) and all(p > 0 for p in priors)

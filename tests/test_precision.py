@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from suite.config import ConfigError, TrainConfig, compose
+from suite.distributed import autocast
 from suite.identity import config_hash, identity
-from suite.train import autocast
 
 
 def test_bf16_autocast_runs_matmuls_in_bf16_and_fp32_leaves_them():

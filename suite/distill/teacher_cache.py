@@ -100,22 +100,27 @@ def sorted_loader(train_loader: DataLoader, batch_size: int) -> DataLoader:
 def teacher_logits(cfg, provider, train_loader: DataLoader, device: torch.device,
                    batch_size: int = 128) -> tuple[torch.Tensor, bool]:
     """(logits [n_examples, ...] of the dense teacher on the cell's train features, reused?).
-    Computed under an exclusive file lock, so parallel cells compute them once."""
-    from filelock import FileLock
+    Computed under an exclusive file lock, so parallel cells compute them once. In a torchrun cell
+    (`provider.world`) rank 0 checks and computes them while the other ranks wait, then read them."""
+    from suite import distributed
 
+    world = getattr(provider, "world", distributed.SINGLE)
     features = train_loader.dataset.features
     entry = entry_path(cfg, features_digest(features))
     entry.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(entry) + ".lock"):
-        cached = _load(entry)
-        if cached is not None and cached.shape[0] == len(features):
+    logits = None
+    with distributed.main_lock(entry, world):
+        cached = _load(entry) if world.main else None
+        if distributed.broadcast(cached is not None and cached.shape[0] == len(features), world):
             log.info("reusing cached teacher logits %s", entry.name)
             if hasattr(provider, "cache"):  # the run records teacher_reused: its outputs came from the cache
                 provider.cache.setdefault("reused", True)
-            return cached, True
-        log.info("computing teacher logits %s (%d examples)", entry.name, len(features))
-        teacher = provider()
-        with torch.random.fork_rng():  # iterating a DataLoader draws a seed: keep the student's RNG as is
-            logits = compute_logits(teacher, sorted_loader(train_loader, batch_size), len(features), device)
-        _save(entry, logits)
-    return logits, False
+            return (cached if world.main else _load(entry)), True
+        teacher = provider()  # every rank: a teacher that is not cached is trained by all of them
+        if world.main:
+            log.info("computing teacher logits %s (%d examples)", entry.name, len(features))
+            with torch.random.fork_rng():  # iterating a DataLoader draws a seed: keep the student's RNG as is
+                logits = compute_logits(teacher, sorted_loader(train_loader, batch_size), len(features), device)
+            _save(entry, logits)
+    distributed.barrier(world)  # rank 0 has written them
+    return (logits if world.main else _load(entry)), False

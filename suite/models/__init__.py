@@ -60,17 +60,70 @@ def _hub_id_form(name: str) -> bool:
     return True
 
 
+WHAT_TO_DO = ("use a local directory (model.name_or_path=DIR holding config.json and the weights), "
+              "the embedded model=minilm, or fetch it once where the hub is reachable (it is then cached "
+              "and HF_HUB_OFFLINE=1 reads it from the cache)")
+PROBE_SECONDS = 3.0  # how long the hub may take to accept a connection before it counts as unreachable
+
+
+def _probe_target() -> tuple[str, int]:
+    """(host, port) a hub request connects to first: the HTTPS proxy when one is set, else the hub."""
+    import os
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+                  if os.environ.get(k)), None)
+    url = urlsplit(proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else constants.ENDPOINT)
+    return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+
+
+@lru_cache(maxsize=8)
+def unreachable_reason(host: str, port: int, timeout: float = PROBE_SECONDS) -> str | None:
+    """Why `host:port` cannot be reached (DNS or TCP connect, within `timeout` s in all), or None
+    when it accepts a connection. Asked once per process and target; a daemon thread, so a hanging
+    name lookup cannot stall the run."""
+    import socket
+    import threading
+
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(f"{host}:{port}: {e.strerror or type(e).__name__}")
+
+    probe = threading.Thread(target=connect, daemon=True, name="hub-probe")
+    probe.start()
+    probe.join(timeout)
+    return outcome[0] if outcome else f"{host}:{port}: no answer within {timeout:g} s"
+
+
+def hub_offline() -> str | None:
+    """Why hub ids must be read from the local cache only (HF_HUB_OFFLINE=1 or an unreachable hub),
+    or None when the hub can be asked; so no load spends half a minute on retries."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE=1"
+    reason = unreachable_reason(*_probe_target())
+    return f"the hub is unreachable ({reason})" if reason else None
+
+
 @lru_cache(maxsize=32)
 def _check_hub_model(repo_id: str, revision: str | None) -> None:
-    """A hub id must resolve before a run is opened: from the local cache when offline, else by
-    fetching its config (what loading does first anyway)."""
-    from huggingface_hub import constants, try_to_load_from_cache
+    """A hub id must resolve before a run is opened: from the local cache when offline (HF_HUB_OFFLINE=1
+    or no connection to the hub within seconds), else by fetching its config (what loading does first)."""
+    from huggingface_hub import try_to_load_from_cache
 
     here = Path(repo_id).absolute()
-    if constants.HF_HUB_OFFLINE:
+    if (offline := hub_offline()) is not None:
         if not isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str):
             raise ConfigError("model.name_or_path", f"'{repo_id}' is not a local directory ({here} does not "
-                              "exist) nor a model in the hub cache (HF_HUB_OFFLINE=1)")
+                              f"exist) nor in the hub cache, and {offline}: {WHAT_TO_DO}")
         return
     from transformers import AutoConfig
 
@@ -79,14 +132,19 @@ def _check_hub_model(repo_id: str, revision: str | None) -> None:
     except Exception as e:  # noqa: BLE001 - any failure here is the same user error
         first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
         raise ConfigError("model.name_or_path", f"'{repo_id}' is not a local directory ({here} does not "
-                          f"exist) and the hub did not give its config: {first}") from None
+                          f"exist) and the hub did not give its config ({first}): {WHAT_TO_DO}") from None
+
+
+def _local_only(local: bool) -> bool:
+    """Read from files only: a local directory, or a hub id while the hub is offline (its cache)."""
+    return local or hub_offline() is not None
 
 
 def load_tokenizer(cfg: ModelConfig):
     from transformers import AutoTokenizer
 
     where, local = resolve_model_dir(cfg)
-    return AutoTokenizer.from_pretrained(where, local_files_only=local, revision=cfg.revision,
+    return AutoTokenizer.from_pretrained(where, local_files_only=_local_only(local), revision=cfg.revision,
                                          trust_remote_code=False)
 
 
@@ -99,7 +157,7 @@ def load_model(cfg: ModelConfig, task: TaskConfig, dropout: float | None = None)
     )
 
     where, local = resolve_model_dir(cfg)
-    kwargs = dict(local_files_only=local, revision=cfg.revision, trust_remote_code=False)
+    kwargs = dict(local_files_only=_local_only(local), revision=cfg.revision, trust_remote_code=False)
     config = AutoConfig.from_pretrained(where, **kwargs)
     if dropout is not None:
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
