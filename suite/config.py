@@ -24,7 +24,9 @@ from suite.upstream.config import UpstreamConfig
 
 TASK_KINDS = ("classification", "regression", "qa")
 LR_SCHEDULES = ("linear", "rewind")  # suite/train.py
-INITS = ("pretrained", "finetuned")  # student start: the pre-trained model | the cached dense teacher
+# student start: the pre-trained model | the cached dense teacher | model.name_or_path is already
+# fine-tuned for this task (its head kept; it is the dense reference and the teacher, never trained)
+INITS = ("pretrained", "finetuned", "checkpoint")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -210,7 +212,7 @@ class RunConfig:
     distill: DistillConfig = MISSING  # ... of the registered distiller's config class
     experiment_name: str = "default"  # MLflow experiment = <experiment_name>-<profile>; set by conf/experiment/*
     seed: int = 42
-    init: str = "pretrained"  # pretrained | finetuned (start from the cached dense teacher of this cell)
+    init: str = "pretrained"  # pretrained | finetuned (the cached dense teacher) | checkpoint (model.name_or_path as is)
     device: str = "auto"
     threads: int = 0  # 0: all cores
     data_dir: str | None = None  # GLUE/SQuAD files; null: the Hugging Face hub
@@ -229,6 +231,8 @@ class RunConfig:
             model = self.model if isinstance(self.model, ModelConfig) else None
             _require(model is None or (model.shrink_keep_every == 1 and not model.shrink_intermediate), "init",
                      "finetuned needs the teacher's architecture (no model.shrink_*)")
+        if self.init == "checkpoint":  # the head and label set are checked against the task in preflight
+            _require(self.stage == "finetune", "init", "checkpoint starts a finetune cell; transfer loads the upstream")
         _require(self.device in DEVICES, "device", f"'{self.device}'; allowed: {', '.join(DEVICES)}")
         check_ranges(self, "")
 

@@ -122,10 +122,13 @@ def _cell(cfg) -> dict:
 def _teacher(t) -> dict:
     profile = {k: v for k, v in dataclasses.asdict(t.profile).items() if k != "budget"}
     train = {k: v for k, v in dataclasses.asdict(t.train).items() if k not in TRAIN_IRRELEVANT}
-    return {"model": dataclasses.asdict(t.model), "task": dataclasses.asdict(t.task), "train": train,
-            "profile": profile, "seed": t.seed,
-            "inputs": {"data": data_identity(t.task, t.data_dir), "model": model_identity(t.model),
-                       "code": method_versions(t)}}
+    doc = {"model": dataclasses.asdict(t.model), "task": dataclasses.asdict(t.task), "train": train,
+           "profile": profile, "seed": t.seed,
+           "inputs": {"data": data_identity(t.task, t.data_dir), "model": model_identity(t.model),
+                      "code": method_versions(t)}}
+    if getattr(t, "init", "pretrained") == "checkpoint":  # the checkpoint as is, not a fine-tune of it
+        doc["init"] = "checkpoint"
+    return doc
 
 
 def _upstream(cfg) -> dict:

@@ -36,6 +36,10 @@ def preflight(cfg: RunConfig) -> list[Path]:
     from suite.tasks import check_task_files
 
     check_model(cfg.model)  # a hub id must resolve; a missing local path is said so
+    if cfg.init == "checkpoint":  # its head must fit the task (size, label set)
+        from suite.models import check_checkpoint
+
+        check_checkpoint(cfg.model, cfg.task)
     check_task_files(cfg.task, cfg.data_dir)
     pick_device(cfg.device)
     if cfg.data_dir is None:
@@ -160,7 +164,7 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
         model, modifiers = ctx.teacher(), []
         train_stats = teacher_train_stats(cfg)
     else:
-        model = load_model(cfg.model, cfg.task, cfg.train.dropout)
+        model = load_model(cfg.model, cfg.task, cfg.train.dropout, keep_head=cfg.init == "checkpoint")
         if cfg.init == "finetuned":  # start from the cached dense teacher (IBM's initialisation)
             from suite.teacher import load_teacher_weights
 
@@ -185,6 +189,10 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
         "eval_examples": float(len(eval_ds)), "wall_seconds": time.perf_counter() - start,
     })
     stage_tags = {"stage": cfg.stage}
+    if cfg.init == "checkpoint":  # where the weights came from (file sha256s, or hub id + revision)
+        from suite.models import checkpoint_source
+
+        stage_tags.update(checkpoint_source(cfg.model))
     for m in modifiers:
         metrics.update(m.metrics(model))
         stage_tags.update(getattr(m, "tags", dict)())  # e.g. transfer: upstream_cell_id, mask_sha256
