@@ -3,7 +3,7 @@
 A stage's id is the sha256 (16 hex) of what defines its output, and nothing else:
 
   cell      the resolved config minus where and how it runs (RUN_IRRELEVANT: device, threads,
-            paths, progress, force, train.eval_batch_size) and minus defaults that never change
+            paths, progress, force, what is exported, train.eval_batch_size) and minus defaults that never change
             a result (profile.budget 1, debug hooks that only sleep); plus the data files read
             (content sha256 of each, relative path) and the split rule, the model's weights
             (sha256 of the weight files, or hub id + revision), and the code version of each
@@ -31,8 +31,12 @@ from pathlib import Path
 
 STAGES = ("cell", "teacher", "upstream")
 # Keys that do not change a result: where it runs, how chatty it is, how eval is batched.
-RUN_IRRELEVANT = {"force", "progress", "device", "threads", "data_dir", "cache_dir"}
+RUN_IRRELEVANT = {"force", "progress", "device", "threads", "data_dir", "cache_dir", "export"}
 TRAIN_IRRELEVANT = {"eval_batch_size"}
+# The default measure.backends became the cell's own ONNX model in place of torch dynamic int8; the
+# backends timed change no weight and no accuracy, so cells with the default keep their earlier ids.
+MEASURE_BACKENDS_NOW = ["torch_fp32", "sparq", "onnxruntime_qdq"]
+MEASURE_BACKENDS_BEFORE = ("torch_fp32", "torch_int8_onednn", "sparq")
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.msgpack", "*.h5", "config.json")
 
 
@@ -104,6 +108,8 @@ def config_fields(cfg) -> dict:
 def _cell(cfg) -> dict:
     d = {k: v for k, v in config_fields(cfg).items() if k not in RUN_IRRELEVANT}
     d["train"] = {k: v for k, v in d["train"].items() if k not in TRAIN_IRRELEVANT}
+    if d.get("measure", {}).get("backends") == MEASURE_BACKENDS_NOW:  # ids from before that default
+        d["measure"]["backends"] = list(MEASURE_BACKENDS_BEFORE)
     if d.get("profile", {}).get("budget", 1.0) == 1.0:
         d["profile"].pop("budget", None)
     # Test hooks count only when they change results (a forced NaN).

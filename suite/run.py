@@ -205,15 +205,37 @@ def execute(cfg: RunConfig, threads: int) -> tuple[dict[str, float], dict[str, s
         from suite.teacher import teacher_key
 
         tags.update({"teacher_reused": str(teacher["reused"]).lower(), "teacher_key": teacher_key(cfg)})
-    from suite.measure import (
-        measure,  # packed-kernel eval + latency (measure.*; auto: compressed, not smoke)
-    )
-
     yield_to_timer()
-    extra, extra_tags = measure(cfg, model, metrics, kind, eval_ds, eval_features, collate, threads)
-    metrics.update(extra)
-    tags.update(extra_tags)
+    for extra, extra_tags in export_and_measure(cfg, model, metrics, kind, eval_ds, eval_features, collate,
+                                                tokenizer, threads):
+        metrics.update(extra)
+        tags.update(extra_tags)
     return metrics, tags
+
+
+def export_and_measure(cfg, model, metrics, kind, eval_ds, eval_features, collate, tokenizer, threads):
+    """The student's artifacts (suite/export: compressed cells) and the packed eval + latency
+    (suite/measure: measure.*; auto: compressed, not smoke); (metrics, tags) of each."""
+    import tempfile
+
+    import mlflow
+
+    from suite import tracking
+    from suite.export import export_cell, log_bundle
+    from suite.measure import measure
+
+    run = mlflow.active_run()
+    cell = {"cell_id": tracking.cell_id(cfg), "run_id": run.info.run_id if run else None}
+    with tempfile.TemporaryDirectory(prefix="sparq-student-") as tmp:
+        bundle = Path(tmp)
+        exported = export_cell(cfg, model, kind, eval_features, collate, tokenizer, bundle, cell)
+        yield_to_timer()
+        measured = measure(cfg, model, metrics, kind, eval_ds, eval_features, collate, threads, bundle=bundle)
+        try:
+            log_bundle(bundle)
+        except Exception as e:  # noqa: BLE001 - the record says so; the cell is still recorded
+            exported[1]["export_error"] = f"logging: {type(e).__name__}: {e}"[:500]
+    return [exported, measured]
 
 
 # Every stage a run can be (Prune OFA's upstream pre-training: suite/upstream). The dense teacher
