@@ -120,8 +120,43 @@ def load_rest(model: nn.Module, path: Path, skip: set[str]) -> None:
 
 def load_model(directory: str | os.PathLike, fuse: bool = True, path: str | None = None) -> nn.Module:
     """The bundle's model (eval mode) with its compressed Linears on the packed int8 kernels;
-    ``fuse``: the encoder fusions the timed models run (``fuse_for_inference``; same numerics);
-    ``path``: force a kernel path (default: the best this CPU runs)."""
+    ``fuse``: the encoder fusions the timed models run (``fuse_for_inference``; same numerics up to
+    float rounding); ``path``: force a kernel path (default: the best this CPU runs)."""
+    model, layers = _with_packed(directory)
+    for name, (p, info) in layers.items():
+        _swap(model, name, SparseInt8Linear(p, act_scale=info.get("act_scale"), path=path,
+                                            act_qmax=info.get("act_qmax")))
+    model.eval()
+    if fuse:
+        from .encoder import fuse_for_inference
+
+        fuse_for_inference(model)
+    return model
+
+
+def load_fp32_twin(directory: str | os.PathLike) -> nn.Module:
+    """The same architecture in plain torch fp32, the packed layers as dense ``nn.Linear`` with
+    their dequantized weights (the dense fp32 baseline a packed model is timed against)."""
+    import torch
+
+    model, layers = _with_packed(directory)
+    for name, (p, _) in layers.items():
+        lin = nn.Linear(p.in_features, p.out_features, bias=p.bias is not None)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(p.dequantize()))
+            if p.bias is not None:
+                lin.bias.copy_(torch.from_numpy(p.bias))
+        _swap(model, name, lin.eval())
+    return model.eval()
+
+
+def _swap(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+def _with_packed(directory) -> tuple[nn.Module, dict]:
+    """(architecture with every tensor but the packed layers loaded, {name: (layer, manifest info)})."""
     manifest = read_manifest(directory)
     entry = (manifest.get("formats") or {}).get("packed")
     if not entry:
@@ -134,17 +169,7 @@ def load_model(directory: str | os.PathLike, fuse: bool = True, path: str | None
     model = build_architecture(directory, manifest)
     load_rest(model, checked_file(directory, manifest, entry["rest"]), set(layers))
     for name, p in layers.items():
-        info = packed_entry["layers"][name]
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        old = getattr(parent, child)
+        old = model.get_submodule(name)
         if (getattr(old, "in_features", None), getattr(old, "out_features", None)) != (p.in_features, p.out_features):
             raise BundleError(f"{name}: packed shape {p.shape} does not fit the architecture")
-        setattr(parent, child, SparseInt8Linear(p, act_scale=info.get("act_scale"), path=path,
-                                                act_qmax=info.get("act_qmax")))
-    model.eval()
-    if fuse:
-        from .encoder import fuse_for_inference
-
-        fuse_for_inference(model)
-    return model
+    return model, {name: (p, packed_entry["layers"][name]) for name, p in layers.items()}
