@@ -132,7 +132,13 @@ def checkpoint_source(cfg: ModelConfig) -> dict[str, str]:
 
     ident = model_identity(cfg)
     if "hub" in ident:
-        return {"init_source": f"hub:{ident['hub']}", "init_revision": str(ident["revision"])}
+        out = {"init_source": f"hub:{ident['hub']}", "init_revision": str(ident["revision"])}
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(ident["hub"], "config.json", revision=cfg.revision)
+        if isinstance(cached, str) and Path(cached).parent.parent.name == "snapshots":
+            out["init_commit"] = Path(cached).parent.name  # the revision as loaded (hub cache snapshot)
+        return out
     return {"init_source": "local", "init_weights_sha256": json.dumps(ident["weights"], sort_keys=True)}
 
 
