@@ -133,7 +133,7 @@ def time_cell(rec: dict, records: list[dict], a, uri: str) -> CellTiming:
                     entry.skipped["*"] = f"machine busy ({q.busy:.0%} of the CPUs after {q.waited_s:.0f} s): not timed"
                     quiet = False
                     break
-                times, others = T.time_rounds(calls, a.rounds, a.min_time)
+                times, others = T.time_rounds(calls, a.rounds, a.min_time, warmup_s=a.warmup)
             shares = [o for o in others if isinstance(o, float)]
             others_max = max([others_max, *shares])
             quiet = quiet and q.quiet and all(o < QUIET_BUSY for o in shares)
@@ -160,6 +160,7 @@ def parse(argv):
     ap.add_argument("--cell", action="append", default=[], help="cell id (prefix) to time; repeatable")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--min-time", type=float, default=0.25, help="seconds per backend per round")
+    ap.add_argument("--warmup", type=float, default=1.0, help="untimed seconds per backend before the rounds")
     ap.add_argument("--batches", default="1", help="batch sizes, comma-separated")
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -202,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sparq: error: {e}", file=sys.stderr)
         return 2
     report = LatencyReport(started=time.time(), machine=machine(a.threads),
-                           settings={"rounds": a.rounds, "min_time_s": a.min_time, "batches": a.batches,
+                           settings={"rounds": a.rounds, "min_time_s": a.min_time, "warmup_s": a.warmup,
+                                     "batches": a.batches,
                                      "seq": a.seq, "interleaved": "rounds, order rotated"})
     print(f"cpu: {report.machine.cpu_model} | {report.machine.cpu_flags}\nkernel path: "
           f"{report.machine.kernel_path}  threads: {a.threads}  cells: {len(targets)}")

@@ -98,14 +98,19 @@ def block_ms(fn: Callable[[], object], min_time: float) -> float:
 
 
 def time_rounds(calls: dict[str, Callable[[], object]], rounds: int, min_time: float,
-                block: Callable[[Callable[[], object], float], float] = block_ms) -> tuple[dict[str, list[float]], list]:
-    """({backend: [ms per round]}, [share of the CPUs other processes used in each round])."""
+                block: Callable[[Callable[[], object], float], float] = block_ms,
+                warmup_s: float = 0.0) -> tuple[dict[str, list[float]], list]:
+    """({backend: [ms per round]}, [share of the CPUs other processes used in each round]);
+    `warmup_s`: each backend first runs that long untimed (clocks, allocator, thread pools)."""
     from kernels.bench.common import OtherLoad
 
     names = list(calls)
     for fn in calls.values():  # JIT, caches, ORT's arena
         fn()
         fn()
+        end = time.perf_counter() + warmup_s
+        while time.perf_counter() < end:
+            fn()
     times: dict[str, list[float]] = {n: [] for n in names}
     others = []
     for r in range(rounds):
