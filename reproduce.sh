@@ -172,6 +172,9 @@ case "$cmd" in
     for exp in "${EXPERIMENTS[@]}"; do run_experiment "$exp" "$@" || status=1; done
     echo "[sparq] all: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s" >&2
     "$PY" -m suite.grid "${SWEEP_DIRS[@]}" || status=1  # combined summary of the four grids
+    # the latency stage: the grids' packed models timed apart from training (refused when busy)
+    "$PY" -m suite.latency $(printf -- '--experiment=%s ' "${MLFLOW_EXPERIMENTS[@]}") \
+      || echo "[sparq] latency stage not recorded; rerun python -m suite.latency on an idle machine" >&2
     report "${MLFLOW_EXPERIMENTS[@]}" || status=1
     exit "$status" ;;
   *)

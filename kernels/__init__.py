@@ -8,6 +8,7 @@ Public API::
     convert_model(model, format="csr", filter=None, ...)      # swaps encoder Linears in place
     packed_bytes(packed) / packed_model_bytes(model)           # exact bytes (encoder_bytes_packed)
     save(path, packed_or_dict) / load(path)                    # raises PackedFormatError
+    load_model(directory)        # a whole exported model (kernels.bundle) on the packed kernels
     pack(weight, format, bias=None, bits=8, scale=None)        # numpy-level packing
     linear(x, packed, act_scale=None, epilogue=None|"gelu")    # numpy-level kernel call
     fuse_shared_input(model) / fuse_epilogues(model)           # encoder fusions (inference)
@@ -16,6 +17,7 @@ Public API::
 """
 
 from .attention import PackedSelfAttention, fuse_attention
+from .bundle import BundleError, load_model
 from .cpu import cpu_flags_string, has_vnni512
 from .encoder import DenseAddNorm, fuse_epilogues, fuse_for_inference
 from .formats import FORMATS, PackedLinear, pack, packed_bytes, quantize_weight
@@ -31,7 +33,7 @@ from .linear import (
 from .ops import linear, reference
 
 __all__ = [
-    "FORMATS", "DenseAddNorm", "PackedFormatError", "PackedLinear", "SparseInt8Linear",
-    "PackedSelfAttention", "convert_model", "cpu_flags_string", "fuse_attention", "fuse_epilogues", "fuse_for_inference", "fuse_shared_input", "has_vnni512", "linear", "load", "load_packed_into", "pack",
+    "FORMATS", "BundleError", "DenseAddNorm", "PackedFormatError", "PackedLinear", "SparseInt8Linear",
+    "PackedSelfAttention", "convert_model", "cpu_flags_string", "fuse_attention", "fuse_epilogues", "fuse_for_inference", "fuse_shared_input", "has_vnni512", "linear", "load", "load_model", "load_packed_into", "pack",
     "packed_bytes", "packed_layers", "packed_model_bytes", "quantize_weight", "reference", "save",
 ]

@@ -25,7 +25,9 @@ from suite.upstream.config import UpstreamConfig
 TASK_KINDS = ("classification", "regression", "qa")
 LR_SCHEDULES = ("linear", "rewind")  # suite/train.py
 PRECISIONS = ("fp32", "bf16")  # train.precision: the training forward's autocast dtype
-INITS = ("pretrained", "finetuned")  # student start: the pre-trained model | the cached dense teacher
+# student start: the pre-trained model | the cached dense teacher | model.name_or_path is already
+# fine-tuned for this task (its head kept; it is the dense reference and the teacher, never trained)
+INITS = ("pretrained", "finetuned", "checkpoint")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -186,7 +188,9 @@ class DebugConfig:
         check_ranges(self, "debug")
 
 
-MEASURE_BACKENDS = ("torch_fp32", "torch_int8_onednn", "sparq", "onnxruntime_int8")
+# onnxruntime_qdq: the cell's own exported ONNX (static int8 QDQ) under ORT; torch_int8_onednn and
+# onnxruntime_int8 quantize the fp32 weights dynamically: baselines, not the cell's int8 model
+MEASURE_BACKENDS = ("torch_fp32", "torch_int8_onednn", "sparq", "onnxruntime_int8", "onnxruntime_qdq")
 
 
 @dataclass
@@ -199,12 +203,29 @@ class MeasureConfig:
     latency_batch: int = 1
     latency_seq: int = 128
     latency_repeats: int = 20
-    backends: list[str] = field(default_factory=lambda: ["torch_fp32", "torch_int8_onednn", "sparq"])
+    backends: list[str] = field(default_factory=lambda: ["torch_fp32", "sparq", "onnxruntime_qdq"])
 
     def __post_init__(self) -> None:
         check_ranges(self, "measure")
         bad = [b for b in self.backends if b not in MEASURE_BACKENDS]
         _require(not bad, "measure.backends", f"'{bad[0] if bad else ''}'; allowed: {', '.join(MEASURE_BACKENDS)}")
+
+
+EXPORT_FORMATS = ("safetensors", "packed", "onnx")
+
+
+@dataclass
+class ExportConfig:
+    """What a compressed cell saves of its student as MLflow artifacts (suite/export): any of
+    safetensors, packed, onnx ([]: nothing). Not part of a cell's identity."""
+
+    formats: list[str] = field(default_factory=lambda: list(EXPORT_FORMATS))
+    check_examples: int = 8  # eval examples kept with the cell's outputs, to check any reload
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.formats if f not in EXPORT_FORMATS]
+        _require(not bad, "export.formats", f"'{bad[0] if bad else ''}'; allowed: {', '.join(EXPORT_FORMATS)}")
+        _require(1 <= self.check_examples <= 256, "export.check_examples", "must be in [1, 256]")
 
 
 @dataclass
@@ -218,7 +239,7 @@ class RunConfig:
     distill: DistillConfig = MISSING  # ... of the registered distiller's config class
     experiment_name: str = "default"  # MLflow experiment = <experiment_name>-<profile>; set by conf/experiment/*
     seed: int = 42
-    init: str = "pretrained"  # pretrained | finetuned (start from the cached dense teacher of this cell)
+    init: str = "pretrained"  # pretrained | finetuned (the cached dense teacher) | checkpoint (model.name_or_path as is)
     device: str = "auto"
     threads: int = 0  # 0: all cores
     data_dir: str | None = None  # GLUE/SQuAD files; null: the Hugging Face hub
@@ -227,6 +248,7 @@ class RunConfig:
     progress: bool = True
     debug: DebugConfig = field(default_factory=DebugConfig)  # test hooks (see DebugConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)  # packed eval + latency (suite/measure.py)
+    export: ExportConfig = field(default_factory=ExportConfig)  # the student's artifacts (suite/export)
     stage: str = "finetune"  # finetune | upstream | transfer (Prune OFA; suite/upstream)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)  # upstream stage / transfer source
 
@@ -237,6 +259,8 @@ class RunConfig:
             model = self.model if isinstance(self.model, ModelConfig) else None
             _require(model is None or (model.shrink_keep_every == 1 and not model.shrink_intermediate), "init",
                      "finetuned needs the teacher's architecture (no model.shrink_*)")
+        if self.init == "checkpoint":  # the head and label set are checked against the task in preflight
+            _require(self.stage == "finetune", "init", "checkpoint starts a finetune cell; transfer loads the upstream")
         _require(self.device in DEVICES, "device", f"'{self.device}'; allowed: {', '.join(DEVICES)}")
         check_ranges(self, "")
 

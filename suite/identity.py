@@ -3,7 +3,7 @@
 A stage's id is the sha256 (16 hex) of what defines its output, and nothing else:
 
   cell      the resolved config minus where and how it runs (RUN_IRRELEVANT: device, threads,
-            paths, progress, force, the experiment it is filed under, train.eval_batch_size) and minus defaults that never change
+            paths, progress, force, the experiment it is filed under, what is exported, train.eval_batch_size) and minus defaults that never change
             a result (profile.budget 1, debug hooks that only sleep); plus the data files read
             (content sha256 of each, relative path) and the split rule, the model's weights
             (sha256 of the weight files, or hub id + revision), and the code version of each
@@ -33,13 +33,18 @@ STAGES = ("cell", "teacher", "upstream")
 # Keys that do not change a result: where it runs, how chatty it is, how eval is batched.
 # The experiment a cell is filed under does not change it either: the same cell asked for by two grids
 # is one cell, recorded once (suite.tracking.finished_run looks in every experiment).
-RUN_IRRELEVANT = {"force", "progress", "device", "threads", "data_dir", "cache_dir", "experiment_name"}
+RUN_IRRELEVANT = {"force", "progress", "device", "threads", "data_dir", "cache_dir", "experiment_name",
+                  "export"}
 TRAIN_IRRELEVANT = {"eval_batch_size", "micro_batch_size"}  # how a step is batched, not what it computes
 # Options added after cells were recorded, at the value that reproduces those cells: left out of the id
 # at that value, so recorded cells keep their ids (dotted path -> neutral value).
 NEUTRAL_DEFAULTS: dict[str, object] = {"train.precision": "fp32"}
 # Facts about a task that describe it to the report and the estimates, never change a result.
 TASK_DESCRIPTIVE = {"chance", "order", "eta_seconds", "label_range"}
+# The default measure.backends became the cell's own ONNX model in place of torch dynamic int8; the
+# backends timed change no weight and no accuracy, so cells with the default keep their earlier ids.
+MEASURE_BACKENDS_NOW = ["torch_fp32", "sparq", "onnxruntime_qdq"]
+MEASURE_BACKENDS_BEFORE = ("torch_fp32", "torch_int8_onednn", "sparq")
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.msgpack", "*.h5", "config.json")
 
 
@@ -113,6 +118,8 @@ def _cell(cfg) -> dict:
     d["train"] = {k: v for k, v in d["train"].items() if k not in TRAIN_IRRELEVANT}
     d["task"] = {k: v for k, v in d["task"].items() if k not in TASK_DESCRIPTIVE}
     drop_neutral(d)
+    if d.get("measure", {}).get("backends") == MEASURE_BACKENDS_NOW:  # ids from before that default
+        d["measure"]["backends"] = list(MEASURE_BACKENDS_BEFORE)
     if d.get("profile", {}).get("budget", 1.0) == 1.0:
         d["profile"].pop("budget", None)
     # Test hooks count only when they change results (a forced NaN).
@@ -143,11 +150,13 @@ def _teacher(t) -> dict:
     profile = {k: v for k, v in dataclasses.asdict(t.profile).items() if k != "budget"}
     train = {k: v for k, v in dataclasses.asdict(t.train).items() if k not in TRAIN_IRRELEVANT}
     task = {k: v for k, v in dataclasses.asdict(t.task).items() if k not in TASK_DESCRIPTIVE}
-    d = {"model": dataclasses.asdict(t.model), "task": task, "train": train, "profile": profile, "seed": t.seed,
-         "inputs": {"data": data_identity(t.task, t.data_dir), "model": model_identity(t.model),
-                    "code": method_versions(t)}}
-    drop_neutral(d)
-    return d
+    doc = {"model": dataclasses.asdict(t.model), "task": task, "train": train, "profile": profile, "seed": t.seed,
+           "inputs": {"data": data_identity(t.task, t.data_dir), "model": model_identity(t.model),
+                      "code": method_versions(t)}}
+    if getattr(t, "init", "pretrained") == "checkpoint":  # the checkpoint as is, not a fine-tune of it
+        doc["init"] = "checkpoint"
+    drop_neutral(doc)
+    return doc
 
 
 def _upstream(cfg) -> dict:

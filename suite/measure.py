@@ -1,12 +1,17 @@
 """Pack + measure stage of a cell: the trained model's compressed encoder Linears on the packed
 int8 kernels (``kernels/``), evaluated on the cell's eval features, and encoder latency side by
-side with torch fp32 and torch dynamic int8 (oneDNN).
+side with torch fp32 and the cell's own exported ONNX model under ONNX Runtime (static int8 QDQ
+with the cell's scales; fp32 for an unquantized cell). An int8 latency is always of the model
+whose accuracy is reported: torch dynamic int8 of the fp32 weights (``torch_int8_onednn``) and
+ORT dynamic int8 (``onnxruntime_int8``) quantize the activations their own way, so they are
+opt-in baselines (``measure.backends``), not the cell's int8 latency.
 
 What it logs (metrics unless noted):
   eval_primary_packed, eval_packed_delta (packed - eval_primary, points), packed_agreement
   (fraction of equal predictions, classification), packed_max_abs_logit_diff,
   encoder_bytes_packed_sparq (= kernels.packed_model_bytes of the packed layers),
-  latency_ms_torch_fp32, latency_ms_torch_int8_onednn, latency_ms_sparq_<format>
+  latency_ms_torch_fp32, latency_ms_sparq_<format>, latency_ms_onnxruntime_qdq_int8 (or
+  latency_ms_onnxruntime_fp32 for an unquantized cell; latency_ms_torch_int8_onednn when asked)
   (median ms of the model forward at measure.latency_batch x measure.latency_seq, same threads),
   loadavg_1m (also a param), timing_wait_s and timing_cpu_busy (suite/quiet.py: the other sparq
   loops on the machine pause while a cell times; the busy share of the CPUs just before timing);
@@ -200,11 +205,30 @@ def _ort_latency(model_fp32, inputs, threads, repeats) -> float:
     return median_ms(fn, repeats)
 
 
+def _own_onnx_latency(bundle, inputs: dict, threads: int, repeats: int) -> tuple[str, float]:
+    """(backend name, median ms) of the cell's exported ONNX model under ONNX Runtime."""
+    from kernels.bench.baselines import ort_session
+    from kernels.bundle import read_manifest
+
+    if bundle is None:
+        raise RuntimeError("no exported student (export.formats without onnx)")
+    manifest = read_manifest(bundle)
+    entry = manifest["formats"].get("onnx")
+    if entry is None:
+        raise RuntimeError(f"no ONNX export: {manifest['skipped'].get('onnx', 'not asked')}")
+    sess = ort_session((bundle / entry["file"]).read_bytes(), threads)
+    feed = {n: (torch.zeros_like(inputs["input_ids"]) if n == "token_type_ids" else inputs[n]).numpy()
+            for n in entry["inputs"]}
+    return ("onnxruntime_qdq_int8" if entry["quant"] == "qdq_int8" else "onnxruntime_fp32",
+            median_ms(lambda: sess.run(None, feed), repeats))
+
+
 def measure(cfg, model: nn.Module, metrics: dict[str, float], task_kind, eval_ds, eval_features,
-            collate, threads: int) -> tuple[dict[str, float], dict[str, str]]:
+            collate, threads: int, bundle=None) -> tuple[dict[str, float], dict[str, str]]:
     """Run the packed evaluation and latency measurement the config asks for; returns
-    (metrics, tags) to add to the cell's record. Never raises for a measurement failure: the
-    error goes into the tag ``measure_error`` so the trained cell is still recorded."""
+    (metrics, tags) to add to the cell's record. `bundle`: the cell's exported student directory
+    (suite/export; its ONNX model is the onnxruntime_qdq backend). Never raises for a measurement
+    failure: the error goes into the tag ``measure_error`` so the trained cell is still recorded."""
     do_eval, do_lat = wanted(cfg)
     if not (do_eval or do_lat):
         return {}, {}
@@ -248,12 +272,12 @@ def measure(cfg, model: nn.Module, metrics: dict[str, float], task_kind, eval_ds
             tags["measure_error"] = f"packed_eval: {type(e).__name__}: {e}"[:500]
     if do_lat:
         with timing_window() as quiet:  # other sparq loops on this machine pause; wait for idle CPUs
-            _time_backends(out, tags, mc, fmt, fp32, packed, threads, quiet)
+            _time_backends(out, tags, mc, fmt, fp32, packed, threads, quiet, bundle)
     return out, tags
 
 
 def _time_backends(out: dict, tags: dict, mc: MeasureConfig, fmt: str, fp32, packed, threads: int,
-                   quiet) -> None:
+                   quiet, bundle=None) -> None:
     """Median latency of each backend, side by side, inside the caller's quiet window."""
     load = os.getloadavg()[0]
     out["loadavg_1m"] = load
@@ -281,6 +305,9 @@ def _time_backends(out: dict, tags: dict, mc: MeasureConfig, fmt: str, fp32, pac
             elif be == "onnxruntime_int8":
                 out["latency_ms_onnxruntime_int8"] = _ort_latency(fp32, inputs, threads,
                                                                   mc.latency_repeats)
+            elif be == "onnxruntime_qdq":
+                name, ms = _own_onnx_latency(bundle, inputs, threads, mc.latency_repeats)
+                out[f"latency_ms_{name}"] = ms
         except Exception as e:  # pragma: no cover - one backend failing keeps the others
             log.warning("latency %s failed: %s", be, e)
             tags[f"latency_error_{be}"] = f"{type(e).__name__}: {e}"[:300]

@@ -37,6 +37,10 @@ def preflight(cfg: RunConfig) -> list[Path]:
     from suite.tasks import check_task_files
 
     check_model(cfg.model)  # a hub id must resolve; a missing local path is said so
+    if cfg.init == "checkpoint":  # its head must fit the task (size, label set)
+        from suite.models import check_checkpoint
+
+        check_checkpoint(cfg.model, cfg.task)
     check_task_files(cfg.task, cfg.data_dir)
     pick_device(cfg.device)
     if cfg.data_dir is None:
@@ -185,7 +189,7 @@ def execute(cfg: RunConfig, threads: int, world: World = SINGLE) -> tuple[dict[s
         model, modifiers = ctx.teacher(), []
         train_stats = teacher_train_stats(cfg)
     else:
-        model = load_model(cfg.model, cfg.task, cfg.train.dropout)
+        model = load_model(cfg.model, cfg.task, cfg.train.dropout, keep_head=cfg.init == "checkpoint")
         if cfg.init == "finetuned":  # start from the cached dense teacher (IBM's initialisation)
             from suite.teacher import load_teacher_weights
 
@@ -212,6 +216,10 @@ def execute(cfg: RunConfig, threads: int, world: World = SINGLE) -> tuple[dict[s
         "eval_examples": float(len(eval_ds)), "wall_seconds": time.perf_counter() - start,
     })
     stage_tags = {"stage": cfg.stage}
+    if cfg.init == "checkpoint":  # where the weights came from (file sha256s, or hub id + revision)
+        from suite.models import checkpoint_source
+
+        stage_tags.update(checkpoint_source(cfg.model))
     for m in modifiers:
         metrics.update(m.metrics(model))
         stage_tags.update(getattr(m, "tags", dict)())  # e.g. transfer: upstream_cell_id, mask_sha256
@@ -227,21 +235,37 @@ def execute(cfg: RunConfig, threads: int, world: World = SINGLE) -> tuple[dict[s
         from suite.teacher import teacher_key
 
         tags.update({"teacher_reused": str(teacher["reused"]).lower(), "teacher_key": teacher_key(cfg)})
-    from suite.measure import (
-        measure,  # packed-kernel eval + latency (measure.*; auto: compressed, not smoke)
-    )
-
     yield_to_timer()
-    extra, extra_tags = measure(cfg, model, metrics, kind, eval_ds, eval_features, collate, threads)
-    metrics.update(extra)
-    tags.update(extra_tags)
-    from suite.measure import compressed
-
-    if compressed(cfg) and cfg.profile.name != "smoke":  # kept for timing and export apart from training
-        from suite.artifacts import log_student
-
-        log_student(model)
+    for extra, extra_tags in export_and_measure(cfg, model, metrics, kind, eval_ds, eval_features, collate,
+                                                tokenizer, threads):
+        metrics.update(extra)
+        tags.update(extra_tags)
     return metrics, tags, outcomes
+
+
+def export_and_measure(cfg, model, metrics, kind, eval_ds, eval_features, collate, tokenizer, threads):
+    """The student's artifacts (suite/export: compressed cells) and the packed eval + latency
+    (suite/measure: measure.*; auto: compressed, not smoke); (metrics, tags) of each."""
+    import tempfile
+
+    import mlflow
+
+    from suite import tracking
+    from suite.export import export_cell, log_bundle
+    from suite.measure import measure
+
+    run = mlflow.active_run()
+    cell = {"cell_id": tracking.cell_id(cfg), "run_id": run.info.run_id if run else None}
+    with tempfile.TemporaryDirectory(prefix="sparq-student-") as tmp:
+        bundle = Path(tmp)
+        exported = export_cell(cfg, model, kind, eval_features, collate, tokenizer, bundle, cell)
+        yield_to_timer()
+        measured = measure(cfg, model, metrics, kind, eval_ds, eval_features, collate, threads, bundle=bundle)
+        try:
+            log_bundle(bundle)
+        except Exception as e:  # noqa: BLE001 - the record says so; the cell is still recorded
+            exported[1]["export_error"] = f"logging: {type(e).__name__}: {e}"[:500]
+    return [exported, measured]
 
 
 # Every stage a run can be (Prune OFA's upstream pre-training: suite/upstream). The dense teacher

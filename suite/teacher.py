@@ -33,8 +33,9 @@ def teacher_config(cfg: RunConfig) -> RunConfig:
     from suite.prune.dense import DenseConfig
     from suite.quant.fp32 import Fp32Config
 
+    init = "checkpoint" if cfg.init == "checkpoint" else "pretrained"  # a checkpoint is its own teacher
     return dataclasses.replace(cfg, sparsity=DenseConfig(), quant=Fp32Config(),
-                               distill=NoDistillConfig(), init="pretrained",
+                               distill=NoDistillConfig(), init=init,
                                train=dataclasses.replace(cfg.train, lr_schedule="linear"),
                                profile=dataclasses.replace(cfg.profile, budget=1.0),  # one for all budgets
                                model=dataclasses.replace(cfg.model, shrink_keep_every=1, shrink_intermediate=None))
@@ -128,6 +129,10 @@ def get_teacher(cfg: RunConfig, features, collate, device: torch.device,
 
     t = teacher_config(cfg)
     seed_everything(t.seed)
+    if t.init == "checkpoint":  # the user's fine-tuned model, as it is: never trained, never cached
+        model, reused = load_model(t.model, t.task, t.train.dropout, keep_head=True), True
+        log.info("teacher: the checkpoint %s as it is", t.model.label)
+        return _frozen(model, device), reused
     model = load_model(t.model, t.task, t.train.dropout)
     with distributed.main_lock(teacher_path(t), world):
         reused = distributed.broadcast(load_cached(t, model) if world.main else None, world)
@@ -145,10 +150,14 @@ def get_teacher(cfg: RunConfig, features, collate, device: torch.device,
                 save(t, model, stats)
         else:
             log.info("reusing cached dense teacher %s", teacher_key(t))
+    return _frozen(model, device), reused
+
+
+def _frozen(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return model, reused
+    return model
 
 
 def teacher_provider(cfg: RunConfig, features, collate, device: torch.device, world: World = SINGLE):

@@ -20,7 +20,7 @@ def test_packed_cell_matches_fake_quant(run_cell, smoke_overrides, data_dir, qua
     m = result.metrics
     for key in ("eval_primary_packed", "eval_packed_delta", "packed_agreement",
                 "packed_max_abs_logit_diff", "encoder_bytes_packed_sparq", "latency_ms_torch_fp32",
-                "latency_ms_torch_int8_onednn", "latency_ms_sparq_csr", "loadavg_1m",
+                "latency_ms_onnxruntime_qdq_int8", "latency_ms_sparq_csr", "loadavg_1m",
                 "timing_wait_s", "timing_cpu_busy"):  # the quiet window (suite/quiet.py)
         assert key in m, key
     assert m["eval_examples"] == 64

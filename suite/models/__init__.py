@@ -148,8 +148,62 @@ def load_tokenizer(cfg: ModelConfig):
                                          trust_remote_code=False)
 
 
-def load_model(cfg: ModelConfig, task: TaskConfig, dropout: float | None = None) -> nn.Module:
-    """The pretrained encoder with a freshly initialised head for `task` (seed beforehand)."""
+HEAD_CLASSES = {"classification": "ForSequenceClassification", "regression": "ForSequenceClassification",
+                "qa": "ForQuestionAnswering"}
+
+
+def check_checkpoint(cfg: ModelConfig, task: TaskConfig) -> None:
+    """`init=checkpoint`: the model must carry a head for `task` (its architecture, size and label
+    set), read from its config before anything is loaded; one ConfigError otherwise."""
+    from transformers import AutoConfig
+
+    where, local = check_model(cfg)
+    try:
+        config = AutoConfig.from_pretrained(where, local_files_only=local, revision=cfg.revision,
+                                            trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001 - an unreadable config is the same user error
+        raise ConfigError("init", f"checkpoint '{where}': unreadable config ({str(e).splitlines()[0]})") from None
+    want = HEAD_CLASSES[task.kind]
+    archs = list(getattr(config, "architectures", None) or [])
+    if not any(a.endswith(want) for a in archs):
+        raise ConfigError("init", f"checkpoint '{where}' has no {want} head (architectures: "
+                          f"{', '.join(archs) or 'none'}); task {task.name} is {task.kind}; use init=pretrained")
+    if task.kind == "qa":
+        return
+    labels = [str(config.id2label[i]) for i in sorted(config.id2label)] if config.id2label else []
+    if config.num_labels != task.num_labels:
+        raise ConfigError("init", f"checkpoint '{where}' has a {config.num_labels}-output head "
+                          f"({', '.join(labels)}); task {task.name} needs {task.num_labels} "
+                          f"({', '.join(task.labels) or 'regression'})")
+    generic = all(label == f"LABEL_{i}" for i, label in enumerate(labels))
+    if task.kind == "classification" and not generic and labels != [str(x) for x in task.labels]:
+        raise ConfigError("init", f"checkpoint '{where}' labels ({', '.join(labels)}) are not task "
+                          f"{task.name}'s ({', '.join(task.labels)}) in class-id order")
+
+
+def checkpoint_source(cfg: ModelConfig) -> dict[str, str]:
+    """Where `init=checkpoint` weights came from, for the record: the sha256 of each weight file of
+    a local directory (host-free: file names only), or the hub id and revision."""
+    import json
+
+    from suite.identity import model_identity
+
+    ident = model_identity(cfg)
+    if "hub" in ident:
+        out = {"init_source": f"hub:{ident['hub']}", "init_revision": str(ident["revision"])}
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(ident["hub"], "config.json", revision=cfg.revision)
+        if isinstance(cached, str) and Path(cached).parent.parent.name == "snapshots":
+            out["init_commit"] = Path(cached).parent.name  # the revision as loaded (hub cache snapshot)
+        return out
+    return {"init_source": "local", "init_weights_sha256": json.dumps(ident["weights"], sort_keys=True)}
+
+
+def load_model(cfg: ModelConfig, task: TaskConfig, dropout: float | None = None,
+               keep_head: bool = False) -> nn.Module:
+    """The pretrained encoder with a freshly initialised head for `task` (seed beforehand);
+    `keep_head`: the checkpoint's own head (init=checkpoint), every weight read from it."""
     from transformers import (
         AutoConfig,
         AutoModelForQuestionAnswering,
@@ -173,9 +227,13 @@ def load_model(cfg: ModelConfig, task: TaskConfig, dropout: float | None = None)
             config.id2label = dict(enumerate(task.labels))
             config.label2id = {label: i for i, label in enumerate(task.labels)}
     try:
-        model = cls.from_pretrained(where, config=config, **kwargs)
+        model, info = cls.from_pretrained(where, config=config, output_loading_info=True, **kwargs)
     except OSError as e:
         raise SparqError(f"model.name_or_path: cannot load '{where}': {str(e).splitlines()[0]}") from None
+    if keep_head and info.get("missing_keys"):
+        missing = sorted(info["missing_keys"])
+        raise SparqError(f"init: checkpoint '{where}' lacks {len(missing)} weight(s) of the "
+                         f"{cls.__name__} model (e.g. {missing[0]}): it is not fine-tuned for this task")
     from suite.models.shrink import shrink
 
     return shrink(model, cfg)

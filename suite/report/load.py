@@ -33,6 +33,7 @@ class Store:
     kernel_source: str = ""  # where kernel rows came from ("mlflow:<run_id>/<path>" or a CSV path)
     without_record: int = 0  # FINISHED runs with no readable result.json (not results)
     records: list[dict] = field(default_factory=list)  # every record read, any kind (cells, teachers)
+    latency: list[dict] = field(default_factory=list)  # latency stage reports, newest first (suite/latency)
 
 
 def _using(uri: str):
@@ -66,8 +67,11 @@ def load_store(uri: str, kernel_csvs: tuple[Path, ...] = (), environment: bool =
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(uri)  # bound to `uri`, never mlflow.set_tracking_uri (process-wide)
     store = Store(uri)
+    from suite.latency import EXPERIMENT as LATENCY_EXPERIMENT
+    from suite.latency import load_reports
+
     for exp in client.search_experiments():
-        if exp.name == kernel_experiment:
+        if exp.name in (kernel_experiment, LATENCY_EXPERIMENT):
             continue
         for run in _all_runs(client, exp.experiment_id):
             rec = load_record(uri, run.info.artifact_uri)
@@ -79,6 +83,7 @@ def load_store(uri: str, kernel_csvs: tuple[Path, ...] = (), environment: bool =
             if rec.get("kind", "cell") == "cell":
                 store.cells.append(Cell(rec, start_time=run.info.start_time or 0))
     store.kernel_rows, store.kernel_source = _kernel_rows(client, uri, kernel_csvs, kernel_experiment)
+    store.latency = load_reports(uri)
     return store
 
 
