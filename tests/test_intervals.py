@@ -122,3 +122,16 @@ def test_the_ibm_grid_runs_each_ablation_of_dc3():
     grid = yaml.safe_load((ROOT / "conf/experiment/ibm_deep_compression.yaml").read_text())
     arms = grid["hydra"]["sweeper"]["params"]["+experiment/arm/ibm_deep_compression"].split(",")
     assert {"nm24_qat4", "nm24_qat4_nozp", "nm24_qat4_noinit", "nm24_qat4_nodrop"} <= {a.strip() for a in arms}
+
+
+def test_ic2_reads_the_latency_stage_interval_over_rounds():
+    def ptq(lo, med, hi):
+        rec = record(quant="ptq", wb=8, ab=8, primary=89.0)
+        rec["latency_stage"] = {"b1_s128/sparq_vs_torch_fp32": {"median": med, "lo": lo, "hi": hi, "n": 9,
+                                                                "cpu_model": "Test CPU", "kernel_path": "avx2"}}
+        return rec
+
+    held = one("IC2", [record(), ptq(1.6, 1.8, 2.0)])
+    assert held.verdict == "holds" and "1.80x [1.60, 2.00]" in held.reason and "avx2" in held.reason
+    assert one("IC2", [record(), ptq(1.0, 1.1, 1.2)]).verdict == "does not hold"
+    assert one("IC2", [record(), ptq(1.2, 1.35, 1.5)]).verdict == "inconclusive"  # straddles 1.3

@@ -76,11 +76,22 @@ def collect(uri: str | None, boards: tuple[Path, ...] = (), environment: bool = 
     return store, sources, dropped
 
 
+def with_stage_latency(cells: list[Cell], reports: list[dict]) -> list[Cell]:
+    """Cells with the latency stage's ratios (suite/latency, quiet reports only) in `record["latency_stage"]`."""
+    if not reports:
+        return list(cells)
+    from suite.latency.stats import cell_ratios
+
+    ratios = cell_ratios(reports)
+    return [Cell({**c.record, "latency_stage": ratios[c.cell_id]}, c.start_time) if c.cell_id in ratios else c
+            for c in cells]
+
+
 def render(store: Store, sources: list[str] | tuple[str, ...] = ("mlflow",)) -> Report:
     """Pure: tables, claims and leaderboard from the loaded store."""
     from suite.report import claims, leaderboard, tables
 
-    groups = group_cells(store.cells)
+    groups = group_cells(with_stage_latency(store.cells, store.latency))
     verdicts = claims.verdicts(groups, store.kernel_rows)
     notes = []
     if not any(g.latency() for g in groups):

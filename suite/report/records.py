@@ -203,6 +203,11 @@ class Cell:
         return {k.removeprefix("latency_ms_"): v for k, v in self.metrics.items()
                 if k.startswith("latency_ms_") and math.isfinite(v)}
 
+    def stage_ratio(self, name: str, shape: str = "b1_s128") -> dict | None:
+        """A speed ratio of the latency stage (suite/latency: median, lo, hi over timing rounds), e.g.
+        'sparq_vs_torch_fp32' at batch 1, seq 128; None when the stage has not timed this cell."""
+        return (self.record.get("latency_stage") or {}).get(f"{shape}/{name}")
+
     def metric_scale(self) -> float:
         """Factor that puts eval_<metric> in percent: the one that maps a task metric onto eval_primary."""
         task = {k: v for k, v in self.metrics.items() if is_task_metric(k) and math.isfinite(v)}

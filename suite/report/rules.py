@@ -192,7 +192,12 @@ def busy_note(selected) -> str:
 @rule
 def latency_ratio(spec, groups, kernels, limits) -> list[Outcome]:
     """fp32 latency / best low-bit latency >= threshold for every selected cell with latencies; without
-    them, the kernel bench (median over shapes of the best `options.kernel_backends` speedup)."""
+    them, the kernel bench (median over shapes of the best `options.kernel_backends` speedup). Cells the
+    latency stage timed (apart from training, on an idle machine) are judged on its ratio's interval over
+    rounds instead: holds when its lower bound reaches the threshold, fails when its upper bound is below."""
+    staged = stage_ratio_outcome(spec, select(groups, spec.cells, spec.exclude), "sparq_vs_torch_fp32")
+    if staged is not None:
+        return [staged]
     ratios = []
     for g in select(groups, spec.cells, spec.exclude):
         lat = g.latency()
@@ -221,6 +226,27 @@ def latency_ratio(spec, groups, kernels, limits) -> list[Outcome]:
     return [Outcome(HOLDS if med >= spec.threshold else FAILS,
                     f"kernel bench: best int8 backend {med:.2f}x over torch fp32 (median of {len(best)} shapes; "
                     f"{min(best.values()):.2f}x-{max(best.values()):.2f}x)", [], f"{med:.2f}x")]
+
+
+def stage_ratio_outcome(spec, selected: Sequence[Group], name: str) -> Outcome | None:
+    """The threshold rule on the latency stage's ratio `name` of each selected cell; None if none was timed."""
+    timed = [(g, c.stage_ratio(name)) for g in selected for c in g.cells[:1] if c.stage_ratio(name)]
+    if not timed:
+        return None
+    texts = [f"{desc(g)} {r['median']:.2f}x [{r['lo']:.2f}, {r['hi']:.2f}] ({r.get('cpu_model') or '?'}, "
+             f"{r.get('kernel_path') or '?'}, {r.get('threads') or '?'} threads)" for g, r in timed]
+    if all(r["lo"] >= spec.threshold - FLOAT_TOL for _, r in timed):
+        status = HOLDS
+    elif any(r["hi"] < spec.threshold - FLOAT_TOL for _, r in timed):
+        status = FAILS
+    else:
+        status = INCONCLUSIVE
+    worst = min(timed, key=lambda x: x[1]["median"])[1]
+    needs = [Need("unavailable", text="more timing rounds of the latency stage (python -m suite.latency --rounds)")] \
+        if status == INCONCLUSIVE else []
+    return Outcome(status, f"latency stage, batch 1, {name} (median [95% interval over rounds]): " + "; ".join(texts),
+                   [g for g, _ in timed], f"{worst['median']:.2f}x [{worst['lo']:.2f}, {worst['hi']:.2f}]",
+                   needs=needs)
 
 
 def _variant_value(g: Group, key: str, default: str) -> str:
