@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 from suite.config import RunConfig, register_configs, validate
-from suite.errors import SparqError
+from suite.errors import EXPECTED, SparqError, debug, one_line
 from suite.paths import CONF_DIR
 from suite.quiet import yield_to_timer
 from suite.registry import Registry
@@ -248,6 +248,23 @@ def precheck(overrides: list[str]) -> None:
         fail(str(e))
 
 
+def precheck_sweep(overrides: list[str]) -> None:
+    """Every job of a multirun composed and validated before the first one runs: a misspelt key
+    or a bad value stops the grid in one line (exit 2), before any cell or report."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from suite.sweep import command_line_jobs
+
+    try:
+        for cfg in command_line_jobs(overrides):
+            validate(cfg)
+    except (HydraException, OmegaConfBaseException, SparqError) as e:
+        if debug():
+            raise
+        fail(str(e) if isinstance(e, SparqError) else one_line_compose_error(e))
+
+
 def one_line_compose_error(e: Exception) -> str:
     import re
 
@@ -281,8 +298,8 @@ def main(dcfg: DictConfig) -> float | dict | None:
         result = run_cell(cfg)
     except Exception as e:
         if not multirun:
-            if isinstance(e, SparqError):
-                fail(str(e))
+            if isinstance(e, EXPECTED) and not debug():  # bad input, an OSError on its own files
+                fail(one_line(e))
             raise
         log.error("cell failed: %s: %s", type(e).__name__, e)
         return {**grid.failed_record(dcfg, e), "seconds": time.perf_counter() - start}
@@ -298,9 +315,12 @@ def cli() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     args = sys.argv[1:]
-    if not any(a in ("-m", "--multirun", "--help", "-h", "--cfg", "-c", "--info") or a.startswith("--cfg")
-               for a in args):
-        precheck([a for a in args if not a.startswith("-")])
+    if not any(a in ("--help", "-h", "--cfg", "-c", "--info") or a.startswith("--cfg") for a in args):
+        overrides = [a for a in args if not a.startswith("-")]
+        if "-m" in args or "--multirun" in args:
+            precheck_sweep(overrides)
+        else:
+            precheck(overrides)
     register_configs()
     main()
     from suite.grid import exit_code
