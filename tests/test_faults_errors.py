@@ -121,7 +121,7 @@ def _python(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
 def test_run_with_an_unusable_cache_is_one_line(tmp_path, smoke_overrides):
     cache = tmp_path / "cache-is-a-file"
     cache.write_text("")
-    proc = _python("-m", "suite.run", *smoke_overrides, "task=sst2", "experiment_name=faults-cache",
+    proc = _python("-m", "suite.run", *smoke_overrides, "task=sst2", "experiment_name=faults-cache", "force=true",
                    f"hydra.run.dir={tmp_path / 'hydra'}", env={"SPARQ_CACHE_DIR": str(cache)})
     assert proc.returncode != 0
     line = _one_error_line(proc)
