@@ -46,6 +46,7 @@ class Report:
     verdicts: list  # claims.ClaimVerdict
     board: dict  # leaderboard.json
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown at the top of the page (skipped records, a dirty tree)
     skipped: list = field(default_factory=list)  # validate.Skipped: records left out, and why
     changes: object = None  # publish.Changes against the report this one replaces (--publish)
     smoke_left_out: int = 0  # profile=smoke records kept out of a published report
@@ -108,13 +109,14 @@ def render(store: Store, sources: list[str] | tuple[str, ...] = ("mlflow",)) -> 
                      "predictions): shown as –, left out of plots and means: "
                      + ", ".join(_named(c) for c in missing[:MAX_NOTED])
                      + (f" and {len(missing) - MAX_NOTED} more" if len(missing) > MAX_NOTED else ""))
+    warnings = []
     if store.skipped:
-        notes.append(f"{len(store.skipped)} invalid records skipped (not in any table, plot, claim or the board): "
+        warnings.append(f"{len(store.skipped)} invalid records skipped (not in any table, plot, claim or the board): "
                      + "; ".join(s.line().removeprefix("skipped ") for s in store.skipped[:MAX_NOTED])
                      + (f"; and {len(store.skipped) - MAX_NOTED} more" if len(store.skipped) > MAX_NOTED else ""))
     board = leaderboard.document([c.record for c in store.cells], sources)
     return Report(groups, tables.all_tables(groups), claims.claims_markdown(verdicts), verdicts, board, notes,
-                  skipped=list(store.skipped))
+                  warnings=warnings, skipped=list(store.skipped))
 
 
 def _named(cell: Cell) -> str:
@@ -193,7 +195,7 @@ def _render_files(report: Report, store: Store, out: Path) -> list[Path]:
     index = ["# Plots", ""] + [f"- `{f.name}.png` / `.svg`: {f.title}. {f.caption}" for f in figs]
     index += [f"- `leaderboard_<view>{SCREENSHOT_SUFFIX}`: a screenshot of each view of leaderboard.html "
               "(`python -m suite.report.screenshots`, run by `--publish` where a headless Chromium is installed)."]
-    index += [""] + [f"- {n}" for n in report.notes]
+    index += [""] + [f"- {n}" for n in report.warnings + report.notes]
     put(plot_dir / "README.md", "\n".join(index) + "\n")
     written += [p for f in figs for p in (f.png, f.svg)]
 
@@ -239,7 +241,7 @@ def build_report(out: Path, uri: str | None = None, environment: bool = True, bo
         kept, smoke = pub.smoke_free([c.record for c in store.cells])
         store.cells = [Cell(record=r) for r in kept]
     report = render(store, sources)
-    report.notes += [n for n in (tree_note,) if n]
+    report.warnings += [n for n in (tree_note,) if n]
     report.smoke_left_out = smoke
     if publish:
         old_verdicts = claims_verdicts(previous or [], store.kernel_rows)
