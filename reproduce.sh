@@ -7,6 +7,8 @@
 #   ./reproduce.sh setup           create/update the virtual environment (.venv)
 # Any further arguments are Hydra overrides (e.g. profile=smoke seed=1). profile=smoke|quick|full
 # (conf/profile/*.yaml) replaces the grid's profile whole; anything else is refused up front.
+# Bad input (an unknown option or value, a grid override no cell takes) is one `sparq: error:` line
+# and exit 2, before any cell or report; SPARQ_DEBUG=1 shows tracebacks instead.
 # Runs write their report to $SPARQ_REPORT_DIR (default runs/results/, git-ignored) and print a
 # summary; the committed results/ changes only with `python -m suite.report --publish`.
 set -euo pipefail
@@ -169,7 +171,11 @@ case "$cmd" in
       [[ "$profile" == full && -f "conf/experiment/${exp}_full.yaml" ]] && estimated+=("${exp}_full") || estimated+=("$exp")
     done
     "$PY" -m suite.grid --estimate "${estimated[@]}" || true  # the ETA before the first cell
-    for exp in "${EXPERIMENTS[@]}"; do run_experiment "$exp" "$@" || status=1; done
+    for exp in "${EXPERIMENTS[@]}"; do
+      rc=0; run_experiment "$exp" "$@" || rc=$?
+      [[ "$rc" == 2 ]] && exit 2  # bad input (an override no grid takes): stop before any report
+      [[ "$rc" == 0 ]] || status=1
+    done
     echo "[sparq] all: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s" >&2
     "$PY" -m suite.grid "${SWEEP_DIRS[@]}" || status=1  # combined summary of the four grids
     # the latency stage: the grids' packed models timed apart from training (refused when busy)

@@ -116,6 +116,7 @@ class TaskConfig:
     hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "eval": "validation"})
     eval_split_of_dev: float = 0.5  # when there is no train file: fraction of dev kept for eval
     max_length: int = 128
+    label_range: list[float] | None = None  # regression: [low, high] that every label lies in (checked per line)
     doc_stride: int = 128  # qa only
     max_answer_length: int = 30  # qa only
     n_best: int = 20  # qa only
@@ -130,6 +131,9 @@ class TaskConfig:
                  f"{', '.join(self.columns)}")
         _require(0.0 < self.eval_split_of_dev < 1.0, "task.eval_split_of_dev", "must be in (0, 1)")
         _require(8 <= self.max_length <= 4096, "task.max_length", "must be in [8, 4096]")
+        lr = self.label_range
+        _require(lr is None or (len(lr) == 2 and all(math.isfinite(v) for v in lr) and lr[0] < lr[1]),
+                 "task.label_range", f"must be [low, high], finite, low < high; got {lr}")
 
     @property
     def num_labels(self) -> int:

@@ -31,6 +31,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from suite.errors import SparqError, cli_errors
 from suite.lifecycle import Modifier
 from suite.sweep import expand_sweep
 
@@ -130,18 +131,21 @@ def _write_json(path: Path, data: dict) -> None:
 
 def read_plan(sweep_dir: str | Path) -> dict[str, Any]:
     try:
-        return json.loads((_state_dir(sweep_dir) / "plan.json").read_text())
+        plan = json.loads((_state_dir(sweep_dir) / "plan.json").read_text())
     except (OSError, ValueError):
         return {}
+    return plan if isinstance(plan, dict) else {}
 
 
 def read_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
     records = []
     for path in sorted(_state_dir(sweep_dir).glob("job-*.json")):
         try:
-            records.append(json.loads(path.read_text()))
+            record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if isinstance(record, dict):
+            records.append(record)
     return sorted(records, key=lambda r: r.get("job", 0))
 
 
@@ -345,11 +349,15 @@ def parser():
     return p
 
 
+@cli_errors
 def main(argv: list[str] | None = None) -> int:
     """`python -m suite.grid SWEEP_DIR...`: each sweep's summary, then the totals of all of them."""
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.estimate:
         return print_estimate(args.targets)
+    for d in args.targets:
+        if not _state_dir(d).is_dir():
+            raise SparqError(f"{d}: not a sweep dir (no {STATE_DIR}/ with its plan and cell records)")
     summaries = [summarize(d) for d in args.targets]
     for s in summaries:
         print(format_summary(s))
@@ -366,8 +374,16 @@ def print_estimate(experiments: list[str]) -> int:
     """The prior time of whole grids (`./reproduce.sh all` prints it first): an upper bound, since
     cells shared between grids and cached teachers are skipped when they run."""
     from suite.grid_eta import estimates, paper_line
+    from suite.paths import CONF_DIR
 
-    parallel = int(os.environ.get("SPARQ_JOBS") or 2)
+    for name in experiments:
+        if not (CONF_DIR / "experiment" / f"{name}.yaml").is_file():
+            allowed = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+            raise SparqError(f"--estimate: unknown experiment '{name}'; allowed: {', '.join(allowed)}")
+    jobs = os.environ.get("SPARQ_JOBS") or "2"
+    if not jobs.isdigit() or int(jobs) < 1:
+        raise SparqError(f"SPARQ_JOBS: '{jobs}' is not a positive integer")
+    parallel = int(jobs)
     rows, paper = estimates(experiments, parallel)
     for name, cells, seconds in rows:
         print(f"[grid] {name}: {cells} cells, about {_fmt_seconds(seconds)}", file=sys.stderr)

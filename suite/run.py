@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from suite.config import RunConfig, register_configs, validate
 from suite.distributed import SINGLE, Gate, World
-from suite.errors import SparqError
+from suite.errors import EXPECTED, SparqError, debug, one_line
 from suite.paths import CONF_DIR
 from suite.quiet import yield_to_timer
 from suite.registry import Registry
@@ -319,6 +319,23 @@ def precheck_grid(overrides: list[str]) -> None:
             fail(f"{e} (grid cell {' '.join(job)})")
 
 
+def precheck_sweep(overrides: list[str]) -> None:
+    """Every job of a multirun composed and validated before the first one runs: a misspelt key
+    or a bad value stops the grid in one line (exit 2), before any cell or report."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from suite.sweep import command_line_jobs
+
+    try:
+        for cfg in command_line_jobs(overrides):
+            validate(cfg)
+    except (HydraException, OmegaConfBaseException, SparqError) as e:
+        if debug():
+            raise
+        fail(str(e) if isinstance(e, SparqError) else one_line_compose_error(e))
+
+
 def one_line_compose_error(e: Exception) -> str:
     import re
 
@@ -353,8 +370,8 @@ def main(dcfg: DictConfig) -> float | dict | None:
         result = run_cell(cfg)
     except Exception as e:
         if not multirun:
-            if isinstance(e, SparqError):
-                fail(str(e))
+            if isinstance(e, EXPECTED) and not debug():  # bad input, an OSError on its own files
+                fail(one_line(e))
             raise
         log.error("cell failed: %s: %s", type(e).__name__, e)
         return {**grid.failed_record(dcfg, e), "seconds": time.perf_counter() - start}
@@ -390,11 +407,12 @@ def cli() -> None:
     if any(a in ("-m", "--multirun") for a in args) and int(os.environ.get("WORLD_SIZE") or 1) > 1:
         fail("a grid (-m) under torchrun: torchrun runs one cell on many processes; send a grid to many "
              "machines with hydra/launcher=slurm")
-    if not any(a in ("-m", "--multirun", "--help", "-h", "--cfg", "-c", "--info") or a.startswith("--cfg")
-               for a in args):
-        precheck(overrides)
-    elif any(a in ("-m", "--multirun") for a in args) and not any(a in ("--help", "-h", "--info") for a in args):
-        precheck_grid(overrides)
+    if not any(a in ("--help", "-h", "--cfg", "-c", "--info") or a.startswith("--cfg") for a in args):
+        if "-m" in args or "--multirun" in args:
+            precheck_sweep(overrides)
+            precheck_grid(overrides)
+        else:
+            precheck(overrides)
     register_configs()
     try:
         main()

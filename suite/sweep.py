@@ -84,3 +84,23 @@ def grid_model_configs(overrides: list[str]) -> list[tuple[object, list[str]]]:
                 continue
             out.setdefault(repr(model), (model, job))
     return list(out.values())
+
+
+def command_line_jobs(overrides: list[str]):
+    """The composed config of every job `python -m suite.run -m OVERRIDES` would launch (basic
+    sweeper), without running any: Hydra and OmegaConf errors surface here, before the grid."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from suite.config import register_configs
+    from suite.paths import CONF_DIR
+
+    register_configs()
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    task = [o.input_line for o in parsed if not o.key_or_group.startswith("hydra")]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=fixed, return_hydra_config=True)
+        cfg.hydra.overrides.task = task
+        for job in expand_sweep(cfg) or [task]:
+            yield compose("config", overrides=job)

@@ -6,13 +6,14 @@ blocks. ``--full`` runs the whole grid; ``--model`` runs the end-to-end encoders
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import sys
 import warnings
 
 import numpy as np
+
+from suite.errors import Parser, SparqError, cli_errors
 
 from .. import cpu
 from .common import (
@@ -38,7 +39,7 @@ COLUMNS = ["k", "n", "m", "sparsity", "pattern", "backend", "median_ms", "min_ms
 
 
 def parse(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__)
+    ap = Parser(prog="python -m kernels.bench", description=__doc__)
     ap.add_argument("--shapes", help="KxN list, e.g. 768x3072,3072x768 (K = in, N = out)")
     ap.add_argument("--m", help="activation rows, e.g. 1,128")
     ap.add_argument("--sparsity", help="e.g. 0.9,2:4")
@@ -64,11 +65,25 @@ def parse(argv=None):
                     help="seconds to wait for idle CPUs in the timing window (default suite.quiet's)")
     a = ap.parse_args(argv)
     shapes = a.shapes or ",".join(SHAPES["bert-base"] + (SHAPES["minilm"] if a.full else []))
-    a.shape_list = [tuple(int(v) for v in s.lower().split("x")) for s in shapes.split(",")]
-    a.m_list = [int(v) for v in (a.m or ("1,16,128,512" if a.full else "1,128")).split(",")]
+    a.shape_list = [_ints(s, "--shapes", "KxN, e.g. 768x3072", "x", 2) for s in shapes.split(",")]
+    a.m_list = [_ints(v, "--m", "a positive integer")[0] for v in (a.m or ("1,16,128,512" if a.full else "1,128")).split(",")]
     a.sp_list = (a.sparsity or ("2:4,0.8,0.9,0.95" if a.full else "2:4,0.9")).split(",")
     a.pat_list = (a.pattern or "unstructured,block1x4").split(",")
+    for sp in a.sp_list:
+        if sp != "2:4" and not (sp.replace(".", "", 1).isdigit() and 0 <= float(sp) < 1):
+            raise SparqError(f"--sparsity: '{sp}' is not 2:4 or a fraction in [0, 1)")
+    if bad := [p for p in a.pat_list if p not in FORMAT_OF]:
+        raise SparqError(f"--pattern: '{bad[0]}'; allowed: {', '.join(FORMAT_OF)}")
+    if a.rounds < 1 or a.repeats < 1 or a.threads < 1:
+        raise SparqError("--rounds, --repeats and --threads must be >= 1")
     return a
+
+
+def _ints(text: str, option: str, what: str, sep: str = ",", n: int = 1) -> tuple[int, ...]:
+    parts = text.lower().split(sep)
+    if len(parts) != n or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise SparqError(f"{option}: '{text}' is not {what}")
+    return tuple(int(p) for p in parts)
 
 
 def make_weight(rng, n, k, sp, pattern):
@@ -96,8 +111,6 @@ def main(argv=None):
     a = parse(argv)
     warnings.filterwarnings("ignore")
     set_threads(a.threads)
-    if a.rounds < 1:
-        raise SystemExit(f"--rounds must be >= 1, got {a.rounds}")
     if a.model:
         from .model import run_model_bench
 
@@ -263,5 +276,12 @@ def _round_summary(rows):
         print(f"{k}x{n:<4} {m:>4} {sp:>5} {pat:>12}  {cells}")
 
 
+@cli_errors
+def cli(argv=None) -> int:
+    """The command: bad options, an unwritable CSV, are one `sparq: error:` line (suite.errors)."""
+    main(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

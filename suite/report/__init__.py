@@ -10,6 +10,8 @@ runs/results/; the committed results/ is written only by `--publish`.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -17,9 +19,12 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from suite.errors import SparqError
 from suite.report.load import Store
+from suite.report.publish import EmptyReport, PublishError
 from suite.report.records import Cell, Group, group_cells
 
+log = logging.getLogger("sparq.report")
 # What the report writes into its folder; anything else there (README.md, kernels/) is kept.
 OUTPUTS = ("tables.md", "tables", "claims.md", "plots", "leaderboard.json", "leaderboard.schema.json",
            "leaderboard.html", "cell_record.schema.json")
@@ -28,8 +33,7 @@ OUTPUTS = ("tables.md", "tables", "claims.md", "plots", "leaderboard.json", "lea
 SCREENSHOT_SUFFIX = "_screenshot.png"  # plots/ files of `python -m suite.report.screenshots`, kept
 
 
-class PublishError(ValueError):
-    """A board that must not be published (dirty-tree records, a host path)."""
+MAX_NOTED = 10  # skipped records named one by one in the page's notes
 
 
 @dataclass
@@ -42,6 +46,10 @@ class Report:
     verdicts: list  # claims.ClaimVerdict
     board: dict  # leaderboard.json
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown at the top of the page (skipped records, a dirty tree)
+    skipped: list = field(default_factory=list)  # validate.Skipped: records left out, and why
+    changes: object = None  # publish.Changes against the report this one replaces (--publish)
+    smoke_left_out: int = 0  # profile=smoke records kept out of a published report
 
 
 def collect(uri: str | None, boards: tuple[Path, ...] = (), environment: bool = True,
@@ -59,7 +67,11 @@ def collect(uri: str | None, boards: tuple[Path, ...] = (), environment: bool = 
         lists.append([c.record for c in store.cells])
         sources.append("mlflow")
     for path in boards:
-        lists.append(leaderboard.read_board(path))
+        records, skipped = leaderboard.load_board(path)
+        for skip in skipped:
+            log.warning("sparq: warning: %s", skip.line())
+        lists.append(records)
+        store.skipped += skipped
         sources.append(leaderboard.source_name(path))
     records, dropped = leaderboard.merge(*lists)
     if store.kernel_source.startswith("/"):  # a CSV path: named relative to the project, host-free
@@ -68,6 +80,10 @@ def collect(uri: str | None, boards: tuple[Path, ...] = (), environment: bool = 
         src = Path(store.kernel_source)
         store.kernel_source = str(src.relative_to(ROOT)) if src.is_relative_to(ROOT) else src.name
     store.cells = [Cell(record=r) for r in records]
+    for c in store.cells:
+        if not math.isfinite(c.primary):
+            log.warning("sparq: warning: %s has no eval_primary (null): shown as –, left out of plots and means",
+                        _named(c))
     if not store.kernel_rows:
         for path in kernel_csvs:
             if path.is_file() and (rows := parse_kernel_csv(path.read_text())):
@@ -99,8 +115,23 @@ def render(store: Store, sources: list[str] | tuple[str, ...] = ("mlflow",)) -> 
     if not store.kernel_rows:
         notes.append("No kernel benchmark found (MLflow experiment kernels-bench or results/kernels/bench.csv): "
                      "no kernel speedup plot.")
+    if missing := [c for c in store.cells if not math.isfinite(c.primary)]:
+        notes.append(f"{len(missing)} records have no eval_primary (null, e.g. the Pearson of constant "
+                     "predictions): shown as –, left out of plots and means: "
+                     + ", ".join(_named(c) for c in missing[:MAX_NOTED])
+                     + (f" and {len(missing) - MAX_NOTED} more" if len(missing) > MAX_NOTED else ""))
+    warnings = []
+    if store.skipped:
+        warnings.append(f"{len(store.skipped)} invalid records skipped (not in any table, plot, claim or the board): "
+                     + "; ".join(s.line().removeprefix("skipped ") for s in store.skipped[:MAX_NOTED])
+                     + (f"; and {len(store.skipped) - MAX_NOTED} more" if len(store.skipped) > MAX_NOTED else ""))
     board = leaderboard.document([c.record for c in store.cells], sources)
-    return Report(groups, tables.all_tables(groups), claims.claims_markdown(verdicts), verdicts, board, notes)
+    return Report(groups, tables.all_tables(groups), claims.claims_markdown(verdicts), verdicts, board, notes,
+                  warnings=warnings, skipped=list(store.skipped))
+
+
+def _named(cell: Cell) -> str:
+    return f"run {cell.run_id or '?'} (cell {cell.cell_id or '?'})"
 
 
 def check_publishable(report: Report, allow_dirty: bool = False) -> list[str]:
@@ -175,7 +206,7 @@ def _render_files(report: Report, store: Store, out: Path) -> list[Path]:
     index = ["# Plots", ""] + [f"- `{f.name}.png` / `.svg`: {f.title}. {f.caption}" for f in figs]
     index += [f"- `leaderboard_<view>{SCREENSHOT_SUFFIX}`: a screenshot of each view of leaderboard.html "
               "(`python -m suite.report.screenshots`, run by `--publish` where a headless Chromium is installed)."]
-    index += [""] + [f"- {n}" for n in report.notes]
+    index += [""] + [f"- {n}" for n in report.warnings + report.notes]
     put(plot_dir / "README.md", "\n".join(index) + "\n")
     written += [p for f in figs for p in (f.png, f.svg)]
 
@@ -187,20 +218,60 @@ def _render_files(report: Report, store: Store, out: Path) -> list[Path]:
 
 
 def build(out: Path, uri: str | None = None, environment: bool = True, boards: tuple[Path, ...] = (),
-          publish: bool = False, allow_dirty: bool = False) -> list[Path]:
+          publish: bool = False, allow_dirty: bool = False, replace: bool = False) -> list[Path]:
     """Collect, render, write under `out`; the files written."""
-    return build_report(out, uri, environment, boards, publish, allow_dirty)[1]
+    return build_report(out, uri, environment, boards, publish, allow_dirty, replace)[1]
 
 
 def build_report(out: Path, uri: str | None = None, environment: bool = True, boards: tuple[Path, ...] = (),
-                 publish: bool = False, allow_dirty: bool = False) -> tuple[Report, list[Path]]:
-    """Collect, render, (check publishability,) write under `out`."""
+                 publish: bool = False, allow_dirty: bool = False, replace: bool = False) -> tuple[Report, list[Path]]:
+    """Collect, render, check, write under `out`. With `publish` (see suite/report/publish.py): a
+    clean tree unless `allow_dirty`, no profile=smoke record, no published record dropped unless
+    `replace`; PublishError otherwise. Without: EmptyReport when a report with no records would
+    replace one with records, unless `replace`."""
     from suite.paths import RESULTS_DIR
+    from suite.report import publish as pub
 
     out = Path(out)
+    tree_note = None
+    if publish:
+        why, tree_note = pub.tree_problem(allow_dirty)
+        if why:
+            raise PublishError(why)
+    try:
+        previous = pub.previous_records(out)
+    except SparqError as e:  # the report there is unreadable: nothing to keep, but say it
+        if publish and not replace:
+            raise PublishError(f"the current {e}; pass --replace to overwrite it") from None
+        log.warning("sparq: warning: replacing an unreadable report: %s", e)
+        previous = None
     csvs = tuple(dict.fromkeys([out / "kernels" / "bench.csv", RESULTS_DIR / "kernels" / "bench.csv"]))
     store, sources, _ = collect(uri, tuple(boards), environment, csvs)
+    smoke = 0
+    if publish:
+        kept, smoke = pub.smoke_free([c.record for c in store.cells])
+        store.cells = [Cell(record=r) for r in kept]
     report = render(store, sources)
-    if publish and (problems := check_publishable(report, allow_dirty)):
-        raise PublishError("; ".join(problems))
+    report.warnings += [n for n in (tree_note,) if n]
+    report.smoke_left_out = smoke
+    if publish:
+        old_verdicts = claims_verdicts(previous or [], store.kernel_rows)
+        report.changes = pub.changes(previous or [], report.board["records"], old_verdicts,
+                                     pub.verdict_map(report.verdicts))
+        problems = check_publishable(report, allow_dirty)
+        if (dropping := pub.drop_problem(report.changes, replace)) is not None:
+            problems.append(dropping)
+        if problems:
+            raise PublishError("; ".join(problems), report.changes)
+    elif previous and not report.board["records"] and not replace:
+        raise EmptyReport(f"the new report has no records ({len(report.skipped)} skipped as invalid) but {out} "
+                          f"holds {len(previous)}: kept it; pass --replace to write the empty report")
     return report, write(report, store, out)
+
+
+def claims_verdicts(records: list[dict], kernel_rows: list[dict]) -> dict[str, str]:
+    """claim id -> verdict of a board's records (what the replaced report said)."""
+    from suite.report import claims
+    from suite.report.publish import verdict_map
+
+    return verdict_map(claims.verdicts(group_cells([Cell(record=r) for r in records]), kernel_rows))

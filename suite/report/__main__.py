@@ -1,37 +1,44 @@
 """`python -m suite.report [--out DIR] [--publish] [--merge BOARD...] [--summary EXPERIMENT...]`.
 
 Local by default: the report goes to runs/results/ (git-ignored). `--publish` writes the committed
-results/ and refuses records from a dirty tree (unless --allow-dirty) or holding host paths.
+results/: from a clean tree with records of clean trees (unless --allow-dirty), with no host path, no
+profile=smoke record, and no published record dropped (unless --replace); it prints what it adds,
+changes and drops (suite/report/publish.py). A local report with no records never replaces one
+with records unless --replace. Invalid records are skipped, each named in one line, and counted.
 `--merge A/leaderboard.json B/leaderboard.json` builds one board from several machines' boards
 (the local MLflow store is added only when --tracking-uri names it).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
+from suite.errors import Parser, SparqError, cli_errors
 from suite.paths import RESULTS_DIR, ROOT
 
 LOCAL_DIR = ROOT / "runs" / "results"
 
 
+@cli_errors
 def main(argv: list[str] | None = None) -> int:
     from suite.report import PublishError, build_report
     from suite.report import summary as summary_mod
 
-    parser = argparse.ArgumentParser(prog="python -m suite.report",
-                                     description="Rebuild tables, claims, plots and the leaderboard from the cells' "
-                                                 "result.json records (nothing is re-run).")
+    parser = Parser(prog="python -m suite.report",
+                    description="Rebuild tables, claims, plots and the leaderboard from the cells' "
+                                "result.json records (nothing is re-run).")
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder (default: {LOCAL_DIR.relative_to(ROOT)}/, git-ignored; "
-                             f"with --publish: {RESULTS_DIR.relative_to(ROOT)}/)")
+                        help="output folder (default: runs/results/, git-ignored; with --publish: results/)")
     parser.add_argument("--publish", action="store_true",
-                        help="write the committed results/ (the published reference)")
+                        help="write the committed results/ (the published reference), from a clean tree; "
+                             "shows what it adds, changes and drops; profile=smoke records are never published")
     parser.add_argument("--allow-dirty", action="store_true",
-                        help="with --publish: accept records from a modified tree (flagged on the page)")
+                        help="with --publish: accept a modified tree and records from one (the page says so)")
+    parser.add_argument("--replace", action="store_true",
+                        help="let the new report drop records of the one it replaces (with --publish: published "
+                             "records; without: an empty report over one with records)")
     parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="BOARD",
                         help="leaderboard.json files to combine (one row per cell id + machine)")
     parser.add_argument("--tracking-uri", default=None,
@@ -53,20 +60,34 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--merge: no such file: {missing[0]}")
     try:
         report, written = build_report(out, args.tracking_uri, environment=not args.no_environment,
-                                       boards=tuple(args.merge), publish=args.publish, allow_dirty=args.allow_dirty)
+                                       boards=tuple(args.merge), publish=args.publish, allow_dirty=args.allow_dirty,
+                                       replace=args.replace)
     except PublishError as e:
-        print(f"sparq: error: --publish refused: {e}", file=sys.stderr)
-        return 2
+        say_changes(e.changes, f"not published; it would have changed {out}")
+        raise SparqError(f"--publish refused: {e}") from None
+    if report.smoke_left_out:
+        print(f"[sparq] left out {report.smoke_left_out} profile=smoke records (never published)", file=sys.stderr)
+    say_changes(report.changes, f"published to {out}")
+    skipped = f"; {len(report.skipped)} invalid records skipped (named above)" if report.skipped else ""
     print(f"wrote {len(written)} files under {out}: {len(report.board['records'])} records from "
-          f"{', '.join(report.board['sources']) or 'nothing'}", file=sys.stderr)
+          f"{', '.join(report.board['sources']) or 'nothing'}{skipped}", file=sys.stderr)
     if args.publish:
         refresh_screenshots(out)
     if args.summary is not None:
         text = summary_mod.text(report.groups, report.verdicts, args.summary, out)
         if args.publish:
             text = text.rsplit("\n", 1)[0] + f"\n[sparq] published: {out}/leaderboard.html"
+        if report.skipped:
+            text += f"\n[sparq] {len(report.skipped)} invalid records skipped (named above and in the page's notes)"
         print(text)
     return 0
+
+
+def say_changes(changes, headline: str) -> None:
+    """What a --publish adds, changes and drops (publish.Changes), on stderr."""
+    lines = changes.lines() if changes is not None else []
+    for i, line in enumerate(lines):
+        print(f"[sparq] {headline}: {line}" if i == 0 else f"[sparq] {line}", file=sys.stderr)
 
 
 def refresh_screenshots(out: Path) -> None:

@@ -73,6 +73,7 @@ def page(report, figs=()) -> str:
         budget_latency=views.best_under_budget(rows, "latency"),
         papers=views.claims_by_paper(report.verdicts, paper_titles()),
         figures=[{"title": f.title, "caption": f.caption, "uri": figure_uri(f.svg)} for f in figs],
-        tables=report.tables, notes=report.notes, sources=report.board.get("sources", []),
+        tables=report.tables, notes=report.notes, warnings=getattr(report, "warnings", []),
+        sources=report.board.get("sources", []),
         machines=sorted({r.machine for r in rows}), dirty=sum(r.dirty for r in rows),
         css=(HERE / "static" / "board.css").read_text(), js=(HERE / "static" / "board.js").read_text())

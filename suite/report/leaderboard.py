@@ -6,6 +6,7 @@ before the records), each row's machine, and de-duplication by cell id + machine
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -14,8 +15,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from suite.errors import SparqError
 from suite.record import CellRecord
+from suite.report.validate import InvalidRecord, Skipped, check_record, checked
 
+log = logging.getLogger("sparq.report")
 BOARD_VERSION = 2
 SCHEMA_FILE = "leaderboard.schema.json"
 # CPU flags that decide which kernel path runs (kernels.cpu.kernel_path): what a reader compares.
@@ -97,14 +101,42 @@ def merge(*sources: Iterable[dict]) -> tuple[list[dict], int]:
 # ------------------------------------------------------------------ reading boards
 
 def read_board(path: Path) -> list[dict]:
-    """The records of a leaderboard.json (this layout, or v1 upgraded), validated as CellRecords."""
-    doc = json.loads(Path(path).read_text())
-    version = doc.get("schema_version")
-    if version == 1:
-        return [CellRecord.model_validate(upgrade_v1(r)).to_dict() for r in doc.get("records", [])]
-    if version != BOARD_VERSION:
-        raise ValueError(f"{path}: leaderboard schema_version {version!r}; readable: 1, {BOARD_VERSION}")
-    return Board.model_validate(doc).model_dump(mode="json")["records"]
+    """The valid records of a leaderboard.json (see `load_board`; skipped ones are logged)."""
+    records, skipped = load_board(path)
+    for skip in skipped:
+        log.warning("sparq: warning: %s", skip.line())
+    return records
+
+
+def load_board(path: Path) -> tuple[list[dict], list[Skipped]]:
+    """The records of a leaderboard.json (this layout, or v1 upgraded), each validated
+    (`suite.report.validate`), and those skipped (board and record index, why). SparqError when
+    the file is not a board this reader knows (not JSON, no record list, a newer version)."""
+    name = source_name(path).removeprefix("board:")
+    try:
+        doc = json.loads(Path(path).read_bytes())
+    except (ValueError, RecursionError) as e:
+        raise SparqError(f"{path}: not valid JSON (truncated?): {str(e).splitlines()[0][:200]}") from None
+    version = doc.get("schema_version") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
+        raise SparqError(f"{path}: not a leaderboard.json (expected an object with a 'records' list)")
+    if isinstance(version, bool) or version not in (1, BOARD_VERSION):
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > BOARD_VERSION
+        shown = version if newer else repr(version)[:40]
+        raise SparqError(f"{path}: leaderboard schema_version {shown}"
+                         + (" is newer than this reader's; update sparq" if newer else "")
+                         + f" (readable: 1, {BOARD_VERSION})")
+    if version == BOARD_VERSION:
+        return checked(doc["records"], name)
+    good, skipped = [], []
+    for i, r in enumerate(doc["records"]):
+        try:
+            good.append(check_record(upgrade_v1(r)))
+        except InvalidRecord as e:
+            skipped.append(Skipped(f"{name} record {i}", str(e)))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            skipped.append(Skipped(f"{name} record {i}", f"not a v1 record ({type(e).__name__}: {str(e)[:200]})"))
+    return good, skipped
 
 
 def source_name(path: Path) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from suite.report.records import Cell
+from suite.report.validate import InvalidRecord, Skipped, check_record, parse_record
 
 log = logging.getLogger("sparq.report")
 KERNEL_EXPERIMENT = "kernels-bench"
@@ -34,33 +35,72 @@ class Store:
     without_record: int = 0  # FINISHED runs with no readable result.json (not results)
     records: list[dict] = field(default_factory=list)  # every record read, any kind (cells, teachers)
     latency: list[dict] = field(default_factory=list)  # latency stage reports, newest first (suite/latency)
+    skipped: list[Skipped] = field(default_factory=list)  # records that failed validation, and why
 
 
+@contextlib.contextmanager
 def _using(uri: str):
-    """Resolve runs:/ and mlflow-artifacts:/ against `uri` without touching MLFLOW_TRACKING_URI."""
+    """Resolve runs:/ and mlflow-artifacts:/ against `uri` without touching MLFLOW_TRACKING_URI (MLflow's
+    context manager can leave the variable unset on exit: it is restored here as it was)."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     try:
         from mlflow.tracking._tracking_service.utils import _use_tracking_uri
     except ImportError:  # a future MLflow without it: artifact URIs of file stores still resolve
-        return contextlib.nullcontext()
-    return _use_tracking_uri(uri)
+        yield
+        return
+    try:
+        with _use_tracking_uri(uri):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def load_record(uri: str, artifact_uri: str) -> dict | None:
-    """The run's result.json as a dict (None when it has none), via mlflow.artifacts.load_dict."""
+    """The run's result.json as a dict (None when it has none or it is not JSON); unvalidated."""
+    try:
+        return parse_record(_record_text(uri, artifact_uri))
+    except Exception as e:  # noqa: BLE001 - a run without the artifact, or a corrupt one
+        log.debug("no readable %s under %s: %s", RECORD_ARTIFACT, artifact_uri, e)
+        return None
+
+
+def _record_text(uri: str, artifact_uri: str) -> str:
     import mlflow.artifacts
 
+    with _using(uri):
+        return mlflow.artifacts.load_text(f"{artifact_uri.rstrip('/')}/{RECORD_ARTIFACT}")
+
+
+def read_run_record(client, uri: str, run) -> dict | None:
+    """The run's record, validated (`suite.report.validate`): None when the run has no result.json
+    (a stage that died early); InvalidRecord when it has one that is not a readable record."""
     try:
-        with _using(uri):
-            return mlflow.artifacts.load_dict(f"{artifact_uri.rstrip('/')}/{RECORD_ARTIFACT}")
-    except Exception as e:  # a run without the artifact (older runs, a stage that died early)
-        log.debug("no %s under %s: %s", RECORD_ARTIFACT, artifact_uri, e)
-        return None
+        text = _record_text(uri, run.info.artifact_uri)
+    except Exception as e:  # noqa: BLE001 - missing, or there but unreadable: which one, asked below
+        if not _has_record(client, run.info.run_id):
+            return None
+        raise InvalidRecord(f"{RECORD_ARTIFACT} unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    data = parse_record(text)
+    if isinstance(data, dict) and data.get("run_id") is None:
+        data["run_id"] = run.info.run_id
+    return check_record(data)
+
+
+def _has_record(client, run_id: str) -> bool:
+    try:
+        return any(f.path == RECORD_ARTIFACT for f in client.list_artifacts(run_id))
+    except Exception:  # noqa: BLE001 - a store that cannot list: treat the artifact as missing
+        return False
 
 
 def load_store(uri: str, kernel_csvs: tuple[Path, ...] = (), environment: bool = True,
                kernel_experiment: str = KERNEL_EXPERIMENT) -> Store:
     """Records of every FINISHED run (grid cells become `Cell`s); `environment` is kept for the CLI
-    (the record carries its environment)."""
+    (the record carries its environment). A record that is not valid is skipped, named in one
+    warning line (run id, experiment, why) and listed in `Store.skipped`."""
     from mlflow.tracking import MlflowClient
 
     del environment
@@ -74,11 +114,15 @@ def load_store(uri: str, kernel_csvs: tuple[Path, ...] = (), environment: bool =
         if exp.name in (kernel_experiment, LATENCY_EXPERIMENT):
             continue
         for run in _all_runs(client, exp.experiment_id):
-            rec = load_record(uri, run.info.artifact_uri)
+            try:
+                rec = read_run_record(client, uri, run)
+            except InvalidRecord as e:
+                store.skipped.append(Skipped(f"run {run.info.run_id} (experiment {exp.name})", str(e)))
+                log.warning("sparq: warning: %s", store.skipped[-1].line())
+                continue
             if not rec or rec.get("status", "FINISHED") != "FINISHED":
                 store.without_record += rec is None
                 continue
-            rec.setdefault("run_id", run.info.run_id)
             store.records.append(rec)
             if rec.get("kind", "cell") == "cell":
                 store.cells.append(Cell(rec, start_time=run.info.start_time or 0))

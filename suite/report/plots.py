@@ -62,10 +62,16 @@ def _keyed(groups: Sequence[Group]) -> dict[tuple[str, str], list[Group]]:
     return dict(sorted(out.items(), key=lambda kv: (PROFILE_ORDER.get(kv[0][0], 9), kv[0])))
 
 
+def _finite(*values: float) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
 def compression_series(groups: Sequence[Group]) -> dict[tuple[str, str], list[Point]]:
-    return {k: [Point(g.mean("compression_packed"), g.mean(), _label(g), g.sparsity_method, g.quant_method,
-                      tuple(g.cell_ids)) for g in gs if math.isfinite(g.mean("compression_packed"))]
-            for k, gs in _keyed(groups).items()}
+    """(profile, task) -> points with both numbers (a cell without a metric is left out, never plotted as NaN)."""
+    out = {k: [Point(g.mean("compression_packed"), g.mean(), _label(g), g.sparsity_method, g.quant_method,
+                     tuple(g.cell_ids)) for g in gs if _finite(g.mean("compression_packed"), g.mean())]
+           for k, gs in _keyed(groups).items()}
+    return {k: pts for k, pts in out.items() if pts}
 
 
 def latency_series(groups: Sequence[Group]) -> dict[tuple[str, str, str], list[Point]]:
@@ -74,6 +80,8 @@ def latency_series(groups: Sequence[Group]) -> dict[tuple[str, str, str], list[P
     for (profile, task), gs in _keyed(groups).items():
         for g in gs:
             for backend, ms in sorted(g.latency().items()):
+                if not _finite(ms, g.mean()) or ms <= 0:
+                    continue
                 out[(profile, task, backend)].append(Point(ms, g.mean(), _label(g), g.sparsity_method,
                                                            g.quant_method, tuple(g.cell_ids)))
     return dict(out)
@@ -222,9 +230,13 @@ def sparsity_curve_series(groups: Sequence[Group]) -> dict[tuple[str, str], dict
     out: dict[tuple[str, str], dict] = {}
     for _key, curve in sorted(sparsity_curves(groups).items(), key=lambda kv: str(kv[0])):
         g0, base = curve[0]
+        points = [(g.sparsity_target * 100, g.mean(), g.std()) for g, _ in curve if _finite(g.mean())]
+        if not points:
+            continue
         entry = out.setdefault((g0.profile, g0.task), {"dense": {}, "lines": {}})
-        entry["dense"][f"{base.model_label} @{base.budget}"] = (base.mean(), base.std())
-        entry["lines"][curve_label(g0)] = [(g.sparsity_target * 100, g.mean(), g.std()) for g, _ in curve]
+        if _finite(base.mean()):
+            entry["dense"][f"{base.model_label} @{base.budget}"] = (base.mean(), base.std())
+        entry["lines"][curve_label(g0)] = points
     return out
 
 
@@ -238,7 +250,8 @@ def budget_series(groups: Sequence[Group]) -> dict[tuple[str, str], dict[str, li
         label = arm_label(g0)
         if all(b is g for g, b in fam):  # the dense baseline itself: its Δ is 0 by definition
             continue
-        pts = [(float(g.steps or g.budget_factor), g.mean() - b.mean()) for g, b in fam if b is not None]
+        pts = [(float(g.steps or g.budget_factor), g.mean() - b.mean()) for g, b in fam
+               if b is not None and _finite(g.mean() - b.mean(), float(g.steps or g.budget_factor))]
         if len(pts) >= 2:
             out[(g0.profile, g0.task)][label.replace("$", r"\$")] = pts
     return dict(out)

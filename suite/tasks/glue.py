@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +56,7 @@ def read_glue_tsv(path: Path, cfg: TaskConfig) -> dict[str, list]:
             raise SparqError(f"{path}:{line_no}: expected >= {width} tab-separated fields, got {len(row)}")
         raw = row[cols["label"]].strip()
         if cfg.kind == "regression":
-            try:
-                label = float(raw)
-            except ValueError:
-                raise SparqError(f"{path}:{line_no}: label '{raw}' is not a number") from None
+            label = regression_label(raw, cfg.label_range, f"{path}:{line_no}")
         elif raw in label_ids:
             label = label_ids[raw]
         else:
@@ -70,6 +68,19 @@ def read_glue_tsv(path: Path, cfg: TaskConfig) -> dict[str, list]:
     if not rows["label"]:
         raise SparqError(f"{path}: no examples" + (" after the header" if cfg.header else " (empty file)"))
     return rows
+
+
+def regression_label(raw: str, label_range: list[float] | None, where: str) -> float:
+    """A regression label as a float: a finite number within `task.label_range` when the task sets one."""
+    try:
+        label = float(raw)
+    except ValueError:
+        raise SparqError(f"{where}: label '{raw}' is not a number") from None
+    if not math.isfinite(label):
+        raise SparqError(f"{where}: label '{raw}' is not a finite number")
+    if label_range is not None and not label_range[0] <= label <= label_range[1]:
+        raise SparqError(f"{where}: label {raw} outside task.label_range [{label_range[0]:g}, {label_range[1]:g}]")
+    return label
 
 
 class SequenceTask:
