@@ -312,6 +312,15 @@ def _typed(section: DictConfig, cls: type, key: str) -> Any:
         raise ConfigError(f"{key}.{bad}".rstrip("."), str(e).splitlines()[0]) from None
 
 
+def method_config(key: str, section: Any) -> Any:
+    """A method group's section (`key`: sparsity | quant | distill) typed by the config class its
+    method registered, its checks run; raises ConfigError (one line) on bad input."""
+    registry = _method_registries()[key]
+    if not isinstance(section, dict) or "method" not in section:
+        raise ConfigError(f"{key}.method", f"missing; allowed: {', '.join(registry.names())}")
+    return _typed(OmegaConf.create(section), registry.config_class(section["method"]), key)
+
+
 def validate(cfg: DictConfig) -> RunConfig:
     """Resolve and type-check a composed config; raises ConfigError (one line) on bad input."""
     try:
@@ -320,12 +329,8 @@ def validate(cfg: DictConfig) -> RunConfig:
         raise ConfigError(getattr(e, "full_key", "config") or "config", str(e).splitlines()[0]) from None
     plain.pop("hydra", None)
     typed_sections = {}
-    for key, registry in _method_registries().items():
-        section = plain.pop(key, None)
-        if not isinstance(section, dict) or "method" not in section:
-            raise ConfigError(f"{key}.method", f"missing; allowed: {', '.join(registry.names())}")
-        cls = registry.config_class(section["method"])
-        typed_sections[key] = _typed(OmegaConf.create(section), cls, key)
+    for key in _method_registries():
+        typed_sections[key] = method_config(key, plain.pop(key, None))
         plain[key] = {}  # the group's base class here; the typed section is set below
     run: RunConfig = _typed(OmegaConf.create(plain), RunConfig, "config")
     for key, value in typed_sections.items():
@@ -339,10 +344,8 @@ def _check_combination(run: RunConfig) -> None:
     from suite.upstream.config import check_stage
 
     check_stage(run)
-    for key in ("sparsity", "quant", "distill"):
-        check = getattr(getattr(run, key), "check_run", None)
-        if check is not None:
-            check(run)
+    for section in (run.sparsity, run.quant, run.distill):
+        section.check_run(run)
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

@@ -72,8 +72,7 @@ def variant(cfg) -> dict[str, str]:
     """Options that differ from their option file's defaults (conf/<group>/<method>.yaml, else the
     method class; conf/train/default.yaml), minus the keys that are axes of the record."""
     out: dict[str, str] = {}
-    for group in GROUPS:
-        section = getattr(cfg, group)
+    for group, section in zip(GROUPS, (cfg.sparsity, cfg.quant, cfg.distill), strict=True):
         mine = _flat(dataclasses.asdict(section))
         ref = _option_file(group, section.method) or dataclasses.asdict(type(section)())
         ref = _flat(ref)
@@ -91,10 +90,8 @@ def variant(cfg) -> dict[str, str]:
 
 def axes(cfg) -> Axes:
     s, q, d = cfg.sparsity, cfg.quant, cfg.distill
-    init = getattr(cfg, "init", None) or "pretrained"
-    if getattr(cfg, "stage", "finetune") == "transfer":
-        init = "upstream"
-    budget = getattr(cfg.profile, "budget", 1.0)
+    init = "upstream" if cfg.stage == "transfer" else cfg.init
+    budget = cfg.profile.budget
     return Axes(model=model_label(cfg.model), task=cfg.task.name, profile=cfg.profile.name, seed=cfg.seed,
                 init=init, budget=f"{budget:g}x", sparsity_method=s.method,
                 sparsity_target=round(1.0 - s.nominal_density(), 12), sparsity_pattern=s.pattern_label(),

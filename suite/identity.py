@@ -99,7 +99,7 @@ UPSTREAM_VERSION = 2  # 2: the upstream pruning ramp starts after upstream.warmu
 
 
 def method_versions(cfg) -> dict[str, int]:
-    return {k: getattr(getattr(cfg, k), "version", 1) for k in ("sparsity", "quant", "distill")}
+    return {"sparsity": cfg.sparsity.version, "quant": cfg.quant.version, "distill": cfg.distill.version}
 
 
 # ---------------------------------------------------------------- per stage
@@ -168,7 +168,7 @@ def _upstream(cfg) -> dict:
     return {"stage": "upstream", "model": dataclasses.asdict(cfg.model), "sparsity": dataclasses.asdict(cfg.sparsity),
             "upstream": u, "seed": cfg.seed,
             "inputs": {"corpus": corpus_identity(cfg), "model": model_identity(cfg.model),
-                       "code": {"sparsity": getattr(cfg.sparsity, "version", 1), "upstream": UPSTREAM_VERSION}}}
+                       "code": {"sparsity": cfg.sparsity.version, "upstream": UPSTREAM_VERSION}}}
 
 
 def corpus_identity(cfg) -> dict:

@@ -2,8 +2,13 @@
 
 The loop in suite/train.py calls, in order: `on_train_start` once; per step `on_step_start`,
 `forward_kwargs` (extra model outputs it needs), `loss` (may replace the task loss, e.g. with a
-distillation mix), `on_step_end` (after the optimizer step, e.g. re-apply masks); `on_train_end`
-once (e.g. calibrate and quantize). All hooks default to doing nothing.
+distillation mix), `after_backward` (gradients computed, before clipping and the optimizer step,
+e.g. accumulate gradient-based scores), `on_step_end` (after the optimizer step, e.g. re-apply
+masks); `on_train_end` once (e.g. calibrate and quantize). All hooks default to doing nothing.
+
+Everything the loop and the cell read from a modifier is declared on `Modifier` with its
+default (`phase`, `carry`, `scale_lr_ratio`, `lr_hold_until`, `phase_steps`, `tags`, `metrics`),
+so a subclass overrides what it needs and the loop never guesses.
 """
 
 from __future__ import annotations
@@ -41,6 +46,24 @@ class RunContext:
 
 
 class Modifier:
+    # "after_lock": trains in the cell's second phase, on the first phase's locked masks (QAT on a
+    # pruned model); None: the first (only) phase.
+    phase: str | None = None
+    carry: bool = False  # also trains in the second phase (e.g. the distiller)
+    scale_lr_ratio: float = 1.0  # lr of LSQ scale parameters, x the weights' lr (the loop takes the min)
+
+    def lr_hold_until(self, total_steps: int) -> int | None:
+        """Last step of a ramp the lr is held through (train.lr_schedule=rewind); None: no ramp."""
+        return None
+
+    def phase_steps(self, first_phase_steps: int) -> int | None:
+        """Optimizer steps of the second phase (for a `phase = "after_lock"` modifier); None: no say."""
+        return None
+
+    def tags(self) -> dict[str, str]:
+        """Tags the cell records for this modifier (e.g. transfer: the upstream it stands on)."""
+        return {}
+
     def on_train_start(self, model: nn.Module, state: TrainState) -> None: ...
 
     def on_step_start(self, model: nn.Module, state: TrainState) -> None: ...
@@ -51,6 +74,9 @@ class Modifier:
     def loss(self, model: nn.Module, batch: dict, outputs: Any, task_loss: torch.Tensor,
              state: TrainState) -> torch.Tensor:
         return task_loss
+
+    def after_backward(self, model: nn.Module, state: TrainState) -> None:
+        """Gradients of this step are in `.grad`; clipping and the optimizer step come next."""
 
     def on_step_end(self, model: nn.Module, state: TrainState) -> None: ...
 

@@ -48,7 +48,7 @@ def compressed(cfg) -> bool:
 
 def wanted(cfg) -> tuple[bool, bool]:
     """(packed_eval, latency) for this cell, resolving the auto (null) settings."""
-    m = getattr(cfg, "measure", None) or MeasureConfig()
+    m = cfg.measure
     auto = compressed(cfg) and cfg.profile.name != "smoke"
     pe = auto if m.packed_eval is None else bool(m.packed_eval)
     lat = auto if m.latency is None else bool(m.latency)
@@ -236,7 +236,7 @@ def measure(cfg, model: nn.Module, metrics: dict[str, float], task_kind, eval_ds
 
     from kernels import cpu_flags_string, packed_model_bytes
 
-    mc = getattr(cfg, "measure", None) or MeasureConfig()
+    mc = cfg.measure
     out: dict[str, float] = {}
     tags: dict[str, str] = {"cpu_flags": cpu_flags_string(), "measure_threads": str(threads)}
     from kernels import cpu as kernels_cpu

@@ -248,7 +248,7 @@ def recorded_run(cfg, *, kind: str, cell_id: str, experiment: str, params: dict[
 
     from suite import tracking
 
-    cache = cache_dir(getattr(cfg, "cache_dir", None))
+    cache = cache_dir(cfg.cache_dir)
     clean_tmp(cache)
     with cell_lock(cache, kind, cell_id):
         tracking.setup_mlflow(experiment)

@@ -222,7 +222,7 @@ def execute(cfg: RunConfig, threads: int, world: World = SINGLE) -> tuple[dict[s
         stage_tags.update(checkpoint_source(cfg.model))
     for m in modifiers:
         metrics.update(m.metrics(model))
-        stage_tags.update(getattr(m, "tags", dict)())  # e.g. transfer: upstream_cell_id, mask_sha256
+        stage_tags.update(m.tags())  # e.g. transfer: upstream_cell_id, mask_sha256
     teacher = getattr(ctx.teacher, "cache", {})
     if "reused" in teacher:  # cells that used the teacher (KD, finetuned init, the dense cell): cached?
         metrics["teacher_reused"] = float(teacher["reused"])

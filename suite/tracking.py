@@ -57,10 +57,10 @@ def run_params(cfg: RunConfig) -> dict[str, str]:
     params.update({
         "model": cfg.model.label, "task": cfg.task.name, "profile": cfg.profile.name,
         "seed": str(cfg.seed), "sparsity.method": cfg.sparsity.method,
-        "sparsity.target": str(getattr(cfg.sparsity, "target", 0.0)), "quant.method": cfg.quant.method,
+        "sparsity.target": str(cfg.sparsity.target), "quant.method": cfg.quant.method,
         "quant.weight_bits": str(cfg.quant.weight_bits), "quant.act_bits": str(cfg.quant.act_bits),
         "distill.method": cfg.distill.method, "experiment": cfg.experiment_name,
-        "stage": getattr(cfg, "stage", "finetune"),
+        "stage": cfg.stage,
     })
     return params
 

@@ -101,7 +101,7 @@ def lr_factor(step: int, total: int, warmup: int, hold_until: int | None = None)
 
 
 def lr_hold_steps(modifiers: Sequence[Modifier], steps: int) -> int | None:
-    holds = [h for m in modifiers if (f := getattr(m, "lr_hold_until", None)) and (h := f(steps)) is not None]
+    holds = [h for m in modifiers if (h := m.lr_hold_until(steps)) is not None]
     return max(holds) if holds else None
 
 
@@ -132,8 +132,8 @@ def fine_tune(model: nn.Module, loader: DataLoader, train: TrainConfig, profile:
     """Train `model` in place; returns train_loss (mean of the last 50 steps), steps, seconds,
     seconds per step (the log line also says steps/s). With `after_lock` modifiers: two phases (see the module docstring).
     `world`: the processes that train it together (suite/distributed.py; one process by default)."""
-    first = [m for m in modifiers if getattr(m, "phase", None) != "after_lock"]
-    second = [m for m in modifiers if getattr(m, "phase", None) == "after_lock"]
+    first = [m for m in modifiers if m.phase != "after_lock"]
+    second = [m for m in modifiers if m.phase == "after_lock"]
     steps = total_steps(len(loader), train, profile)
     stats = _train(model, loader, train, profile, first, device, progress, desc, steps, world)
     if not second:
@@ -141,8 +141,8 @@ def fine_tune(model: nn.Module, loader: DataLoader, train: TrainConfig, profile:
     from suite.prune.modifier import LockedMaskModifier
 
     locked = [LockedMaskModifier(m.masks, m.linears) for m in first if isinstance(m, LockedMaskModifier)]
-    carried = [m for m in first if getattr(m, "carry", False)]
-    steps2 = next(int(m.phase_steps(steps)) for m in second if hasattr(m, "phase_steps"))
+    carried = [m for m in first if m.carry]
+    steps2 = next(int(n) for m in second if (n := m.phase_steps(steps)) is not None)
     stats2 = _train(model, loader, train, profile, [*locked, *carried, *second], device, progress,
                     f"{desc} (after lock)", steps2, world)
     return {**stats, **stats2, "train_steps": stats["train_steps"] + stats2["train_steps"],
@@ -160,7 +160,7 @@ def _train(model: nn.Module, loader: DataLoader, train: TrainConfig, profile: Pr
     for m in modifiers:
         m.on_train_start(model, state)
     # after on_train_start: modifiers may add parameters (e.g. QAT's learnable scales)
-    ratio = min([getattr(m, "scale_lr_ratio", 1.0) for m in modifiers] or [1.0])
+    ratio = min([m.scale_lr_ratio for m in modifiers] or [1.0])
     optimizer, scheduler = make_optimizer(model, train, steps, profile.lr, lr_hold_steps(modifiers, steps), ratio)
     extra = {}
     for m in modifiers:
@@ -180,6 +180,8 @@ def _train(model: nn.Module, loader: DataLoader, train: TrainConfig, profile: Pr
                                      train.precision)
             if not torch.isfinite(loss):  # the same value on every rank: all of them stop
                 raise FloatingPointError(f"loss is {loss.item()} at step {state.step}")
+            for m in modifiers:  # every micro-batch's backward is done: the step's whole gradient
+                m.after_backward(model, state)
             if train.max_grad_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), train.max_grad_norm)
             optimizer.step()

@@ -87,6 +87,36 @@ def test_compute_masks_dispatch_and_errors():
         M.nm_mask(ws["x"], 4, 4)
 
 
+def test_score_masks_keep_the_highest_scores_of_every_family():
+    """A method's own scores (negative ones too) through the magnitude mask families."""
+    scores = {"a": _w(8, 14, 3), "b": _w(6, 16, 4) - 5.0}  # b: every score negative
+    un = M.score_masks(scores, 0.75)
+    for k, s in scores.items():
+        assert int((~un[k]).sum()) == round(0.75 * s.numel())
+        assert s[un[k]].min() >= s[~un[k]].max()
+    glob = M.score_masks(scores, 0.5, scope="global")
+    assert sum(int((~m).sum()) for m in glob.values()) == round(0.5 * (8 * 14 + 6 * 16))
+    assert M.mask_sparsity({"b": glob["b"]}) == 1.0  # one threshold: the all-negative layer goes first
+    nm = M.score_masks(scores, 0.5, "nm", n=2, m=4)
+    # a trailing partial group (14 inputs) keeps its n best real scores, not the padding
+    assert bool((nm["a"][:, 12:].sum(-1) == 2).all()) and bool((nm["b"].reshape(6, -1, 4).sum(-1) == 2).all())
+    block = M.score_masks({"b": scores["b"]}, 0.5, "block", block=4)["b"].reshape(6, 4, 4)
+    sums = scores["b"].reshape(6, 4, 4).sum(-1)
+    kept = block.all(-1)
+    assert bool((kept | (~block).all(-1)).all())
+    assert sums[kept].min() >= sums[~kept].max()  # blocks ranked by the sum of their scores
+
+
+def test_compute_masks_is_score_masks_of_magnitudes():
+    ws = {"x": _w(12, 20, 5), "y": _w(12, 20, 6)}
+    mags = {k: w.abs() for k, w in ws.items()}
+    for pattern, scope in (("unstructured", "layer"), ("unstructured", "global"), ("nm", "layer")):
+        a = M.compute_masks(ws, 0.5, pattern, scope)
+        b = M.score_masks(mags, 0.5, pattern, scope)
+        assert all(torch.equal(a[k], b[k]) for k in ws)
+    assert torch.equal(M.compute_masks(ws, 0.5, "block")["x"], M.block_mask(ws["x"], 0.5))
+
+
 def test_mask_sha256_stable_and_sensitive():
     masks = {"b": M.magnitude_mask(_w(), 0.5), "a": M.magnitude_mask(_w(seed=1), 0.5)}
     h = M.mask_sha256(masks)

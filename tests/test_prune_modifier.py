@@ -23,11 +23,17 @@ class Toy(nn.Module):
         return self.head(torch.relu(self.encoder["b"](torch.relu(self.encoder["a"](x)))))
 
 
-def cfg(**kw):
-    base = dict(target=0.75, scope="layer", schedule="gradual", start=0.0, end=0.5, every=2,
-                pattern="unstructured", block=4, n=2, m=4, include=["encoder.*"], exclude=[])
+def cfg(pattern="unstructured", **kw):
+    """The typed config of the method with this mask pattern (masks locked at the ramp's end)."""
+    from suite.prune.block import BlockConfig
+    from suite.prune.gmp import GmpConfig
+    from suite.prune.nm import NMConfig
+
+    base = dict(target=0.75, scope="layer", schedule="gradual", start=0.0, end=0.5, lock=None, every=2,
+                include=["encoder.*"], exclude=[])
     base.update(kw)
-    return SimpleNamespace(**base)
+    cls = {"unstructured": GmpConfig, "block": BlockConfig, "nm": NMConfig}[pattern]
+    return cls(**base)
 
 
 def train(model, modifiers, steps=20, lr=0.05):

@@ -118,6 +118,25 @@ def test_curve_and_budget_tables_show_knees_paper_points_and_deltas():
     assert "78.00 (-7.00 [-7.7" in budget and ", 126 steps |" in budget  # each cell's own steps
 
 
+def test_movement_is_its_own_line_beside_gmp():
+    from suite.report.curve_tables import curve_tables
+    from suite.report.plots import sparsity_curve_series
+
+    kd = {"distill.alpha_task": "0.1", "distill.alpha_kd": "0.9"}  # movement's own KD pairing
+    recs = [record("c", primary=85.0)]
+    recs += [record("c", sp="gmp", target=t, distill="logits", primary=p) for t, p in ((0.9, 78.0), (0.95, 70.0))]
+    recs += [record("c", sp="movement", target=t, distill="logits", variant=kd, primary=p)
+             for t, p in ((0.9, 81.0), (0.95, 77.0))]
+    groups = group_cells([Cell(r) for r in recs])
+    assert {g.sparsity_label for g in groups} == {"dense", "gmp 90%", "gmp 95%", "movement 90%", "movement 95%"}
+    md = curve_tables(groups)["sparsity_curves-quick"]
+    row = next(line for line in md.splitlines() if line.startswith("| minilm movement + logits"))
+    assert "| 81.00 (-4.00) | 77.00 (-8.00) |" in row  # its own points, Δ to the same dense
+    assert any(line.startswith("| minilm gmp + logits") for line in md.splitlines())
+    lines = sparsity_curve_series(groups)[("quick", "sst2")]["lines"]
+    assert sorted(label.split()[1] for label in lines) == ["gmp", "movement"]
+
+
 # ------------------------------------------------------------------ from a synthetic MLflow store
 
 def test_load_reads_only_finished_records(store):

@@ -63,10 +63,19 @@ def record(exp: str = "default", model: str = "minilm", task: str = "sst2", seed
                            "encoder_bytes_packed": packed, "encoder_bytes_dense_fp32": bytes_dense},
            "latency": {f"latency_ms_{k}": v for k, v in (latency or {}).items()},
            "budget": {"steps": steps, "batch_size": 32, "train_examples": train_examples, "eval_examples": 500},
-           "environment": {"cpu_model": "Test CPU", "cpu_flags": ["avx512f"], "threads": 2, "torch": "2.13.0"}}
+           "environment": {"cpu_model": "Test CPU", "cpu_flags": ["avx512f"], "threads": 2, "torch": "2.13.0"},
+           "config": method_sections(sp, target, pattern, quant, wb, ab)}
     if n_eval:
         rec["outcomes"] = synthetic_outcomes(primary, n_eval, order_seed)
     return CellRecord.model_validate(rec).to_dict()
+
+
+def method_sections(sp: str, target: float, pattern: str | None, quant: str, wb: int, ab: int) -> dict:
+    """The sparsity and quant sections of the record's config: the report asks their method classes
+    for the labels (the synthetic records carry none)."""
+    n, _, m = (pattern or "").partition(":")
+    sparsity = {"method": sp, **({"n": int(n), "m": int(m)} if m else {"target": target})}
+    return {"sparsity": sparsity, "quant": {"method": quant, "weight_bits": wb, "act_bits": ab}}
 
 
 def synthetic_outcomes(primary: float, n: int, order_seed: int = 0) -> dict:

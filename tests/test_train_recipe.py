@@ -38,10 +38,12 @@ def batches(n=8, seed=1):
 
 
 def prune_cfg(**kw):
+    from suite.prune.gmp import GmpConfig
+
     base = dict(target=0.75, scope="layer", schedule="gradual", start=0.0, end=0.5, lock=0.8, every=1,
-                every_fraction=None, pattern="unstructured", include=["encoder.*"], exclude=[])
+                every_fraction=None, include=["encoder.*"], exclude=[])
     base.update(kw)
-    return SimpleNamespace(**base)
+    return GmpConfig(**base)
 
 
 def test_lr_factor_rewind_holds_during_ramp():
@@ -112,6 +114,35 @@ class Probe(Modifier):
 
     def on_train_end(self, model, state):
         self.end = self._zeros(model)
+
+
+class GradProbe(Modifier):
+    """Sees each step's gradients between backward and the optimizer step."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_step_start(self, model, state):
+        self.before = model.head.weight.detach().clone()
+
+    def after_backward(self, model, state):
+        grad = model.head.weight.grad
+        self.seen.append((state.step, grad is not None and bool(grad.abs().sum() > 0),
+                          torch.equal(model.head.weight.detach(), self.before)))
+
+
+def test_after_backward_sees_gradients_before_the_optimizer_step():
+    probe = GradProbe()
+    stats = fine_tune(Toy(), batches(6), TrainConfig(lr=1e-2), ProfileConfig(name="t", epochs=1.0), [probe],
+                      progress=False)
+    assert stats["train_steps"] == 6
+    assert probe.seen == [(s, True, True) for s in range(6)]  # gradients there, weights not yet stepped
+
+
+def test_modifier_declares_what_the_loop_reads():
+    m = Modifier()
+    assert (m.phase, m.carry, m.scale_lr_ratio, m.lr_hold_until(100), m.phase_steps(100), m.tags()) == \
+        (None, False, 1.0, None, None, {})
 
 
 def test_qat_starts_with_masks_locked_and_keeps_them():

@@ -25,3 +25,6 @@ class DistillConfig:
 
     def label(self) -> str:
         return self.method
+
+    def check_run(self, run) -> None:
+        """Cross-group rule on the whole run config (none by default)."""

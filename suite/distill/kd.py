@@ -61,7 +61,7 @@ class DistillModifier(Modifier):
         self.reused: bool | None = None
 
     def _cacheable(self) -> bool:
-        loader = getattr(self.ctx, "train_loader", None)
+        loader = self.ctx.train_loader if self.ctx is not None else None
         return (self.cfg.cache_teacher_outputs and not self.hidden and self.kind != "qa"
                 and hasattr(getattr(loader, "dataset", None), "features"))
 

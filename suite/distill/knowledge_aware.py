@@ -41,9 +41,10 @@ class KnowledgeAwareConfig(DistillConfig):
     def __post_init__(self) -> None:
         if self.temperature <= 0:
             raise ConfigError("distill.temperature", f"{self.temperature}; must be > 0")
-        for key in ("alpha_attn", "alpha_hidden", "alpha_pred"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"distill.{key}", f"{getattr(self, key)}; must be >= 0")
+        for key, alpha in (("alpha_attn", self.alpha_attn), ("alpha_hidden", self.alpha_hidden),
+                           ("alpha_pred", self.alpha_pred)):
+            if alpha < 0:
+                raise ConfigError(f"distill.{key}", f"{alpha}; must be >= 0")
 
 
 def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -41,7 +41,7 @@ def wanted(cfg) -> list[str]:
     """Formats this cell exports: `export.formats` for a compressed cell, none for a dense one."""
     from suite.measure import compressed
 
-    formats = list(getattr(getattr(cfg, "export", None), "formats", FORMATS))
+    formats = list(cfg.export.formats)
     return formats if compressed(cfg) else []
 
 

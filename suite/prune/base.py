@@ -52,6 +52,10 @@ class SparsityConfig:
         """The format of one layer: `packed_format()` unless the pattern did not survive."""
         return self.packed_format()
 
+    def mask_args(self) -> dict:
+        """Extra arguments of the mask family (suite.prune.masks), e.g. block or n and m."""
+        return {}
+
     def format_args(self) -> dict:
         """Extra arguments of the packed format (kernels.formats.pack), e.g. n and m."""
         return {}

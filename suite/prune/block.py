@@ -20,6 +20,9 @@ class BlockConfig(GmpConfig):
     def pattern_label(self) -> str:
         return f"block1x{self.block}"
 
+    def mask_args(self) -> dict:
+        return {"block": self.block}
+
     def packed_format(self) -> str:
         return "block1x4"  # 1xB blocks with B a multiple of 4 are 1x4 blocks; others still pack exactly
 

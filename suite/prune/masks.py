@@ -1,14 +1,19 @@
-"""Pruning masks as pure functions of weights (no modules, no state).
+"""Pruning masks as pure functions of scores (no modules, no state).
 
 A mask is a bool tensor shaped like the weight: True = kept, False = pruned. Weights are
 `[out_features, in_features]` (nn.Linear); blocks and N:M groups run along the input dim.
 Counts are exact: a layer pruned to sparsity s has exactly round(s * numel) zeros (ties broken
 by position), so per-layer sparsity is within one element of the target.
 
+Two entries share the mask families (unstructured | block | nm, per layer or global):
+`score_masks` keeps the highest scores of any per-weight score a method computes (e.g. movement
+scores, which may be negative; a block's score is the sum of its weights' scores);
+`compute_masks` is magnitude pruning: scores |w| (a block's score is its L2 norm).
+
 Public names (stable; reused by the Prune-OFA upstream pruning):
-  n_pruned, magnitude_mask, block_scores, block_mask, nm_mask, nm_gradual_mask,
-  global_magnitude_masks, global_block_masks, compute_masks, apply_masks, mask_sha256,
-  mask_sparsity
+  n_pruned, mask_lowest, magnitude_mask, block_scores, block_mask, nm_mask, nm_gradual_mask,
+  global_magnitude_masks, global_block_masks, score_masks, compute_masks, apply_masks,
+  mask_sha256, mask_sparsity
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ def n_pruned(numel: int, sparsity: float) -> int:
     return min(numel, int(round(sparsity * numel)))
 
 
-def _mask_lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
+def mask_lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Bool mask (same shape as scores) with the k lowest scores False, the rest True."""
     flat = scores.detach().reshape(-1).float()
     mask = torch.ones(flat.numel(), dtype=torch.bool, device=flat.device)
@@ -42,16 +47,16 @@ def _mask_lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Unstructured: prune the round(sparsity * numel) smallest |w|."""
-    return _mask_lowest(weight.detach().abs(), n_pruned(weight.numel(), sparsity))
+    return mask_lowest(weight.detach().abs(), n_pruned(weight.numel(), sparsity))
 
 
-def _grouped(weight: torch.Tensor, size: int) -> torch.Tensor:
-    """[out, in] -> [out, ceil(in/size), size], zero-padded along in."""
+def _grouped(weight: torch.Tensor, size: int, fill: float = 0.0) -> torch.Tensor:
+    """[out, in] -> [out, ceil(in/size), size], padded with `fill` along in."""
     w = weight.detach()
     out, k = w.shape
     pad = (-k) % size
     if pad:
-        w = torch.cat([w, w.new_zeros(out, pad)], dim=1)
+        w = torch.cat([w, w.new_full((out, pad), fill)], dim=1)
     return w.reshape(out, -1, size)
 
 
@@ -64,60 +69,78 @@ def _expand_blocks(block_keep: torch.Tensor, block: int, in_features: int) -> to
     return block_keep.repeat_interleave(block, dim=1)[:, :in_features]
 
 
+def block_sums(scores: torch.Tensor, block: int = 4) -> torch.Tensor:
+    """Sum of the per-weight scores of each 1 x `block` block along the input dim."""
+    return _grouped(scores.float(), block).sum(dim=2)
+
+
+def _block_keep(block_score: torch.Tensor, sparsity: float, block: int, in_features: int) -> torch.Tensor:
+    keep = mask_lowest(block_score, n_pruned(block_score.numel(), sparsity))
+    return _expand_blocks(keep, block, in_features)
+
+
 def block_mask(weight: torch.Tensor, sparsity: float, block: int = 4) -> torch.Tensor:
     """1 x `block` blocks along the input dim, pruned by block norm: round(s * n_blocks) blocks."""
-    scores = block_scores(weight, block)
-    keep = _mask_lowest(scores, n_pruned(scores.numel(), sparsity))
-    return _expand_blocks(keep, block, weight.shape[1])
+    return _block_keep(block_scores(weight, block), sparsity, block, weight.shape[1])
+
+
+def nm_top(scores: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
+    """N:M: in every group of m consecutive inputs of a row keep the n highest scores.
+
+    A trailing partial group (in_features not a multiple of m) is padded with scores that lose."""
+    if not 0 < n < m:
+        raise ValueError(f"N:M needs 0 < n < m, got {n}:{m}")
+    g = _grouped(scores.float(), m, fill=-float("inf"))
+    # stable: among equal scores keep the earliest positions
+    order = torch.sort(-g, dim=2, stable=True).indices[:, :, :n]
+    keep = torch.zeros_like(g, dtype=torch.bool).scatter_(2, order, True)
+    return keep.reshape(scores.shape[0], -1)[:, : scores.shape[1]]
 
 
 def nm_mask(weight: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
-    """N:M: in every group of m consecutive inputs of a row keep the n largest |w|.
-
-    A trailing partial group (in_features not a multiple of m) is treated as zero-padded."""
-    if not 0 < n < m:
-        raise ValueError(f"N:M needs 0 < n < m, got {n}:{m}")
-    g = _grouped(weight.abs().float(), m)
-    # stable: among equal magnitudes keep the earliest positions
-    order = torch.sort(-g, dim=2, stable=True).indices[:, :, :n]
-    keep = torch.zeros_like(g, dtype=torch.bool).scatter_(2, order, True)
-    return keep.reshape(weight.shape[0], -1)[:, : weight.shape[1]]
+    """N:M by magnitude: in every group of m consecutive inputs of a row keep the n largest |w|."""
+    return nm_top(weight.detach().abs(), n, m)
 
 
-def nm_gradual_mask(weight: torch.Tensor, sparsity: float, n: int = 2, m: int = 4) -> torch.Tensor:
-    """Gradual N:M: prune the smallest of the final N:M candidates so that `sparsity` of the
-    layer is zero; at sparsity >= 1 - n/m this is exactly `nm_mask`."""
-    final = nm_mask(weight, n, m)
-    k = n_pruned(weight.numel(), sparsity)
+def nm_gradual_top(scores: torch.Tensor, sparsity: float, n: int = 2, m: int = 4) -> torch.Tensor:
+    """Gradual N:M: prune the lowest-scored of the final N:M candidates so that `sparsity` of the
+    layer is zero; at sparsity >= 1 - n/m this is exactly `nm_top`."""
+    final = nm_top(scores, n, m)
+    k = n_pruned(scores.numel(), sparsity)
     n_candidates = int((~final).sum())
     if k >= n_candidates:
         return final
-    scores = weight.detach().abs().float().masked_fill(final, float("inf"))
-    return _mask_lowest(scores, k)
+    return mask_lowest(scores.detach().float().masked_fill(final, float("inf")), k)
+
+
+def nm_gradual_mask(weight: torch.Tensor, sparsity: float, n: int = 2, m: int = 4) -> torch.Tensor:
+    """Gradual N:M by magnitude (`nm_gradual_top` of |w|)."""
+    return nm_gradual_top(weight.detach().abs(), sparsity, n, m)
+
+
+def _global_keep(scores: Mapping[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+    """One threshold over all score tensors: exactly round(s * total) lowest scores pruned overall."""
+    names = list(scores)
+    flat = torch.cat([scores[n].detach().reshape(-1).float().cpu() for n in names])
+    keep = mask_lowest(flat, n_pruned(flat.numel(), sparsity))
+    return _split(keep, names, scores)
 
 
 def global_magnitude_masks(weights: Mapping[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
     """One magnitude threshold over all tensors: exactly round(s * total) zeros overall."""
-    names = list(weights)
-    flat = torch.cat([weights[n].detach().abs().reshape(-1).float().cpu() for n in names])
-    keep = _mask_lowest(flat, n_pruned(flat.numel(), sparsity))
-    return _split(keep, names, weights)
+    return _global_keep({k: w.detach().abs() for k, w in weights.items()}, sparsity)
+
+
+def _global_blocks(block_score: Mapping[str, torch.Tensor], sparsity: float, block: int,
+                   weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    keep = _global_keep(block_score, sparsity)
+    return {n: _expand_blocks(keep[n].cpu(), block, weights[n].shape[1]).to(weights[n].device) for n in keep}
 
 
 def global_block_masks(weights: Mapping[str, torch.Tensor], sparsity: float,
                        block: int = 4) -> dict[str, torch.Tensor]:
     """Global 1 x block pruning: one block-norm threshold over all tensors."""
-    names = list(weights)
-    scores = {n: block_scores(weights[n], block).cpu() for n in names}
-    flat = torch.cat([s.reshape(-1) for s in scores.values()])
-    keep = _mask_lowest(flat, n_pruned(flat.numel(), sparsity))
-    out, offset = {}, 0
-    for name in names:
-        s = scores[name]
-        part = keep[offset: offset + s.numel()].reshape(s.shape)
-        offset += s.numel()
-        out[name] = _expand_blocks(part, block, weights[name].shape[1]).to(weights[name].device)
-    return out
+    return _global_blocks({n: block_scores(w, block) for n, w in weights.items()}, sparsity, block, weights)
 
 
 def _split(flat_keep: torch.Tensor, names, weights) -> dict[str, torch.Tensor]:
@@ -129,23 +152,38 @@ def _split(flat_keep: torch.Tensor, names, weights) -> dict[str, torch.Tensor]:
     return out
 
 
-def compute_masks(weights: Mapping[str, torch.Tensor], sparsity: float, pattern: str = "unstructured",
-                  scope: str = "layer", block: int = 4, n: int = 2, m: int = 4) -> dict[str, torch.Tensor]:
-    """Masks for named weights at `sparsity`. pattern: unstructured | block | nm; scope: layer | global
-    (N:M is always per layer: its groups are local)."""
+def _masks(scores: Mapping[str, torch.Tensor], sparsity: float, pattern: str, scope: str, block: int,
+           n: int, m: int, block_score) -> dict[str, torch.Tensor]:
+    """The mask families on per-weight scores; `block_score(scores, block)` scores the blocks."""
     if pattern not in PATTERNS:
         raise ValueError(f"pattern={pattern!r}; allowed: {', '.join(PATTERNS)}")
-    if pattern == "nm":
-        return {k: nm_gradual_mask(w, sparsity, n, m) for k, w in weights.items()}
-    if scope == "global":
-        if pattern == "block":
-            return global_block_masks(weights, sparsity, block)
-        return global_magnitude_masks(weights, sparsity)
-    if scope != "layer":
+    if scope not in ("layer", "global"):
         raise ValueError(f"scope={scope!r}; allowed: layer, global")
+    if pattern == "nm":  # always per layer: N:M groups are local
+        return {k: nm_gradual_top(s, sparsity, n, m) for k, s in scores.items()}
     if pattern == "block":
-        return {k: block_mask(w, sparsity, block) for k, w in weights.items()}
-    return {k: magnitude_mask(w, sparsity) for k, w in weights.items()}
+        per_block = {k: block_score(s, block) for k, s in scores.items()}
+        if scope == "global":
+            return _global_blocks(per_block, sparsity, block, scores)
+        return {k: _block_keep(b, sparsity, block, scores[k].shape[1]) for k, b in per_block.items()}
+    if scope == "global":
+        return _global_keep(scores, sparsity)
+    return {k: mask_lowest(s, n_pruned(s.numel(), sparsity)) for k, s in scores.items()}
+
+
+def score_masks(scores: Mapping[str, torch.Tensor], sparsity: float, pattern: str = "unstructured",
+                scope: str = "layer", block: int = 4, n: int = 2, m: int = 4) -> dict[str, torch.Tensor]:
+    """Masks that keep the highest of any per-weight scores (a method's own, e.g. movement) at
+    `sparsity`, in the mask families of `compute_masks`; a block scores the sum of its weights'."""
+    return _masks(scores, sparsity, pattern, scope, block, n, m, block_sums)
+
+
+def compute_masks(weights: Mapping[str, torch.Tensor], sparsity: float, pattern: str = "unstructured",
+                  scope: str = "layer", block: int = 4, n: int = 2, m: int = 4) -> dict[str, torch.Tensor]:
+    """Magnitude masks for named weights at `sparsity`. pattern: unstructured | block (by block L2
+    norm) | nm; scope: layer | global (N:M is always per layer: its groups are local)."""
+    return _masks({k: w.detach().abs() for k, w in weights.items()}, sparsity, pattern, scope, block, n, m,
+                  block_scores)
 
 
 @torch.no_grad()

@@ -90,18 +90,18 @@ class PruningModifier(LockedMaskModifier):
     schedule (`schedule: gradual`, `start`, `end`, `every`) or at train start (`oneshot`); the
     masks then stay locked: pruned weights are exactly 0 after every optimizer step.
 
-    `cfg` needs: target, scope, schedule, start, end, every, and optionally pattern ('unstructured'
-    | 'block' | 'nm'), block, n, m, include, exclude, lock (masks recomputed at the target until
-    this fraction, then locked), every_fraction (update interval as a fraction of the steps).
+    `cfg` is a `GmpConfig` (or a subclass: block, nm): its pattern, `mask_args()`, scope, the
+    schedule keys (schedule, start, end, lock: masks recomputed at the target until this fraction,
+    then locked; every / every_fraction) and include / exclude.
     `warmup_ratio`: the ramp starts after the lr warm-up."""
 
     def __init__(self, cfg, linears: Mapping[str, nn.Module] | None = None, warmup_ratio: float = 0.0):
         super().__init__({}, linears)
         self.cfg = cfg
-        self.pattern = getattr(cfg, "pattern", "unstructured")
+        self.pattern = cfg.pattern
         self.current = 0.0
         self.start = S.effective_start(cfg.start, warmup_ratio)
-        self.lock = getattr(cfg, "lock", None)
+        self.lock = cfg.lock
         self.every = cfg.every
 
     def lr_hold_until(self, total_steps: int) -> int | None:
@@ -118,8 +118,7 @@ class PruningModifier(LockedMaskModifier):
     def _compute(self, sparsity: float) -> None:
         c = self.cfg
         weights = {name: raw_weight(mod) for name, mod in self.linears.items()}
-        self.masks = M.compute_masks(weights, sparsity, self.pattern, getattr(c, "scope", "layer"),
-                                     getattr(c, "block", 4), getattr(c, "n", 2), getattr(c, "m", 4))
+        self.masks = M.compute_masks(weights, sparsity, self.pattern, c.scope, **c.mask_args())
         self.current = sparsity
         M.apply_masks(weights, self.masks)
 
@@ -131,11 +130,10 @@ class PruningModifier(LockedMaskModifier):
 
     def on_train_start(self, model: nn.Module, state: TrainState) -> None:
         if self.linears is None:
-            self.linears = resolve_linears(model, getattr(self.cfg, "include", None),
-                                           getattr(self.cfg, "exclude", ()))
+            self.linears = resolve_linears(model, self.cfg.include, self.cfg.exclude)
         if not self.linears:
             raise ValueError("no prunable Linear layer matches sparsity.include / sparsity.exclude")
-        self.every = S.resolve_every(self.cfg.every, state.total_steps, getattr(self.cfg, "every_fraction", None))
+        self.every = S.resolve_every(self.cfg.every, state.total_steps, self.cfg.every_fraction)
         self._compute(self._target_at(0, state.total_steps))
         self._mask_grads()
 

@@ -34,6 +34,9 @@ class NMConfig(GmpConfig):
     def format_args(self) -> dict:
         return {"n": self.n, "m": self.m}
 
+    def mask_args(self) -> dict:
+        return {"n": self.n, "m": self.m}
+
     def layer_format(self, weight) -> str:
         from suite.pack import nm_holds
 

@@ -7,6 +7,7 @@ which of its options are technique switches (ablations) with their "on" value.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -32,6 +33,10 @@ class QuantConfig:
     def quantized(self) -> bool:
         return self.weight_bits < 32 or self.act_bits < 32
 
+    def per_channel(self) -> bool:
+        """Whether weight scales are per output channel (else one per tensor)."""
+        return False
+
     def kernel_bits(self) -> int:
         """Value bits of the packed kernels: 4 for 4-bit weights, else int8 (fp32 cells re-quantize)."""
         return 4 if self.quantized and self.weight_bits == 4 else 8
@@ -40,7 +45,7 @@ class QuantConfig:
         """Bytes the quantization adds to one packed layer (weight and activation scales)."""
         if self.weight_bits >= 32:
             return 0
-        size = 4 * out_features if getattr(self, "granularity", None) == "channel" else 4
+        size = 4 * out_features if self.per_channel() else 4
         return size + (4 if self.act_bits < 32 else 0)
 
     def label(self) -> str:
@@ -51,4 +56,8 @@ class QuantConfig:
 
     def ablated(self) -> dict[str, object]:
         """The technique switches this config turns off (key -> its value)."""
-        return {k: getattr(self, k) for k, on in self.techniques.items() if getattr(self, k) != on}
+        values = dataclasses.asdict(self)
+        return {k: values[k] for k, on in self.techniques.items() if values[k] != on}
+
+    def check_run(self, run) -> None:
+        """Cross-group rule on the whole run config (none by default)."""

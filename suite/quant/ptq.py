@@ -15,9 +15,9 @@ FP32_SOURCES = ("train", "teacher")
 
 
 def check_bits(cfg) -> None:
-    for key in ("weight_bits", "act_bits"):
-        if getattr(cfg, key) not in Q.BITS:
-            raise ConfigError(f"quant.{key}", f"{getattr(cfg, key)}; allowed: 4, 8 (quant=fp32 for 32)")
+    for key, bits in (("weight_bits", cfg.weight_bits), ("act_bits", cfg.act_bits)):
+        if bits not in Q.BITS:
+            raise ConfigError(f"quant.{key}", f"{bits}; allowed: 4, 8 (quant=fp32 for 32)")
 
 
 @dataclass
@@ -53,6 +53,9 @@ class PtqConfig(QuantConfig):
         if self.fp32_source not in FP32_SOURCES:
             raise ConfigError("quant.fp32_source", f"'{self.fp32_source}'; allowed: {', '.join(FP32_SOURCES)}")
 
+    def per_channel(self) -> bool:
+        return self.granularity == "channel"
+
     def check_run(self, run) -> None:
         if self.fp32_source == "teacher" and (
                 run.sparsity.method != "dense" or run.distill.method != "none"
@@ -63,6 +66,8 @@ class PtqConfig(QuantConfig):
 class PTQModifier(Modifier):
     def __init__(self, cfg: PtqConfig, ctx, linears=None):
         self.cfg, self.ctx, self.linears = cfg, ctx, linears
+        self.amax: dict[str, float] = {}  # activation ranges, once calibrated (on_train_end)
+        self.unsigned: list[str] = []
 
     def on_train_start(self, model, state: TrainState) -> None:
         if self.cfg.fp32_source == "teacher":
@@ -84,7 +89,7 @@ class PTQModifier(Modifier):
         self.amax, self.unsigned = amax, sorted(lows)
 
     def metrics(self, model) -> dict[str, float]:
-        a = list(getattr(self, "amax", {}).values())
+        a = list(self.amax.values())
         if not a:
             return {}
         return {"quant_act_amax_mean": sum(a) / len(a), "quant_act_unsigned_layers": float(len(self.unsigned))}

@@ -56,6 +56,9 @@ class QatConfig(QuantConfig):
     techniques = {"zero_preserving": True, "scale_init": "fp32", "dropout_schedule": "linear"}
     version = 2  # 2: QAT after the masks lock (second phase), LSQ scales at their own lr
 
+    def per_channel(self) -> bool:
+        return self.granularity == "channel"
+
     def __post_init__(self) -> None:
         check_bits(self)
         if self.granularity not in GRANULARITIES:
@@ -131,9 +134,7 @@ class QATModifier(Modifier):
 def runs_after_lock(cfg: QatConfig, run) -> bool:
     """QAT is a second phase when the cell prunes gradually in this run (transfer cells start
     with their masks locked: one phase)."""
-    s = run.sparsity
-    prunes = getattr(s, "prunes", s.method != "dense")
-    return bool(cfg.after_lock and prunes and run.stage == "finetune")
+    return bool(cfg.after_lock and run.sparsity.prunes and run.stage == "finetune")
 
 
 @QUANTIZERS.register("qat", config=QatConfig)

@@ -203,7 +203,16 @@ def upgrade_v1(r: dict) -> dict:
                         "threads": threads, "torch": env.get("torch"), "transformers": env.get("transformers"),
                         "python": env.get("python")},
         "tags": {"upgraded_from": "leaderboard.json v1", **({"stage": stage} if stage != "finetune" else {})},
+        "config": _v1_config(sp, q),
     }
+
+
+def _v1_config(sp: dict, q: dict) -> dict:
+    """The method sections a v1 record implies (its methods' axes): what their classes label it by."""
+    nm = {"n": sp["n"], "m": sp["m"]} if sp.get("n") and sp.get("m") else {"target": sp.get("target") or 0.0}
+    return {"sparsity": {"method": sp.get("method", "dense"), **nm},
+            "quant": {"method": q.get("method", "fp32"), "weight_bits": q.get("weight_bits", 32),
+                      "act_bits": q.get("act_bits", 32)}}
 
 
 # ------------------------------------------------------------------ host-free check

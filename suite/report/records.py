@@ -6,11 +6,13 @@ Pure: records in, groups out; `load.py` is the only reader of MLflow.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 PROFILE_ORDER = {"full": 0, "quick": 1, "smoke": 2}
 # eval_* metrics that are bookkeeping or derived (eval_examples, eval_primary_packed, eval_packed_delta)
@@ -150,6 +152,16 @@ class Cell:
         return tuple(sorted(self.axes.get("ablated") or ()))
 
     @property
+    def sparsity_label(self) -> str:
+        """The sparsity option in its method's words ('gmp 90%', 'nm 2:4', 'dense')."""
+        return method_label(self.record, "sparsity")
+
+    @property
+    def bits_label(self) -> str:
+        """The quant option in its method's words ('fp32', 'qat w4a8')."""
+        return method_label(self.record, "quant")
+
+    @property
     def is_dense_baseline(self) -> bool:
         return self.sparsity_method == "dense" and self.quant_method == "fp32" and self.distill_method == "none"
 
@@ -228,18 +240,27 @@ class Cell:
         return tuple(getattr(self, f) for f in KEY_FIELDS)
 
 
-def sparsity_label(method: str, target: float, pattern: str = "") -> str:
-    if method == "dense":
-        return "dense"
-    if ":" in (pattern or ""):
-        return f"{method} {pattern}"
-    return f"{method} {target * 100:g}%"
+def method_label(record: dict, group: str) -> str:
+    """What tables call the cell's `group` option (sparsity | quant): the label its method class
+    gave when the cell ran (axes.<group>_label); a record without one asks the method class,
+    typed from the record's resolved config."""
+    axes = record.get("axes") or {}
+    if label := axes.get(f"{group}_label"):
+        return label
+    section = (record.get("config") or {}).get(group) or {"method": axes.get(f"{group}_method")}
+    return _label_of(group, json.dumps(section, sort_keys=True))
 
 
-def bits_label(quant: str, wb: int, ab: int) -> str:
-    if quant == "fp32" or (wb >= 32 and ab >= 32):
-        return "fp32"
-    return f"{quant} w{wb}a{ab}"
+@lru_cache(maxsize=512)
+def _label_of(group: str, section: str) -> str:
+    from suite.config import method_config
+    from suite.errors import ConfigError
+
+    data = json.loads(section)
+    try:
+        return method_config(group, data).label()
+    except ConfigError:  # a method this code no longer knows: its name is all there is
+        return str(data.get("method"))
 
 
 @dataclass
@@ -287,14 +308,6 @@ class Group:
     def std(self, metric: str = "primary") -> float:
         vals = self.values(metric)
         return statistics.stdev(vals) if len(vals) > 1 else math.nan
-
-    @property
-    def sparsity_label(self) -> str:
-        return sparsity_label(self.sparsity_method, self.sparsity_target, self.sparsity_pattern)
-
-    @property
-    def bits_label(self) -> str:
-        return bits_label(self.quant_method, self.weight_bits, self.act_bits)
 
     @property
     def budget_text(self) -> str:

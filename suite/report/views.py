@@ -12,23 +12,13 @@ from dataclasses import dataclass, field
 
 from suite.report.leaderboard import machine, machine_label
 from suite.report.plots import pareto_front
-from suite.report.records import PROFILE_ORDER, bits_label
+from suite.report.records import PROFILE_ORDER, method_label
 
 BADGE = {"holds": "holds", "does not hold": "fails", "inconclusive": "inconclusive", "not run": "notrun"}
 
 
 def _num(v) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-
-def sparsity_label(method: str, target: float, pattern: str) -> str:
-    """'dense', 'nm 2:4', 'gmp 90%', 'block 90% (block1x4)'."""
-    if method == "dense":
-        return "dense"
-    if ":" in pattern:
-        return f"{method} {pattern}"
-    extra = f" ({pattern})" if pattern.startswith("block") else ""
-    return f"{method} {target * 100:g}%{extra}"
 
 
 def metric_name(metrics: dict) -> str:
@@ -101,10 +91,9 @@ def rows(records: Sequence[dict]) -> list[Row]:
             key=f"r{i}", cell_id=cid, anchor=cid not in seen, rec=r, task=ax.get("task", "?"), profile=profile,
             paper=experiment.removesuffix(f"-{profile}"), model=ax.get("model", "?"),
             method=ax.get("sparsity_method", "dense"),
-            sparsity=sparsity_label(ax.get("sparsity_method", "dense"), ax.get("sparsity_target") or 0.0,
-                                    ax.get("sparsity_pattern") or ""),
+            sparsity=method_label(r, "sparsity"),
             target=_num(ax.get("sparsity_target")), measured=_num(comp.get("sparsity_measured")),
-            bits=bits_label(ax.get("quant_method", "fp32"), ax.get("weight_bits", 32), ax.get("act_bits", 32)),
+            bits=method_label(r, "quant"),
             distill=ax.get("distill_method", "none"),
             variant=", ".join([f"init={ax['init']}"] * (ax.get("init") not in (None, "", "pretrained"))
                               + [f"{k}={v}" for k, v in sorted((ax.get("variant") or {}).items())]),

@@ -46,7 +46,7 @@ def read_glue_tsv(path: Path, cfg: TaskConfig) -> dict[str, list]:
             raise SparqError(f"{path}: empty file (expected a header line, then examples)")
         if len(header) < width:
             raise SparqError(f"{path}:1: header has {len(header)} tab-separated fields, expected >= {width}")
-        for role, name in getattr(cfg, "header_names", {}).items():
+        for role, name in cfg.header_names.items():
             got = header[cols[role]].strip()
             if got != name:
                 raise SparqError(f"{path}:1: header column {cols[role]} ({role}) is '{got}', expected "

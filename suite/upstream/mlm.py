@@ -162,7 +162,7 @@ def train_upstream(cfg: RunConfig, device: torch.device) -> tuple[nn.Module, dic
                         warmup_ratio=u.warmup_ratio)
     profile = ProfileConfig(name="upstream", epochs=float(math.ceil(steps / max(1, len(loader)))), max_steps=steps)
     stats = fine_tune(student, loader, train, profile, [*pruners, distill], device, cfg.progress,
-                      desc=f"upstream mlm {cfg.sparsity.method} {getattr(cfg.sparsity, 'target', '')}")
+                      desc=f"upstream mlm {cfg.sparsity.method} {cfg.sparsity.target}")
     base_prefix = f"mlm.{mlm.base_model_prefix}."
     masks = {}
     for m in pruners:

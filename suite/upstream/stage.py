@@ -133,7 +133,7 @@ def _params(cfg: RunConfig, ucid: str) -> dict[str, str]:
                       "upstream": u})
     params.update({"model": cfg.model.label, "task": "mlm", "profile": cfg.profile.name, "seed": str(cfg.seed),
                    "stage": "upstream", "sparsity.method": cfg.sparsity.method,
-                   "sparsity.target": str(getattr(cfg.sparsity, "target", 0.0)), "quant.method": "fp32",
+                   "sparsity.target": str(cfg.sparsity.target), "quant.method": "fp32",
                    "quant.weight_bits": "32", "quant.act_bits": "32", "distill.method": "hidden",
                    "experiment": cfg.experiment_name, "upstream_cell_id": ucid})
     return params
@@ -168,7 +168,7 @@ def ensure_upstream(cfg: RunConfig, force: bool = False) -> tuple[UpstreamEntry,
     ucid = upstream_cell_id(ucfg)
     path = entry_path(ucfg, ucid)
     experiment = tracking.experiment_name(ucfg)
-    label = f"{ucfg.model.label}-upstream-{ucfg.sparsity.method}{getattr(ucfg.sparsity, 'target', '')}-s{ucfg.seed}"
+    label = f"{ucfg.model.label}-upstream-{ucfg.sparsity.method}{ucfg.sparsity.target}-s{ucfg.seed}"
     with building(path):
         entry = None if force else load_entry(path)
         with recorded_run(ucfg, kind="upstream", cell_id=ucid, experiment=experiment, params=_params(ucfg, ucid),
