@@ -150,6 +150,7 @@ def test_page_escapes_every_string(tmp_path):
     text = html.page(report)
     assert MALICIOUS not in text and "&lt;script&gt;alert(2)&lt;/script&gt;" in text
     assert text.count("<script") == 1
+    assert str(html.breakable("ibm_<b>x")) == "ibm_<wbr>&lt;b&gt;x"  # wraps at underscores, still escaped
 
 
 def test_summary_lists_rows_deltas_and_the_report_path(tmp_path):
@@ -284,23 +285,32 @@ def test_mean_interval_is_deterministic_and_needs_outcomes():
 
 
 def test_readme_describes_the_records_from_the_records():
-    from suite.report import readme
+    import shlex
 
-    recs = [record(seed=s, command=f"python -m suite.run seed={s} +experiment=prune_ofa") for s in (1, 2)]
-    recs += [record(task="mrpc", experiment="recipes-quick", dirty=True,
-                    command="python -m suite.run task=mrpc +experiment=recipes")]
+    from suite.report import readme
+    from suite.sweep import experiment_jobs
+
+    def cmd(job):
+        return " ".join(["python -m suite.run", *(shlex.quote(o) for o in job)])
+
+    grid_job, recipe_job = experiment_jobs("prune_ofa")[1][0], experiment_jobs("recipes")[1][0]
+    driver_job = [o for o in grid_job if not o.startswith("seed=")] + ["seed=99"]  # a seed the grid never runs
+    recs = [record(seed=1, command=cmd(grid_job)), record(seed=2, command=cmd(driver_job)),
+            record(task="mrpc", experiment="recipes-quick", dirty=True, command=cmd(recipe_job))]
     facts = readme.facts(recs, ["mlflow"], 2, 2)
     assert (facts["n"], facts["clean"], facts["dirty"], facts["record_versions"]) == (3, 2, 1, "v1 ×3")
     assert facts["profiles"] == "quick ×3" and facts["tasks"] == "sst2 ×2, mrpc ×1"
-    by = {e["name"]: e for e in facts["experiments"]}
-    assert by["prune_ofa-quick"]["rebuilt_by"] == "./reproduce.sh prune_ofa" and by["prune_ofa-quick"]["in_all"]
-    assert by["recipes-quick"]["rebuilt_by"] == "./reproduce.sh recipes" and not by["recipes-quick"]["in_all"]
-    assert readme.rebuilt_by(["python -m suite.run task=sst2"], "quick") == ""  # no grid named: no claim
+    rows = [(e["name"], e["records"], e["rebuilt_by"], e["in_all"]) for e in facts["experiments"]]
+    assert rows == [("prune_ofa-quick", 1, "./reproduce.sh prune_ofa", True), ("prune_ofa-quick", 1, "", False),
+                    ("recipes-quick", 1, "./reproduce.sh recipes", False)]
+    assert readme.rebuilt_by("python -m suite.run profile=smoke") == "./reproduce.sh profile=smoke"  # the main job
+    assert readme.rebuilt_by(cmd([*grid_job, "profile=smoke"])) == "./reproduce.sh prune_ofa profile=smoke"
     assert "prune_ofa" in readme.all_grids() and "recipes" not in readme.all_grids()
     text = readme.text(recs, ["mlflow"], 2, 2, published=True)
     assert text.startswith("# results/: the published reference") and "**3 records**" in text
-    assert "| `recipes-quick` | 1 | `./reproduce.sh recipes` | no | 0 / 1 |" in text
-    assert "Records not rebuilt by it: `recipes-quick`" in text and lb.host_leaks(text) == []
+    assert "| `recipes-quick` | 1 | `./reproduce.sh recipes` | no | 0 / 1 | 1 |" in text
+    assert "| `prune_ofa-quick` | 1 | no grid: each record's own `command` | no |" in text
+    assert lb.host_leaks(text) == []
 
 
 def test_plots_draw_chance_and_keep_it_off_the_front(tmp_path):

@@ -112,13 +112,22 @@ def visible_configs(drv) -> list[dict]:
 
 
 def off_screen(drv) -> list[str]:
-    """Table headers whose right edge passes the window (or a page that scrolls sideways)."""
+    """Table headers whose right edge passes the window, cells whose content spills out of them, or a
+    page that scrolls sideways."""
     return drv.execute_script("""
         var w = document.documentElement.clientWidth, out = [];
         if (document.documentElement.scrollWidth > w) out.push('page scrolls sideways: ' + document.documentElement.scrollWidth + ' > ' + w);
         document.querySelectorAll('th').forEach(function (th) {
           var b = th.getBoundingClientRect();
           if (th.offsetParent !== null && b.right > w + 0.5) out.push(th.textContent.trim() + ' ends at ' + Math.round(b.right));
+        });
+        var range = document.createRange();
+        document.querySelectorAll('td, th').forEach(function (c) {
+          if (c.offsetParent === null) return;
+          range.selectNodeContents(c);
+          var inner = range.getBoundingClientRect(), box = c.getBoundingClientRect();
+          if (inner.width && (inner.right > box.right + 1 || inner.left < box.left - 1))
+            out.push('spills out of its cell: ' + c.textContent.trim().slice(0, 40));
         });
         return out;""")
 
@@ -152,7 +161,7 @@ def test_default_view_one_row_per_configuration_with_its_interval_nothing_at_cha
     assert sorted(blocks) == ["mrpc · quick · 2000 train examples · budget 1x · chance 68.38%",
                               "sst2 · quick · 2000 train examples · budget 1x · chance 50.92%",
                               "sst2 · quick · 2000 train examples · budget 2x · chance 50.92%"]
-    for block, mine in blocks.items():  # ranked like for like; a configuration at chance is never among the top
+    for mine in blocks.values():  # ranked like for like; a configuration at chance is never among the top
         ranked = [r for r in mine if r["rank"].split()[0] != "–"]
         assert [int(r["rank"]) for r in ranked] == list(range(1, len(ranked) + 1)) and mine[:len(ranked)] == ranked
         assert all(r["chance"] == "0" for r in ranked) and mine[0]["chance"] == "0"

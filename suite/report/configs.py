@@ -17,27 +17,28 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from suite.report import chance as chance_mod
-from suite.report.intervals import LEVEL, RESAMPLES, Interval, _outcomes, _per_cell, _rng, _seed_means, delta
+from suite.report import intervals as iv
+from suite.report.intervals import Interval, delta
 from suite.report.records import PROFILE_ORDER, Cell, Group, baseline_for, group_cells
 from suite.report.views import Row, metric_name
 
 
-def mean_interval(g: Group, resamples: int = RESAMPLES) -> tuple[float, float]:
-    """95% interval of the config's mean eval_primary: seeds resampled, then each cell's eval examples
-    (jointly when the cells share their eval set), the metric recomputed per resample. (nan, nan)
-    without per-example outcomes."""
-    outs = [_outcomes(c) for c in g.cells]
+def mean_interval(g: Group, resamples: int = iv.RESAMPLES) -> tuple[float, float]:
+    """95% interval of the config's mean eval_primary, by the same bootstrap as `intervals.delta`
+    (its helpers): seeds resampled, then each cell's eval examples (jointly when the cells share
+    their eval set), the metric recomputed per resample. (nan, nan) without per-example outcomes."""
+    outs = [iv._outcomes(c) for c in g.cells]
     if not outs or any(o is None for o in outs) or len({o.metric for o in outs}) != 1:
         return math.nan, math.nan
-    rng = _rng(g)
+    rng = iv._rng(g)
     if len({(o.examples, len(o.predictions)) for o in outs}) == 1:
         n = len(outs[0].predictions)
-        values = _per_cell(outs, rng.integers(0, n, (resamples, n), dtype=np.int32))
+        values = iv._per_cell(outs, rng.integers(0, n, (resamples, n), dtype=np.int32))
     else:
-        values = np.concatenate([_per_cell([o], rng.integers(0, len(o.predictions), (resamples, len(o.predictions))))
+        values = np.concatenate([iv._per_cell([o], rng.integers(0, len(o.predictions), (resamples, len(o.predictions))))
                                  for o in outs])
-    means = _seed_means(values, rng.integers(0, len(outs), (resamples, len(outs))))
-    tail = (1 - LEVEL) / 2 * 100
+    means = iv._seed_means(values, rng.integers(0, len(outs), (resamples, len(outs))))
+    tail = (1 - iv.LEVEL) / 2 * 100
     lo, hi = np.percentile(means, [tail, 100 - tail])
     return float(lo), float(hi)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
 
 from suite.report import chance, configs, views
 
@@ -33,6 +34,11 @@ def fmt(v, digits: int = 2) -> str:
     return f"{v:.{digits}f}" if isinstance(v, (int, float)) and math.isfinite(v) else "–"
 
 
+def breakable(v) -> Markup:
+    """Escaped text that may wrap after each underscore ('ibm_deep_compression', 'torch_int8_onednn')."""
+    return Markup("_<wbr>").join(escape(part) for part in str(v).split("_"))
+
+
 def sort_key(v) -> str:
     return repr(float(v)) if isinstance(v, (int, float)) and math.isfinite(v) else ""
 
@@ -41,7 +47,7 @@ def sort_key(v) -> str:
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(fmt=fmt, sortkey=sort_key)
+    env.filters.update(fmt=fmt, sortkey=sort_key, breakable=breakable)
     return env
 
 

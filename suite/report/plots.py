@@ -271,6 +271,8 @@ def render_kernels(panels: dict, out: Path, source: str) -> list[Figure]:
     if not panels:
         return []
     plt = _plt()
+    from matplotlib import ticker
+
     backends = sorted({b for s in panels.values() for b in s})
     style = {b: "osD^v<>p*"[i % 9] for i, b in enumerate(backends)}
     colours = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(backends)}
@@ -283,11 +285,9 @@ def render_kernels(panels: dict, out: Path, source: str) -> list[Figure]:
         ax.axhline(1.0, color="k", lw=0.8, ls=":")
         ax.set_xlabel("weight sparsity (%; N:M as 1 − N/M)")
         ax.set_ylabel("speedup over torch fp32 (×, median over layer shapes)")
-        ys = [p[1] for pts in series.values() for p in pts if p[1] > 0]
-        if ys and max(ys) / min(ys) > 20:  # wide range: log scale, else the small speedups vanish
-            ax.set_yscale("log")
-        else:
-            ax.set_ylim(bottom=0)
+        ax.set_yscale("log", base=2)  # a ratio: 0.5x and 2x equally far from 1x
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_title(_m_title(m))
         ax.grid(True, which="both", alpha=0.3)
     handles, labels = axs[0][0].get_legend_handles_labels()

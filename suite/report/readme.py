@@ -1,14 +1,17 @@
 """README.md of a report folder, generated from the records it shows (never hand-written numbers):
 how many records, their schema versions, profiles, tasks, clean/dirty trees and commits, what
-measured latency or kept per-example outcomes, and which command rebuilds each experiment's
-records (a grid of conf/experiment/, in `./reproduce.sh all` or not).
+measured latency or kept per-example outcomes, and which command rebuilds each record: the grid
+of conf/experiment/ whose sweep launches exactly its overrides (in `./reproduce.sh all` or not),
+the main job, or else only its own command (e.g. a cell the verdict driver added).
 
-Pure: records in, markdown out (template `templates/results_README.md.j2`).
+Records in, markdown out (template `templates/results_README.md.j2`); the grids' sweeps are
+expanded with Hydra (suite.sweep.experiment_jobs), nothing runs.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections import Counter
 from collections.abc import Sequence
 from functools import cache
@@ -20,7 +23,7 @@ from suite.paths import CONF_DIR, ROOT
 from suite.report.machines import display_machines, measured_latency
 
 HERE = Path(__file__).resolve().parent
-_GRID = re.compile(r"(?:^|\s)\+experiment=([A-Za-z0-9_.-]+)")
+RUN = ("python", "-m", "suite.run")
 
 
 @cache
@@ -30,17 +33,35 @@ def all_grids(script: Path = ROOT / "reproduce.sh") -> tuple[str, ...]:
     return tuple(m.group(1).split()) if m else ()
 
 
-def rebuilt_by(commands: Sequence[str], profile: str) -> str:
-    """The one command that re-runs these records: the grid their commands name (+experiment=X),
-    the main job for plain `python -m suite.run` cells of the default experiment, else ''."""
-    grids = {m.group(1) for c in commands if (m := _GRID.search(c))}
-    suffix = "" if profile in ("quick", "") else f" profile={profile}"
-    if len(grids) == 1 and all(_GRID.search(c) for c in commands):
-        grid = grids.pop().removesuffix("_full")
-        if (CONF_DIR / "experiment" / f"{grid}.yaml").is_file():
-            return f"./reproduce.sh {grid}{suffix}"
-    if commands and all(c.startswith("./reproduce.sh") for c in commands) and len(set(commands)) == 1:
-        return commands[0]
+@cache
+def grid_jobs(experiment: str) -> frozenset[frozenset[str]]:
+    """The override sets of the cells the sweep of conf/experiment/<experiment>.yaml launches."""
+    if not (CONF_DIR / "experiment" / f"{experiment}.yaml").is_file():
+        return frozenset()
+    from suite.sweep import experiment_jobs
+
+    return frozenset(frozenset(job) for job in experiment_jobs(experiment)[1])
+
+
+def rebuilt_by(command: str) -> str:
+    """The reproduce.sh command that re-runs a record of `command` (python -m suite.run ...): the grid
+    whose sweep launches exactly these overrides (a profile= override is the grid's argument), the
+    main job for no override but a profile; '' for any other cell (only its own command re-runs it)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return ""
+    if tuple(words[:3]) != RUN:
+        return command if words[:1] == ["./reproduce.sh"] else ""
+    overrides = words[3:]
+    profile = [o for o in overrides if o.startswith("profile=")]
+    rest = frozenset(o for o in overrides if not o.startswith("profile="))
+    suffix = "".join(f" {p}" for p in profile if p != "profile=quick")
+    if not rest:
+        return f"./reproduce.sh{suffix}"
+    grids = [o.removeprefix("+experiment=") for o in rest if o.startswith("+experiment=")]
+    if len(grids) == 1 and rest in grid_jobs(grids[0]):
+        return f"./reproduce.sh {grids[0].removesuffix('_full')}{suffix}"
     return ""
 
 
@@ -51,14 +72,12 @@ def _counts(values) -> str:
 
 def facts(records: Sequence[dict], sources: Sequence[str], board_version: int, n_configs: int) -> dict:
     """Everything the README says about the records, computed from them."""
-    by_exp: dict[str, list[dict]] = {}
+    by_source: dict[tuple[str, str], list[dict]] = {}
     for r in records:
-        by_exp.setdefault(r.get("experiment") or "?", []).append(r)
+        by_source.setdefault((r.get("experiment") or "?", rebuilt_by(r.get("command") or "")), []).append(r)
     in_all = set(all_grids())
     experiments = []
-    for name, rs in sorted(by_exp.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        profiles = sorted({(r.get("axes") or {}).get("profile", "") for r in rs})
-        cmd = rebuilt_by([r.get("command") or "" for r in rs], profiles[0] if len(profiles) == 1 else "?")
+    for (name, cmd), rs in sorted(by_source.items(), key=lambda kv: (kv[0][0], not kv[0][1], -len(kv[1]), kv[0][1])):
         grid = cmd.split()[1] if cmd.startswith("./reproduce.sh ") else ""
         experiments.append({
             "name": name, "records": len(rs), "rebuilt_by": cmd, "in_all": grid in in_all,
