@@ -25,9 +25,9 @@ from suite.report.publish import EmptyReport, PublishError
 from suite.report.records import Cell, Group, group_cells
 
 log = logging.getLogger("sparq.report")
-# What the report writes into its folder; anything else there (README.md, kernels/) is kept.
+# What the report writes into its folder; anything else there (kernels/) is kept.
 OUTPUTS = ("tables.md", "tables", "claims.md", "plots", "leaderboard.json", "leaderboard.schema.json",
-           "leaderboard.html", "cell_record.schema.json")
+           "leaderboard.html", "cell_record.schema.json", "README.md")
 
 
 SCREENSHOT_SUFFIX = "_screenshot.png"  # plots/ files of `python -m suite.report.screenshots`, kept
@@ -153,7 +153,7 @@ def check_publishable(report: Report, allow_dirty: bool = False) -> list[str]:
 def write(report: Report, store: Store, out: Path) -> list[Path]:
     """Render every file into a temp dir beside `out`, then swap it in whole (a reader sees the old
     report or the new one, never half of each). Files of `out` that the report does not write
-    (README.md, kernels/) are carried over. The swap is two renames under a lock file beside `out`."""
+    (kernels/) are carried over. The swap is two renames under a lock file beside `out`."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
@@ -165,7 +165,10 @@ def write(report: Report, store: Store, out: Path) -> list[Path]:
             for shot in sorted(out.glob(f"plots/*{SCREENSHOT_SUFFIX}")):  # screenshots.py's, refreshed by --publish
                 (tmp / "plots").mkdir(exist_ok=True)
                 shutil.copy2(shot, tmp / "plots" / shot.name)
-        written = [out / p.relative_to(tmp) for p in _render_files(report, store, tmp)]
+        from suite.paths import RESULTS_DIR
+
+        published = out.resolve() == RESULTS_DIR.resolve()
+        written = [out / p.relative_to(tmp) for p in _render_files(report, store, tmp, published)]
         tmp.chmod(0o755)
         old = out.parent / f".{out.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
         with FileLock(str(out.parent / f".{out.name}.swap.lock")):  # two reports finishing at once
@@ -178,9 +181,9 @@ def write(report: Report, store: Store, out: Path) -> list[Path]:
     return written
 
 
-def _render_files(report: Report, store: Store, out: Path) -> list[Path]:
+def _render_files(report: Report, store: Store, out: Path, published: bool = False) -> list[Path]:
     from suite.record import schema_text
-    from suite.report import html, leaderboard, plots
+    from suite.report import html, leaderboard, plots, readme
 
     written = []
 
@@ -214,6 +217,9 @@ def _render_files(report: Report, store: Store, out: Path) -> list[Path]:
     put(out / "leaderboard.schema.json", json.dumps(leaderboard.schema(), indent=2, sort_keys=True) + "\n")
     put(out / "cell_record.schema.json", schema_text())
     put(out / "leaderboard.html", html.page(report, figs))
+    put(out / "README.md", readme.text(report.board["records"], report.board.get("sources", []),
+                                       report.board.get("schema_version", leaderboard.BOARD_VERSION),
+                                       len(report.groups), published))
     return written
 
 

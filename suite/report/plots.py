@@ -1,8 +1,9 @@
 """Figures (matplotlib Agg, PNG + SVG): accuracy vs packed compression with the Pareto front,
-accuracy vs measured latency, kernel speedup vs sparsity per backend.
+accuracy vs measured latency, kernel speedup vs sparsity per backend (one panel per M).
 
 The data each figure shows is computed by pure functions (`*_series`, `pareto_front`); only
-`render_*` draws and writes.
+`render_*` draws and writes. Every accuracy plot draws its task's chance level (`TaskAxes`, from
+suite/report/chance.py) and leaves configurations at chance off its Pareto fronts.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from suite.report.records import PROFILE_ORDER, Group
@@ -38,6 +39,44 @@ class Point:
     series: str  # colour group (sparsity method)
     marker: str  # quant method
     cell_ids: tuple = ()
+
+
+@dataclass(frozen=True)
+class TaskAxes:
+    """What the accuracy plots of each (profile, task) show besides the points: the metric eval_primary
+    reports (axis title) and the chance level, and which cells are at chance (off every front)."""
+
+    metrics: dict[tuple[str, str], str] = field(default_factory=dict)
+    chance: dict[tuple[str, str], float] = field(default_factory=dict)
+    chance_cells: frozenset[str] = frozenset()
+
+    def ylabel(self, key: tuple[str, str]) -> str:
+        return f"{self.metrics.get(key, 'eval_primary')} (%, mean over seeds)"
+
+    def at_chance(self, p: Point) -> bool:
+        return any(c in self.chance_cells for c in p.cell_ids)
+
+    def draw_chance(self, ax, key: tuple[str, str]) -> None:
+        level = self.chance.get(key)
+        if level is not None:
+            ax.axhline(level, color="#c33", lw=1, ls=":", zorder=1,
+                       label=f"chance {level:.1f} (constant prediction)")
+
+
+def _metric(g: Group) -> str:
+    """The task metric eval_primary reports ('accuracy', 'f1', ...)."""
+    c = g.first
+    return next((k for k, v in sorted(c.eval_percent().items()) if abs(v - c.primary) < 1e-6), "eval_primary")
+
+
+def task_axes(groups: Sequence[Group]) -> TaskAxes:
+    from suite.report import chance
+
+    ch = chance.of_groups(groups)
+    metrics: dict[tuple[str, str], str] = {}
+    for g in groups:
+        metrics.setdefault((g.profile, g.task), _metric(g))
+    return TaskAxes(metrics, dict(ch.levels), ch.cells)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -145,79 +184,130 @@ def _scatter(ax, points: Sequence[Point]) -> None:
         seen.add(key)
 
 
-def render_compression(series: dict[tuple[str, str], list[Point]], out: Path) -> list[Figure]:
+def _front(points: Sequence[Point], axes: TaskAxes, lower_x_better: bool = False) -> list[Point]:
+    """The Pareto front of the points above chance."""
+    able = [p for p in points if not axes.at_chance(p)]
+    return [able[i] for i in pareto_front([(-p.x if lower_x_better else p.x, p.y) for p in able])]
+
+
+def _chance_points(ax, points: Sequence[Point], axes: TaskAxes) -> None:
+    low = [p for p in points if axes.at_chance(p)]
+    if low:
+        ax.scatter([p.x for p in low], [p.y for p in low], marker="x", color="0.55", s=30, zorder=3,
+                   label="at chance (off the front)")
+
+
+def render_compression(series: dict[tuple[str, str], list[Point]], out: Path,
+                       axes: TaskAxes | None = None) -> list[Figure]:
     plt = _plt()
+    axes = axes or TaskAxes()
     figs = []
     for (profile, task), points in series.items():
-        fig, ax = plt.subplots(figsize=(6, 4))
-        _scatter(ax, points)
-        front = [points[i] for i in pareto_front([(p.x, p.y) for p in points])]
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        _scatter(ax, [p for p in points if not axes.at_chance(p)])
+        _chance_points(ax, points, axes)
+        axes.draw_chance(ax, (profile, task))
+        front = _front(points, axes)
         if front:
             ax.plot([p.x for p in front], [p.y for p in front], "k--", lw=1, label="Pareto front", zorder=2)
             for p in front:
                 ax.annotate(p.label, (p.x, p.y), fontsize=7, xytext=(4, 4), textcoords="offset points")
         ax.set_xscale("log")
-        ax.set_xlabel("compression, packed (dense fp32 encoder bytes / packed bytes)")
-        ax.set_ylabel("eval_primary (%)")
+        ax.set_xlabel("packed compression (×: dense fp32 encoder bytes / packed bytes; log scale)")
+        ax.set_ylabel(axes.ylabel((profile, task)))
         ax.set_title(f"{task} ({profile}): accuracy vs packed compression")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="best")
         figs.append(_save(fig, out, f"accuracy_vs_compression_{_slug(profile)}_{_slug(task)}",
                           f"{task} ({profile}): accuracy vs packed compression",
-                          f"{len(points)} configurations; dashed: Pareto front (no point is both smaller and "
-                          "more accurate)."))
+                          f"{len(points)} configurations (mean over seeds); dashed: Pareto front (no point is both "
+                          "smaller and more accurate), configurations at chance (grey x) left off; dotted red: "
+                          "chance level."))
     return figs
 
 
-def render_latency(series: dict[tuple[str, str, str], list[Point]], out: Path) -> list[Figure]:
+def render_latency(series: dict[tuple[str, str, str], list[Point]], out: Path,
+                   axes: TaskAxes | None = None) -> list[Figure]:
     plt = _plt()
+    axes = axes or TaskAxes()
     figs = []
     by_task: dict[tuple[str, str], dict[str, list[Point]]] = defaultdict(dict)
     for (profile, task, backend), pts in series.items():
         by_task[(profile, task)][backend] = pts
     for (profile, task), backends in by_task.items():
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for i, (backend, pts) in enumerate(sorted(backends.items())):
-            ax.scatter([p.x for p in pts], [p.y for p in pts], marker="osD^v<>"[i % 7], s=36,
+            able = [p for p in pts if not axes.at_chance(p)]
+            ax.scatter([p.x for p in able], [p.y for p in able], marker="osD^v<>"[i % 7], s=36,
                        label=backend.replace("$", r"\$"), zorder=3)
-            everything = [(-p.x, p.y) for p in pts]
-            front = [pts[j] for j in pareto_front(everything)]
+            front = _front(pts, axes, lower_x_better=True)
             if len(front) > 1:
                 ax.plot([p.x for p in front], [p.y for p in front], "--", lw=0.8, alpha=0.6)
+        _chance_points(ax, [p for pts in backends.values() for p in pts], axes)
+        axes.draw_chance(ax, (profile, task))
         ax.set_xscale("log")
-        ax.set_xlabel("latency (ms, median; log scale)")
-        ax.set_ylabel("eval_primary (%)")
+        ax.set_xlabel("encoder latency (ms per call, median; log scale)")
+        ax.set_ylabel(axes.ylabel((profile, task)))
         ax.set_title(f"{task} ({profile}): accuracy vs measured latency")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="best")
         figs.append(_save(fig, out, f"accuracy_vs_latency_{_slug(profile)}_{_slug(task)}",
                           f"{task} ({profile}): accuracy vs measured latency",
-                          "One marker per backend (latency_ms_<backend>); dashed: per-backend Pareto front."))
+                          "One marker per backend (latency_ms_<backend>); dashed: per-backend Pareto front, "
+                          "configurations at chance (grey x) left off; dotted red: chance level."))
     return figs
 
 
-def render_kernels(series: dict[str, list[tuple[float, float]]], out: Path, source: str) -> list[Figure]:
-    if not series:
+def kernel_panels(rows: Sequence[dict]) -> dict[float | None, dict[str, list[tuple[float, float]]]]:
+    """M (activation rows of the bench: 1 is batch-1 latency, 128 a batch of tokens) -> kernel_series."""
+    ms = sorted({r.get("m") for r in rows}, key=lambda m: (m is None, m or 0))
+    panels = {m: kernel_series([r for r in rows if r.get("m") == m]) for m in ms}
+    return {m: s for m, s in panels.items() if s}
+
+
+def _m_title(m: float | None) -> str:
+    if m is None:
+        return "M not recorded"
+    return f"M = {m:g} activation row{'' if m == 1 else 's'}" + (" (batch-1 latency)" if m == 1 else " (a batch)")
+
+
+def render_kernels(panels: dict, out: Path, source: str) -> list[Figure]:
+    """One panel per M (`kernel_panels`); a bare `kernel_series` is drawn as one panel."""
+    if panels and all(isinstance(v, list) for v in panels.values()):
+        panels = {None: panels}
+    panels = {m: s for m, s in panels.items() if s}
+    if not panels:
         return []
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, (backend, pts) in enumerate(sorted(series.items())):
-        pts = sorted(pts)
-        ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], marker="osD^v<>p*"[i % 9],
-                linestyle="-" if len(pts) > 1 else "none", label=backend.replace("$", r"\$"))
-    ax.axhline(1.0, color="k", lw=0.8, ls=":")
-    ax.set_xlabel("weight sparsity (%) (N:M as 1 - N/M)")
-    ax.set_ylabel("speedup over torch fp32 (x, median over shapes)")
-    ys = [p[1] for pts in series.values() for p in pts if p[1] > 0]
-    if ys and max(ys) / min(ys) > 20:  # wide range: log scale, else the small speedups vanish
-        ax.set_yscale("log")
-    else:
-        ax.set_ylim(bottom=0)
-    ax.set_title("kernel speedup vs sparsity, per backend")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    from matplotlib import ticker
+
+    backends = sorted({b for s in panels.values() for b in s})
+    style = {b: "osD^v<>p*"[i % 9] for i, b in enumerate(backends)}
+    colours = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(backends)}
+    fig, axs = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 1.6, 4.2), squeeze=False)
+    for ax, (m, series) in zip(axs[0], panels.items(), strict=True):
+        for backend, pts in sorted(series.items()):
+            pts = sorted(pts)
+            ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], marker=style[backend], color=colours[backend],
+                    linestyle="-" if len(pts) > 1 else "none", label=backend.replace("$", r"\$"))
+        ax.axhline(1.0, color="k", lw=0.8, ls=":")
+        ax.set_xlabel("weight sparsity (%; N:M as 1 − N/M)")
+        ax.set_ylabel("speedup over torch fp32 (×, median over layer shapes)")
+        ax.set_yscale("log", base=2)  # a ratio: 0.5x and 2x equally far from 1x
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_title(_m_title(m))
+        ax.grid(True, which="both", alpha=0.3)
+    handles, labels = axs[0][0].get_legend_handles_labels()
+    seen = dict(zip(labels, handles, strict=True))
+    for ax in axs[0][1:]:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, h)
+    fig.legend(list(seen.values()), list(seen), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle("Kernel speedup vs sparsity, per backend")
+    fig.tight_layout()
     return [_save(fig, out, "kernel_speedup_vs_sparsity", "Kernel speedup vs sparsity, per backend",
-                  f"From {source}.")]
+                  f"From {source}; one panel per M (activation rows): batch-1 latency apart from a batch.")]
 
 
 # ------------------------------------------------------------------ curves (sparsity, budget)
@@ -257,11 +347,14 @@ def budget_series(groups: Sequence[Group]) -> dict[tuple[str, str], dict[str, li
     return dict(out)
 
 
-def render_sparsity_curves(series: dict[tuple[str, str], dict], out: Path) -> list[Figure]:
+def render_sparsity_curves(series: dict[tuple[str, str], dict], out: Path,
+                           axes: TaskAxes | None = None) -> list[Figure]:
     plt = _plt()
+    axes = axes or TaskAxes()
     figs = []
     for (profile, task), entry in series.items():
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        axes.draw_chance(ax, (profile, task))
         for i, (label, (mean, std)) in enumerate(sorted(entry["dense"].items())):
             s = std if math.isfinite(std) else 0.0
             ax.axhspan(mean - s, mean + s, color="0.85", zorder=0)
@@ -270,14 +363,15 @@ def render_sparsity_curves(series: dict[tuple[str, str], dict], out: Path) -> li
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts],
                         yerr=[p[2] if math.isfinite(p[2]) else 0.0 for p in pts], marker="osD^v<>p*"[i % 9],
                         capsize=3, label=label.replace("$", r"\$"))
-        ax.set_xlabel("sparsity (% of prunable encoder weights; N:M as 1 - N/M)")
-        ax.set_ylabel("eval_primary (%)")
+        ax.set_xlabel("sparsity (% of prunable encoder weights; N:M as 1 − N/M)")
+        ax.set_ylabel(axes.ylabel((profile, task)))
         ax.set_title(f"{task} ({profile}): accuracy vs sparsity")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best")
         figs.append(_save(fig, out, f"accuracy_vs_sparsity_{_slug(profile)}_{_slug(task)}",
                           f"{task} ({profile}): accuracy vs sparsity",
-                          "One line per method (mean ± std over seeds); grey band: the dense baseline's mean ± std."))
+                          "One line per method (mean ± std over seeds); grey band: the dense baseline's mean ± std; "
+                          "dotted red: chance level."))
     return figs
 
 
@@ -295,7 +389,7 @@ def render_budget(series: dict[tuple[str, str], dict[str, list[tuple[float, floa
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
         ax.set_xlabel("optimizer steps (budget 1x / 2x / 4x the recipe's)")
-        ax.set_ylabel("Δ eval_primary to dense at the same budget (pt)")
+        ax.set_ylabel("Δ score to dense at the same budget (points)")
         ax.set_title(f"{task} ({profile}): gap to dense vs training budget")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="best")
@@ -308,9 +402,10 @@ def render_budget(series: dict[tuple[str, str], dict[str, list[tuple[float, floa
 
 def render_all(groups: Sequence[Group], kernel_rows: Sequence[dict], kernel_source: str, out: Path) -> list[Figure]:
     """Every figure of the report, in the order the index lists them."""
-    figs = render_compression(compression_series(groups), out)
-    figs += render_latency(latency_series(groups), out)
-    figs += render_sparsity_curves(sparsity_curve_series(groups), out)
+    axes = task_axes(groups)
+    figs = render_compression(compression_series(groups), out, axes)
+    figs += render_latency(latency_series(groups), out, axes)
+    figs += render_sparsity_curves(sparsity_curve_series(groups), out, axes)
     figs += render_budget(budget_series(groups), out)
-    figs += render_kernels(kernel_series(kernel_rows), out, kernel_source)
+    figs += render_kernels(kernel_panels(kernel_rows), out, kernel_source)
     return figs

@@ -247,8 +247,24 @@ def method_label(record: dict, group: str) -> str:
     axes = record.get("axes") or {}
     if label := axes.get(f"{group}_label"):
         return label
-    section = (record.get("config") or {}).get(group) or {"method": axes.get(f"{group}_method")}
+    section = (record.get("config") or {}).get(group) or _section_from_axes(axes, group)
     return _label_of(group, json.dumps(section, sort_keys=True))
+
+
+def _section_from_axes(axes: dict, group: str) -> dict:
+    """The method options a record's axes state (a record without its resolved config)."""
+    if group == "sparsity":
+        out = {"method": axes.get("sparsity_method", "dense")}
+        if out["method"] != "dense":
+            out["target"] = axes.get("sparsity_target", 0.0)
+        n, _, m = str(axes.get("sparsity_pattern") or "").partition(":")
+        if n.isdigit() and m.isdigit():
+            out.update(n=int(n), m=int(m))
+        return out
+    out = {"method": axes.get("quant_method", "fp32")}
+    if out["method"] != "fp32":
+        out.update(weight_bits=axes.get("weight_bits", 8), act_bits=axes.get("act_bits", 8))
+    return out
 
 
 @lru_cache(maxsize=512)

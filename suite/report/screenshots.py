@@ -17,6 +17,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--hide-scrollbars")
 VIEWS = ("tab-board", "tab-pareto", "tab-budget")  # + one tab per paper
+WIDTH = 1400  # the page fits this width (tests/test_leaderboard_browser.py)
 
 
 def missing() -> str:
@@ -31,7 +32,7 @@ def missing() -> str:
     return ""
 
 
-def driver(width: int = 1400, height: int = 1000, profile_dir: str | None = None):
+def driver(width: int = WIDTH, height: int = 1000, profile_dir: str | None = None):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -64,10 +65,11 @@ def shoot(drv, page: Path, out: Path, prefix: str = "leaderboard") -> list[Path]
         if tab == "tab-more":
             continue  # the matplotlib figures, already in plots/
         drv.find_element(By.CSS_SELECTOR, f'#tabs a[data-tab="{tab}"]').click()
-        if tab == "tab-board":  # show how a record is reproduced: the first row's command + commit
-            drv.execute_script("var d = document.querySelector('#cells tbody tr details'); if (d) d.open = true;")
+        if tab == "tab-board":  # show how a record is reproduced: the first configuration's records
+            drv.execute_script("var b = document.querySelector('#configs tr.cfg button.expand');"
+                               "if (b && b.getAttribute('aria-expanded') !== 'true') b.click();")
         height = drv.execute_script("return Math.min(document.body.scrollHeight, 2000)")
-        drv.set_window_size(1700, max(700, height + 40))
+        drv.set_window_size(WIDTH, max(700, height + 40))
         drv.execute_script("window.scrollTo(0, 0)")
         path = out / f"{prefix}_{tab.removeprefix('tab-')}_screenshot.png"
         drv.save_screenshot(str(path))

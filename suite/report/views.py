@@ -1,16 +1,20 @@
 """What leaderboard.html shows, as plain data (pure functions of the board and the verdicts):
-one row per record ranked per task, the Pareto scatter geometry (inline SVG), the best cell under
-each size / latency budget, and the claims per paper. html.py only renders these.
+one row per record (shown under its configuration's row, configs.py), the Pareto scatter geometry
+(inline SVG) and the best configuration under each size / latency budget (configurations at chance
+left out of both), and the claims per paper. html.py only renders these.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from suite.report.leaderboard import machine, machine_label
+from suite.report.leaderboard import machine
+from suite.report.machines import display_machines
 from suite.report.plots import pareto_front
 from suite.report.records import PROFILE_ORDER, method_label
 
@@ -73,6 +77,7 @@ class Row:
 def rows(records: Sequence[dict]) -> list[Row]:
     """One row per record, ranked by the headline metric within (profile, task), best first."""
     out, seen = [], set()
+    machines = display_machines(records)
     for i, r in enumerate(records):
         ax, comp, lat = r.get("axes", {}), r.get("compression", {}), r.get("latency", {})
         lats = {k.removeprefix("latency_ms_"): v for k, v in lat.items()
@@ -103,7 +108,7 @@ def rows(records: Sequence[dict]) -> list[Row]:
             size_mb=size / 1e6 if size else None, latency=None if busy else lats.get(best),
             latency_backend=best, latencies=", ".join(f"{k} {v:.2f}" for k, v in sorted(lats.items())),
             latency_busy=lats.get(best) if busy else None, cpu_busy=_num(lat.get("cpu_busy")),
-            machine=machine_label(r), machine_detail=detail, command=r.get("command", ""),
+            machine=machines[i], machine_detail=detail, command=r.get("command", ""),
             git=r.get("git_sha", ""), dirty=bool(r.get("git_dirty"))))
         seen.add(cid)
     by_task: dict[tuple[str, str], list[Row]] = defaultdict(list)
@@ -118,7 +123,7 @@ def rows(records: Sequence[dict]) -> list[Row]:
 
 # ------------------------------------------------------------------ Pareto scatter (inline SVG)
 
-W, H, PAD_L, PAD_R, PAD_T, PAD_B = 420, 260, 48, 12, 10, 36
+W, H, PAD_L, PAD_R, PAD_T, PAD_B = 440, 280, 52, 12, 10, 40
 
 
 @dataclass
@@ -126,12 +131,15 @@ class Scatter:
     title: str
     xlabel: str
     ylabel: str
-    points: list[dict] = field(default_factory=list)  # {cx, cy, key, cell_id, tip, front, cls}
+    points: list[dict] = field(default_factory=list)  # {cx, cy, key, cell_id, tip, front, chance, cls}
     front: str = ""  # polyline points
+    chance: dict | None = None  # {y, label}: the chance level's line
     xticks: list[tuple[float, str]] = field(default_factory=list)
     yticks: list[tuple[float, str]] = field(default_factory=list)
     width: int = W
     height: int = H
+    pad_l: int = PAD_L
+    pad_b: int = PAD_B
 
 
 def _ticks(lo: float, hi: float, log: bool) -> list[float]:
@@ -146,14 +154,15 @@ def _ticks(lo: float, hi: float, log: bool) -> list[float]:
     return [start + i * step for i in range(int((hi - start) / step) + 1)]
 
 
-def scatter(title: str, xlabel: str, pts: Sequence[tuple[float, float, Row]], log: bool,
-            lower_x_better: bool) -> Scatter:
-    """Accuracy (y) against a cost (x); the front: no point is better on both."""
-    s = Scatter(title, xlabel, "eval_primary (%)")
-    pts = [(x, y, r) for x, y, r in pts if x and x > 0 and y is not None]
+def scatter(title: str, xlabel: str, ylabel: str, pts: Sequence[tuple[float, float, Any]], log: bool,
+            lower_x_better: bool, chance: float | None = None) -> Scatter:
+    """Accuracy (y) against a cost (x), one point per configuration (`.key`, `.cell_ids`, `.method`,
+    `.tip`, `.at_chance`); the front: no point is better on both, among the points above chance."""
+    s = Scatter(title, xlabel, ylabel)
+    pts = [(x, y, r) for x, y, r in pts if x is not None and x > 0 and y is not None and math.isfinite(y)]
     if not pts:
         return s
-    xs, ys = [x for x, _, _ in pts], [y for _, y, _ in pts]
+    xs, ys = [x for x, _, _ in pts], [y for _, y, _ in pts] + ([chance] if chance is not None else [])
     lo_x, hi_x = min(xs), max(xs)
     if log:
         lo_x, hi_x = lo_x / 1.25, hi_x * 1.25
@@ -171,60 +180,78 @@ def scatter(title: str, xlabel: str, pts: Sequence[tuple[float, float, Row]], lo
     def py(v: float) -> float:
         return round(H - PAD_B - (v - lo_y) / ((hi_y - lo_y) or 1) * (H - PAD_T - PAD_B), 1)
 
-    # pareto_front maximises both coordinates: negate the cost where lower is better
-    front = set(pareto_front([(-x if lower_x_better else x, y) for x, y, _ in pts]))
+    # pareto_front maximises both coordinates: negate the cost where lower is better; chance is no answer
+    able = [i for i, (_, _, r) in enumerate(pts) if not r.at_chance]
+    front = {able[j] for j in pareto_front([(-pts[i][0] if lower_x_better else pts[i][0], pts[i][1]) for i in able])}
     for i, (x, y, r) in enumerate(pts):
-        s.points.append({"cx": px(x), "cy": py(y), "key": r.key, "cell_id": r.cell_id, "front": i in front,
-                         "cls": r.method, "tip": f"{r.model} · {r.sparsity} · {r.bits} · {r.distill} · seed {r.seed}"
-                         f" | {r.metric} {y:.2f} | {xlabel} {x:.3g} | {r.machine} | cell {r.cell_id}"})
+        s.points.append({"cx": px(x), "cy": py(y), "key": r.key, "cell_id": ",".join(r.cell_ids), "front": i in front,
+                         "chance": r.at_chance, "cls": r.method,
+                         "tip": f"{r.tip} | {xlabel} {x:.3g}" + (" | at chance: not ranked" if r.at_chance else "")})
     line = sorted((pts[i][0], pts[i][1]) for i in front)
     s.front = " ".join(f"{px(x)},{py(y)}" for x, y in line)
+    if chance is not None:
+        s.chance = {"y": py(chance), "label": f"chance {chance:.1f}"}
     s.xticks = [(px(v), f"{v:g}") for v in _ticks(min(xs), max(xs), log) if lo_x <= v <= hi_x]
     s.yticks = [(py(v), f"{v:g}") for v in _ticks(lo_y, hi_y, False) if lo_y <= v <= hi_y]
     return s
 
 
-def pareto(all_rows: Sequence[Row]) -> list[tuple[str, Scatter, Scatter]]:
-    """Per (profile, task): accuracy vs packed compression (log) and vs best measured latency."""
+def _by_task(configs: Sequence) -> list[tuple[str, list]]:
+    out: dict[tuple[str, str], list] = defaultdict(list)
+    for c in configs:
+        out[(c.profile, c.task)].append(c)
+    keys = sorted(out, key=lambda k: (PROFILE_ORDER.get(k[0], 9), k))
+    return [(f"{task} ({profile})", out[(profile, task)]) for profile, task in keys]
+
+
+def pareto(configs: Sequence) -> list[tuple[str, Scatter, Scatter]]:
+    """Per (profile, task): configurations' mean score vs packed compression (log) and vs latency."""
     out = []
-    keys = sorted({(r.profile, r.task) for r in all_rows}, key=lambda k: (PROFILE_ORDER.get(k[0], 9), k))
-    for profile, task in keys:
-        rs = [r for r in all_rows if (r.profile, r.task) == (profile, task)]
-        comp = scatter(f"{task} ({profile}): accuracy vs packed compression", "compression (x, packed)",
-                       [(r.compression, r.primary, r) for r in rs], log=True, lower_x_better=False)
-        lat = scatter(f"{task} ({profile}): accuracy vs latency", "latency (ms, fastest backend)",
-                      [(r.latency, r.primary, r) for r in rs], log=False, lower_x_better=True)
-        out.append((f"{task} ({profile})", comp, lat))
+    for name, cs in _by_task(configs):
+        ylabel = f"{cs[0].metric} (%, mean over seeds)"
+        level = cs[0].chance_level
+        comp = scatter(f"{name}: score vs packed compression", "packed compression (×, log scale)", ylabel,
+                       [(c.compression, c.mean, c) for c in cs], log=True, lower_x_better=False, chance=level)
+        lat = scatter(f"{name}: score vs latency", "latency (ms, fastest backend)", ylabel,
+                      [(c.latency, c.mean, c) for c in cs], log=False, lower_x_better=True, chance=level)
+        out.append((name, comp, lat))
     return out
 
 
-def best_under_budget(all_rows: Sequence[Row], cost: str) -> list[tuple[str, list[Row]]]:
-    """Per (profile, task): the rows that are the best answer to 'highest accuracy with `cost` at
-    most X' for some X (cost ascending, accuracy strictly rising): the budget table without JS."""
+def best_under_budget(configs: Sequence, cost: str) -> list[tuple[str, list]]:
+    """Per (profile, task): the configurations that are the best answer to 'highest mean score with
+    `cost` at most X' for some X (cost ascending, score strictly rising), none at chance: the budget
+    table without JS."""
     out = []
-    keys = sorted({(r.profile, r.task) for r in all_rows}, key=lambda k: (PROFILE_ORDER.get(k[0], 9), k))
-    for profile, task in keys:
-        rs = sorted((r for r in all_rows if (r.profile, r.task) == (profile, task)
-                     and getattr(r, cost) is not None and r.primary is not None),
-                    key=lambda r: (getattr(r, cost), -r.primary))
+    for name, cs in _by_task(configs):
+        rs = sorted((c for c in cs if getattr(c, cost) is not None and math.isfinite(c.mean) and not c.at_chance),
+                    key=lambda c: (getattr(c, cost), -c.mean))
         steps, best = [], -math.inf
-        for r in rs:
-            if r.primary > best:
-                steps.append(r)
-                best = r.primary
+        for c in rs:
+            if c.mean > best:
+                steps.append(c)
+                best = c.mean
         if steps:
-            out.append((f"{task} ({profile})", steps))
+            out.append((name, steps))
     return out
 
 
 # ------------------------------------------------------------------ claims per paper
 
+# an Interval.text(): '-1.20 pt [-2.03, -0.41]' (any unit), or its '(no interval)' form
+INTERVAL = re.compile(r"[+-]?\d+(?:\.\d+)? ?[^\s\[\],;()]* (?:\[[+-]?\d+(?:\.\d+)?, [+-]?\d+(?:\.\d+)?\]|\(no interval\))")
+
+
 def claims_by_paper(verdicts: Sequence, titles: dict[str, str]) -> list[tuple[str, str, list[dict]]]:
-    """[(paper, title, [verdict dicts + badge class])] in the order the papers first appear."""
+    """[(paper, title, [verdict dicts + badge class, its intervals, its needs])] in the order the
+    papers first appear. `intervals`: the 95% intervals the verdict quotes (from `ours`, where every
+    rule prints the difference it judged with its interval); `needs`: what would decide it."""
     papers: dict[str, list[dict]] = {}
     for v in verdicts:
         v = getattr(v, "source", v)  # a transition ClaimRow carries its ClaimVerdict
         d = v.to_dict() if hasattr(v, "to_dict") else dict(v)
         d["badge"] = BADGE.get(d.get("verdict", ""), "notrun")
+        d["intervals"] = INTERVAL.findall(str(d.get("ours") or ""))
+        d["needs"] = [n if isinstance(n, dict) else {"text": str(n)} for n in d.get("needs") or []]
         papers.setdefault(d.get("paper") or "other", []).append(d)
     return [(p, titles.get(p, p), cs) for p, cs in papers.items()]
