@@ -45,8 +45,9 @@ def parse(argv=None):
     ap.add_argument("--pattern", help="unstructured,block1x4 (2:4 always uses nm)")
     ap.add_argument("--backends", help="comma list; default all")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--csv", default=os.path.join(REPO, "runs", "kernels", "bench.csv"),
-                    help="where to write (default runs/kernels/, git-ignored; results/kernels/ to publish)")
+    ap.add_argument("--csv", default=None,
+                    help="the CSV to write, exactly this path (default runs/kernels/bench.csv, or "
+                         "bench_model.csv with --model; git-ignored; results/kernels/ to publish)")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=1,
                     help="time the whole grid (or, with --model, each batch size) this many "
@@ -63,6 +64,8 @@ def parse(argv=None):
     ap.add_argument("--settle", type=float, default=None,
                     help="seconds to wait for idle CPUs in the timing window (default suite.quiet's)")
     a = ap.parse_args(argv)
+    a.csv = a.csv or os.path.join(REPO, "runs", "kernels",
+                                  "bench_model.csv" if a.model else "bench.csv")
     shapes = a.shapes or ",".join(SHAPES["bert-base"] + (SHAPES["minilm"] if a.full else []))
     a.shape_list = [tuple(int(v) for v in s.lower().split("x")) for s in shapes.split(",")]
     a.m_list = [int(v) for v in (a.m or ("1,16,128,512" if a.full else "1,128")).split(",")]

@@ -74,7 +74,8 @@ def test_profile_self_times_split_the_forward_by_module_class():
 
 def test_model_bench_rounds_on_a_tiny_encoder(tmp_path, monkeypatch, capsys):
     """``--model --rounds 2`` on a 1-layer encoder: every backend (sparq csr and block1x4,
-    torch, ONNX Runtime when it exports) timed in both rounds, ratios within each round."""
+    torch, ONNX Runtime when it exports) timed in both rounds, ratios within each round;
+    ``--csv PATH`` writes exactly PATH."""
     import kernels.bench.model as model_bench
 
     monkeypatch.setenv("SPARQ_TIMING_DIR", str(tmp_path))
@@ -82,9 +83,10 @@ def test_model_bench_rounds_on_a_tiny_encoder(tmp_path, monkeypatch, capsys):
                                                           num_attention_heads=2,
                                                           intermediate_size=64))
     monkeypatch.setattr(model_bench, "SEQ", 16)
-    out = tmp_path / "bench_model.csv"
+    out = tmp_path / "e2e.csv"  # written exactly there, whatever its name
     bench.main(["--model", "--models", "tiny", "--batches", "1", "--threads", "1", "--repeats",
                 "1", "--rounds", "2", "--no-mlflow", "--settle", "0", "--csv", str(out)])
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == ["e2e.csv"]
     rows = list(csv.DictReader(out.open()))
     backends = {r["backend"] for r in rows}
     assert {"torch_fp32", "sparq_csr", "sparq_block1x4"} <= backends
