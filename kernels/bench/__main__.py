@@ -22,6 +22,7 @@ from .common import (
     log_mlflow,
     measure_bandwidth_gbs,
     measure_int8_peak_gmacs,
+    path_line,
     quiet_columns,
     quiet_window,
     set_threads,
@@ -107,7 +108,7 @@ def main(argv=None):
         return run_model_bench(a)
     flags = cpu.cpu_flags_string()
     path = cpu.kernel_path()
-    print(f"cpu: {flags}\nthreads: {a.threads}  kernel path: {path}")
+    print(f"cpu: {flags}\nthreads: {a.threads}  {path_line()}")
     rows = []
     with quiet_window(a.settle) as q:  # other sparq loops pause; every row records q
         load0 = check_load(a.threads)
@@ -152,6 +153,7 @@ def _measure_layers(a, flags, path, quiet, bw, peak):
     the measured bandwidth ``bw`` GB/s and int8 ``peak`` GMAC/s)."""
     import torch
 
+    from .. import ops
     from ..linear import SparseInt8Linear
     from .baselines import BASELINES
 
@@ -189,6 +191,7 @@ def _measure_layers(a, flags, path, quiet, bw, peak):
                     xt = torch.from_numpy(x)
                     ours = f"sparq_{fmt}"
                     res[ours] = timeit(lambda layer=layer, xt=xt: layer(xt), a.repeats)
+                    ran = ops.chosen_path(layer.packed, m) or path  # autotuned, forced or static
                     nnz = int((w != 0).sum())
                     nbytes = layer.packed_bytes + 4 * m * k + 4 * m * n
                     roof = max(nbytes / (bw * 1e9), nnz * m / (peak * 1e9)) * 1e3
@@ -204,17 +207,17 @@ def _measure_layers(a, flags, path, quiet, bw, peak):
                                      "roofline_frac": roof / med if be == ours else "",
                                      "packed_bytes": layer.packed_bytes if be == ours else "",
                                      "threads": a.threads,
-                                     "kernel_path": path if be.startswith("sparq") else "",
+                                     "kernel_path": ran if be.startswith("sparq") else "",
                                      "cpu_flags": flags,
                                      "loadavg": round(os.getloadavg()[0], 2), **quiet,
                                      "others_busy": others.share()})
-                    _print_block(k, n, m, sp, pat, res, ours, roof)
+                    _print_block(k, n, m, sp, pat, res, ours, roof, ran)
     return rows
 
 
-def _print_block(k, n, m, sp, pat, res, ours, roof):
+def _print_block(k, n, m, sp, pat, res, ours, roof, ran):
     fp = res["torch_fp32"][0]
-    print(f"\n{k}x{n} M={m} sparsity={sp} pattern={pat}")
+    print(f"\n{k}x{n} M={m} sparsity={sp} pattern={pat} (sparq kernel path: {ran})")
     for be, (med, lo, hi) in sorted(res.items(), key=lambda kv: kv[1][0]):
         extra = f"  roofline {roof:.3f} ms -> {roof / med:.0%} of bound" if be == ours else ""
         print(f"  {be:20s} {med:8.3f} ms [{lo:.3f}-{hi:.3f}]  x{fp / med:5.2f} vs fp32{extra}")

@@ -16,12 +16,13 @@ from torch import nn
 
 from .. import cpu
 from ..encoder import fuse_for_inference
-from ..linear import convert_model, packed_model_bytes
+from ..linear import convert_model, kernel_paths, packed_model_bytes
 from .baselines import ort_quantize_dynamic, ort_session, quantize_dynamic_torch
 from .common import (
     OtherLoad,
     check_load,
     log_mlflow,
+    path_line,
     quiet_columns,
     quiet_window,
     timeit,
@@ -95,7 +96,7 @@ def ort_model(model: nn.Module, ids, mask, threads: int):
 def run_model_bench(a):
     flags = cpu.cpu_flags_string()
     path = cpu.kernel_path()
-    print(f"cpu: {flags}\nthreads: {a.threads}  kernel path: {path}")
+    print(f"cpu: {flags}\nthreads: {a.threads}  {path_line()}")
     check_load(a.threads)
     rows = []
     for name in a.models.split(","):
@@ -169,7 +170,8 @@ def _time_round(a, name, bsz, rnd, variants, ort_fn, ids, mask, flags, path, q) 
                      "backend": be, "median_ms": med, "min_ms": lo, "max_ms": hi,
                      "speedup_vs_fp32": fp / med, "speedup_vs_ort": ort / med,
                      "threads": a.threads,
-                     "kernel_path": path if be.startswith("sparq") else "",
+                     "kernel_path": (kernel_paths(variants[be], bsz * SEQ) or path)
+                     if be.startswith("sparq") else "",
                      "cpu_flags": flags,
                      "loadavg": round(os.getloadavg()[0], 2), **quiet_columns(q),
                      "others_busy": others.share(), "round": rnd})

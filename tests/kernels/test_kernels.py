@@ -142,7 +142,7 @@ def _run_forced(isa, code=_FORCED):
                           text=True, timeout=300)
 
 
-@pytest.mark.parametrize("isa", [p for p in ("avx2", "portable") if p in PATHS])
+@pytest.mark.parametrize("isa", [p for p in ("amx_int8", "avx512_vnni", "avx2", "portable") if p in PATHS])
 def test_forced_kernel_path_runs_exact(isa):
     """SPARQ_KERNEL_ISA forces a lower path (any AVX-512 machine also runs the AVX2 kernels)."""
     r = _run_forced(isa)
