@@ -22,6 +22,7 @@ SLAB_MIN_DENSITY = 0.2
 AVX2_SLAB_MIN_GROUPS = 512  # AVX2: K slabs only for long K (>= 2048)
 DENSE_MIN_DENSITY = 0.75  # block density from which full zero-filled block rows win (2:4, dense)
 NM_TILE = 4  # AVX2 2:4: blocks of 8 output rows per parallel task
+WINDOW16_SERIAL_STEPS = 2000  # VNNI M = 1: window steps up to which one thread runs the layer
 PAIRPAIR_MAX_RATIO = 0.8  # AVX2: blocks of two input pairs when #blocks < this x #(1x4 blocks);
 # unstructured 90% (~0.56) measured 1.05-1.4x faster than int16 1x2 blocks at M=128
 
@@ -177,13 +178,36 @@ def _portable_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
 
 def _vnni_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
     run = _vnni_gemm_runner(p, act_scale, act_qmax)
-    if not act:
-        return run
+    if act:
+        gemm = run
 
-    def run_act(x, y):  # GELU as a second (vectorized) pass on this path
-        run(x, y)
-        gelu_(y)
-    return run_act
+        def run(x, y):  # GELU as a second (vectorized) pass on this path
+            gemm(x, y)
+            gelu_(y)
+    if not small:
+        return run
+    from . import vnni_latency as vl
+    from .avx2_latency import window_form
+
+    qlo, qhi = act_range(act_qmax)
+    static = act_scale_of(None, act_scale) if act_scale is not None else 0.0
+    ptr, cols, vals, comp = p.blocks()
+    if "window16" not in p._cache:
+        p._cache["window16"] = window_form(ptr, cols, vals, p.out_features,
+                                           (p.in_features + 3) // 4, vl.LANES)
+    gptr, off, sel, wv = p._cache["window16"]
+    serial = off.size <= WINDOW16_SERIAL_STEPS
+    kernel = vl.gemv1_window16_serial if serial else vl.gemv1_window16
+    scale, bias, batched = p.scale, _bias(p), run
+
+    def run1(x, y):
+        if x.shape[0] > 1:  # M = 2..8: the batched kernels
+            batched(x, y)
+            return
+        if kernel(x, static, act_scale is None, qlo, qhi, gptr, off, sel, wv, comp, scale, bias,
+                  y, 1, act) == -1.0:
+            raise ValueError("input contains inf/nan")
+    return run1
 
 
 def _vnni_gemm_runner(p: PackedLinear, act_scale, act_qmax):
