@@ -177,13 +177,7 @@ def _portable_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
 
 
 def _vnni_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
-    run = _vnni_gemm_runner(p, act_scale, act_qmax)
-    if act:
-        gemm = run
-
-        def run(x, y):  # GELU as a second (vectorized) pass on this path
-            gemm(x, y)
-            gelu_(y)
+    run = _vnni_gemm_runner(p, act_scale, act_qmax, act)
     if not small:
         return run
     from . import vnni_latency as vl
@@ -210,7 +204,7 @@ def _vnni_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
     return run1
 
 
-def _vnni_gemm_runner(p: PackedLinear, act_scale, act_qmax):
+def _vnni_gemm_runner(p: PackedLinear, act_scale, act_qmax, act=0):
     from . import vnni
 
     qlo, qhi = act_range(act_qmax)
@@ -237,16 +231,16 @@ def _vnni_gemm_runner(p: PackedLinear, act_scale, act_qmax):
             if "dense" not in p._cache:
                 p._cache["dense"] = vnni.dense_blocks(ptr, cols, vals, p.out_features, groups, 16)
             vnni.block_gemm_dense(xl, mpad, m, p._cache["dense"], groups, p.out_features, comp,
-                                  p.scale, bias, sx, y, 16)
+                                  p.scale, bias, sx, y, 16, act)
         elif mpad >= 64 and density >= SLAB_MIN_DENSITY and groups > SLAB_GROUPS:
             # dense-ish block rows (e.g. unstructured 90% -> ~34% of 1x4 groups): walk K in
             # L1-sized slabs; measured 20-25% faster there, slower for sparse block rows.
             if "slabs" not in p._cache:
                 p._cache["slabs"] = vnni.slab_pointers(ptr, cols, SLAB_GROUPS)
             vnni.block_gemm_slab(xl, mpad, m, p._cache["slabs"], cols, vals, comp, p.scale,
-                                 bias, sx, y, 16)
+                                 bias, sx, y, 16, act)
         else:
-            vnni.block_gemm(xl, mpad, m, ptr, cols, vals, comp, p.scale, bias, sx, y, 16)
+            vnni.block_gemm(xl, mpad, m, ptr, cols, vals, comp, p.scale, bias, sx, y, 16, act)
     return run
 
 
@@ -327,7 +321,7 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
         # dense-ish 1x4 block rows over a long K (e.g. block1x4 at 50-70%, K = 3072): L1 slabs
         # of K, measured +17% at 3072x768 M=128; at K = 768 it was within noise or slower
         if "slabs8" not in p._cache:
-            from .vnni import slab_pointers
+            from .tiles import slab_pointers
 
             p._cache["slabs8"] = slab_pointers(ptr, cols, SLAB_GROUPS)
         slabs = p._cache["slabs8"]
