@@ -55,6 +55,11 @@ def model_name() -> str:
     return platform.processor() or "unknown"
 
 
+def machine_label() -> str:
+    """Short name of this machine for result rows: "<CPU model> (<LLVM CPU name>)"."""
+    return f"{model_name()} ({cpu_name()})"
+
+
 def cpu_flags_string() -> str:
     """Compact, stable description recorded with every benchmark figure."""
     flags = cpuinfo_flags() or llvm_host_features()

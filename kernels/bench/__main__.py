@@ -35,7 +35,7 @@ FORMAT_OF = {"unstructured": "csr", "block1x4": "block1x4", "nm": "nm"}
 COLUMNS = ["k", "n", "m", "sparsity", "pattern", "backend", "median_ms", "min_ms", "max_ms",
            "speedup_vs_fp32", "speedup_vs_onednn", "roofline_ms", "roofline_frac", "packed_bytes",
            "threads", "kernel_path", "cpu_flags", "loadavg", "cpu_busy", "quiet", "others_busy",
-           "round"]
+           "round", "machine", "isa"]
 
 
 def parse(argv=None):
@@ -210,7 +210,9 @@ def _measure_layers(a, flags, path, quiet, bw, peak):
                                      "kernel_path": ran if be.startswith("sparq") else "",
                                      "cpu_flags": flags,
                                      "loadavg": round(os.getloadavg()[0], 2), **quiet,
-                                     "others_busy": others.share()})
+                                     "others_busy": others.share(),
+                                     "machine": cpu.machine_label(),
+                                     "isa": cpu.forced_path() or "auto"})
                     _print_block(k, n, m, sp, pat, res, ours, roof, ran)
     return rows
 

@@ -174,7 +174,8 @@ def _time_round(a, name, bsz, rnd, variants, ort_fn, ids, mask, flags, path, q) 
                      if be.startswith("sparq") else "",
                      "cpu_flags": flags,
                      "loadavg": round(os.getloadavg()[0], 2), **quiet_columns(q),
-                     "others_busy": others.share(), "round": rnd})
+                     "others_busy": others.share(), "round": rnd,
+                     "machine": cpu.machine_label(), "isa": cpu.forced_path() or "auto"})
     return rows
 
 

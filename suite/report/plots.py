@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from suite.report.load import kernel_machine
 from suite.report.records import PROFILE_ORDER, Group
 
 MARKERS = {"fp32": "o", "ptq": "s", "qat": "^"}
@@ -188,28 +189,73 @@ def render_latency(series: dict[tuple[str, str, str], list[Point]], out: Path) -
     return figs
 
 
-def render_kernels(series: dict[str, list[tuple[float, float]]], out: Path, source: str) -> list[Figure]:
-    if not series:
+def kernel_panels(rows: Sequence[dict]) -> dict[tuple[str, int | None], dict[str, list[tuple[float, float]]]]:
+    """(machine, M) -> series -> [(sparsity, median speedup over shapes and rounds)]: one panel
+    per machine and activation-row count. sparq rows of a run that forced a kernel path
+    (``isa`` column) are series of their own ("... [avx2]"); the baselines come from the
+    machine's unforced runs when it has any."""
+    auto = {kernel_machine(r) for r in rows if (r.get("isa") or "auto") == "auto"}
+    acc: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        s, v = r.get("sparsity_value"), r.get("speedup_vs_fp32")
+        if s is None or v is None or not math.isfinite(v):
+            continue
+        machine, isa = kernel_machine(r), r.get("isa") or "auto"
+        backend, pattern = str(r.get("backend", "")), r.get("pattern") or ""
+        if backend.startswith("sparq"):
+            backend = f"{backend} ({pattern})" if pattern and pattern not in backend else backend
+            backend += f" [{isa}]" if isa != "auto" else ""
+        elif isa != "auto" and machine in auto:
+            continue
+        m = int(r["m"]) if r.get("m") is not None else None
+        acc[(machine, m, backend, s)].append(v)
+    out: dict[tuple, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for (machine, m, backend, s), vs in sorted(acc.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2], kv[0][3])):
+        out[(machine, m)][backend].append((s, statistics.median(vs)))
+    return {k: dict(v) for k, v in out.items()}
+
+
+def render_kernels(panels: dict, out: Path, source: str) -> list[Figure]:
+    """One panel per (machine, M): speedup over torch fp32 vs sparsity, one line per backend."""
+    if not panels:
         return []
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, (backend, pts) in enumerate(sorted(series.items())):
-        pts = sorted(pts)
-        ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], marker="osD^v<>p*"[i % 9],
-                linestyle="-" if len(pts) > 1 else "none", label=backend.replace("$", r"\$"))
-    ax.axhline(1.0, color="k", lw=0.8, ls=":")
-    ax.set_xlabel("weight sparsity (%) (N:M as 1 - N/M)")
-    ax.set_ylabel("speedup over torch fp32 (x, median over shapes)")
-    ys = [p[1] for pts in series.values() for p in pts if p[1] > 0]
-    if ys and max(ys) / min(ys) > 20:  # wide range: log scale, else the small speedups vanish
-        ax.set_yscale("log")
-    else:
-        ax.set_ylim(bottom=0)
-    ax.set_title("kernel speedup vs sparsity, per backend")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    return [_save(fig, out, "kernel_speedup_vs_sparsity", "Kernel speedup vs sparsity, per backend",
-                  f"From {source}.")]
+    machines = sorted({k[0] for k in panels})
+    ms = sorted({k[1] for k in panels}, key=lambda m: -1 if m is None else m)
+    fig, axes = plt.subplots(len(machines), len(ms), figsize=(5.2 * len(ms), 3.9 * len(machines)),
+                             squeeze=False)
+    names = sorted({b for series in panels.values() for b in series})
+    style = {b: ("osD^v<>p*hX"[i % 11], "--" if "[" in b else "-") for i, b in enumerate(names)}
+    for i, machine in enumerate(machines):
+        for j, m in enumerate(ms):
+            ax = axes[i][j]
+            series = panels.get((machine, m), {})
+            for b, pts in sorted(series.items()):
+                pts = sorted(pts)
+                mk, ls = style[b]
+                ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], marker=mk,
+                        linestyle=ls if len(pts) > 1 else "none", label=b.replace("$", r"\$"))
+            ax.axhline(1.0, color="k", lw=0.8, ls=":")
+            ys = [p[1] for pts in series.values() for p in pts if p[1] > 0]
+            if ys and max(ys) / min(ys) > 20:
+                ax.set_yscale("log")
+            elif ys:
+                ax.set_ylim(bottom=0)
+            ax.set_title(f"{machine}" + (f", M = {m}" if m is not None else ""), fontsize=9)
+            ax.set_xlabel("weight sparsity (%) (2:4 = 50)", fontsize=8)
+            ax.set_ylabel("speedup over torch fp32 (x)", fontsize=8)
+            ax.tick_params(labelsize=8)
+            ax.grid(True, which="both", alpha=0.3)
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="center left",
+               bbox_to_anchor=(1.0, 0.5), title="backend (median over shapes)", title_fontsize=7)
+    fig.suptitle("kernel speedup vs sparsity, per machine and activation rows M", fontsize=10)
+    fig.tight_layout()
+    return [_save(fig, out, "kernel_speedup_vs_sparsity", "Kernel speedup vs sparsity, per machine and M",
+                  f"From {source}; dashed: sparq with a forced kernel path ([isa]).")]
 
 
 # ------------------------------------------------------------------ curves (sparsity, budget)
@@ -299,5 +345,5 @@ def render_all(groups: Sequence[Group], kernel_rows: Sequence[dict], kernel_sour
     figs += render_latency(latency_series(groups), out)
     figs += render_sparsity_curves(sparsity_curve_series(groups), out)
     figs += render_budget(budget_series(groups), out)
-    figs += render_kernels(kernel_series(kernel_rows), out, kernel_source)
+    figs += render_kernels(kernel_panels(kernel_rows), out, kernel_source)
     return figs

@@ -96,3 +96,27 @@ def test_model_bench_rounds_on_a_tiny_encoder(tmp_path, monkeypatch, capsys):
     for r in rows:  # each ratio against the fp32 time of its own round
         assert abs(float(r["speedup_vs_fp32"]) - fp[r["round"]] / float(r["median_ms"])) < 1e-9
     assert "ratios over 2 rounds" in capsys.readouterr().out
+
+
+def test_publish_keeps_every_machines_rows(tmp_path):
+    """``kernels.bench.publish``: a run replaces the published rows of its own (machine, isa,
+    threads) only; rows written before the ``machine`` column get it from ``cpu_flags``."""
+    from kernels.bench.publish import main as publish
+
+    zen = "AMD EPYC | llvm:znver3 | cores:2 | avx2 fma"
+    xeon = "Intel Xeon | llvm:rocketlake | cores:2 | avx512_vnni amx_int8"
+    pub = tmp_path / "bench.csv"
+    pub.write_text("k,backend,median_ms,threads,cpu_flags\n768,sparq_csr,1.0,2," + zen + "\n")
+
+    def run(name, isa, ms):
+        p = tmp_path / name
+        p.write_text("k,backend,median_ms,threads,cpu_flags,machine,isa\n" + "".join(
+            f"768,sparq_csr,{t},2,{xeon},Intel Xeon (rocketlake),{isa}\n" for t in ms))
+        return str(p)
+
+    publish([run("a.csv", "auto", [0.5]), run("b.csv", "avx2", [0.7]), "--into", str(pub)])
+    publish([run("c.csv", "auto", [0.4, 0.45]), "--into", str(pub)])  # a rerun replaces "auto"
+    rows = list(csv.DictReader(pub.open()))
+    got = sorted((r["machine"], r["isa"], r["median_ms"]) for r in rows)
+    assert got == [("AMD EPYC (znver3)", "auto", "1.0"), ("Intel Xeon (rocketlake)", "auto", "0.4"),
+                   ("Intel Xeon (rocketlake)", "auto", "0.45"), ("Intel Xeon (rocketlake)", "avx2", "0.7")]
