@@ -14,6 +14,7 @@ Public API::
     fuse_shared_input(model) / fuse_epilogues(model)           # encoder fusions (inference)
     fuse_attention(model)        # after fuse_shared_input: attention on the fused Q/K/V output
     fuse_for_inference(model)    # all three, in order (what the timed encoders run)
+    kernel_paths(model, m=None)  # the kernel paths its layers ran (autotuned dispatch)
 """
 
 from .attention import PackedSelfAttention, fuse_attention
@@ -26,6 +27,7 @@ from .linear import (
                      SparseInt8Linear,
                      convert_model,
                      fuse_shared_input,
+                     kernel_paths,
                      load_packed_into,
                      packed_layers,
                      packed_model_bytes,
@@ -34,6 +36,6 @@ from .ops import linear, reference
 
 __all__ = [
     "FORMATS", "BundleError", "DenseAddNorm", "PackedFormatError", "PackedLinear", "SparseInt8Linear",
-    "PackedSelfAttention", "convert_model", "cpu_flags_string", "fuse_attention", "fuse_epilogues", "fuse_for_inference", "fuse_shared_input", "has_vnni512", "linear", "load", "load_model", "load_packed_into", "pack",
+    "PackedSelfAttention", "convert_model", "cpu_flags_string", "fuse_attention", "fuse_epilogues", "fuse_for_inference", "fuse_shared_input", "has_vnni512", "kernel_paths", "linear", "load", "load_model", "load_packed_into", "pack",
     "packed_bytes", "packed_layers", "packed_model_bytes", "quantize_weight", "reference", "save",
 ]

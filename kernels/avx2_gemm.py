@@ -1,72 +1,28 @@
 """AVX2 / AVX-VNNI batched kernels (M > 8; see ``kernels.avx2``): quantize + [K/4][Mpad][4]
-layout, sparse block rows (``block_gemm``), its L1 K-slab variant (``block_gemm_slab``), full
-block rows (``block_gemm_dense``), the tiled dequantizing epilogue, and the weight forms these
-kernels take. 2:4 runs on ``avx2_nm``."""
+layout, the 8-lane builds of the shared block-row kernels (``tiles``: sparse block rows
+``block_gemm``, its L1 K-slab variant ``block_gemm_slab``, full block rows
+``block_gemm_dense``), the pair-block kernel for unstructured rows (``block_gemm_pp``) and the
+weight forms. 2:4 runs on ``avx2_nm``."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
+from . import tiles
 from .avx2_intrinsics import (
     _CACHE,
-    _epilogue8,
-    _epilogue8_gelu,
-    _multirow41,
-    _multirow42,
-    _multirow44,
     _ppdot1,
     _ppdot2,
     _ppdot4,
     _quant8_pairs,
     _quant8_quads,
     _quant8_u8,
-    _rowacc1,
-    _rowacc2,
-    _rowacc4,
-    _rowacc8,
-    _rowdot1,
-    _rowdot2,
-    _rowdot4,
-    _rowdot8,
 )
-from .epilogue import gelu_block
 from .portable import absmax_bits, scale_from_bits
+from .tiles import PANEL, _ntasks, _task, dense_blocks, store8  # noqa: F401  (PANEL, dense_blocks: re-exported)
 
-
-# ----------------------------------------------------------------------------- epilogue
-@njit(cache=_CACHE)
-def _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, row0, act):
-    """y[row0:row0+m, n0:n1] = buf (tile x mpad int32, row = feature) * xscale * scale + bias,
-    then GELU on the tile when ``act`` is 1 (``epilogue.EPILOGUES``)."""
-    nt = n1 - n0
-    sc = np.zeros(tile, dtype=np.float32)
-    off = np.zeros(tile, dtype=np.float32)
-    for j in range(nt):
-        sc[j] = np.float32(xscale * scale[n0 + j])
-        off[j] = bias[n0 + j]
-    ystride = np.int64(y.shape[1])
-    j0 = 0
-    while j0 + 8 <= nt:
-        i0 = 0
-        while i0 + 8 <= m:
-            boff, yoff = np.int64(j0) * mpad + i0, np.int64(row0 + i0) * ystride + n0 + j0
-            if act == 1:  # GELU on the 8x8 tile in registers
-                _epilogue8_gelu(buf, boff, np.int64(mpad), sc, np.int64(j0), off, y, yoff, ystride)
-            else:
-                _epilogue8(buf, boff, np.int64(mpad), sc, np.int64(j0), off, y, yoff, ystride)
-            i0 += 8
-        for i in range(i0, m):
-            for j in range(j0, j0 + 8):
-                y[row0 + i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
-        if act == 1 and i0 < m:
-            gelu_block(y, row0 + i0, m - i0, n0 + j0, n0 + j0 + 8)
-        j0 += 8
-    for i in range(m):
-        for j in range(j0, nt):
-            y[row0 + i, n0 + j] = np.float32(buf[j * mpad + i]) * sc[j] + off[j]
-    if act == 1 and j0 < nt:
-        gelu_block(y, row0, m, n0 + j0, n1)
+_NOCOMP = np.zeros(1, np.int32)  # the 8-lane kernels take no compensation
 
 
 # ----------------------------------------------------------------------------- quantize + layout
@@ -204,56 +160,11 @@ def pairpair_form(q: np.ndarray):
 
 
 # ----------------------------------------------------------------------------- GEMM kernels
-PANEL = 128  # activation rows per task at large M (K x 128 int8 stays in L2)
-
-
-@njit(inline="always")
-def _ntasks(mpad, n_out, tile):
-    """(tasks, tiles per panel, panel rows): tasks are (panel of <= PANEL activation rows) x
-    (tile of output features), panel-major, so that a panel stays in L2 while weights stream."""
-    ntiles = (n_out + tile - 1) // tile
-    panel = min(mpad, PANEL)
-    return (mpad + panel - 1) // panel * ntiles, ntiles, panel
-
-
-@njit(inline="always")
-def _task(t, ntiles, panel, mpad, n_out, tile):
-    """(first activation row, panel rows, first and end output feature) of task t."""
-    p0 = (t // ntiles) * panel
-    n0 = (t % ntiles) * tile
-    return p0, min(panel, mpad - p0), n0, min(n_out, n0 + tile)
-
-
-@njit(parallel=True, cache=_CACHE)
+@njit(cache=_CACHE)
 def block_gemm(xl, mpad, m, ptr, cols, vals, scale, bias, xscale, y, tile, act=0):
-    """y[:m] = dequant(x_layout @ blocks.T), tasks from ``_task``; each block row runs against
-    up to 8 chunks of 8 rows held in registers."""
-    n_out = ptr.shape[0] - 1
-    ntasks, ntiles, panel = _ntasks(mpad, n_out, tile)
-    rs = np.int64(mpad) * 4
-    for t in prange(ntasks):
-        p0, pr, n0, n1 = _task(t, ntiles, panel, mpad, n_out, tile)
-        nch = pr // 8
-        buf = np.empty(tile * pr, dtype=np.int32)
-        for n in range(n0, n1):
-            o = np.int64(n - n0) * pr
-            s, e = ptr[n], ptr[n + 1]
-            c = 0
-            xo = np.int64(p0) * 4
-            while c + 8 <= nch:
-                _rowdot8(xl, vals, cols, s, e, xo + c * 32, rs, buf, o + c * 8)
-                c += 8
-            for r in (4, 2, 1):  # the remaining chunks: at most one call of each width
-                if c + r <= nch:
-                    oc, xc = o + c * 8, xo + c * 32
-                    if r == 4:
-                        _rowdot4(xl, vals, cols, s, e, xc, rs, buf, oc)
-                    elif r == 2:
-                        _rowdot2(xl, vals, cols, s, e, xc, rs, buf, oc)
-                    else:
-                        _rowdot1(xl, vals, cols, s, e, xc, rs, buf, oc)
-                    c += r
-        _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0, act)
+    """``tiles.block_gemm`` on 8 lanes: sparse 1x4 block rows, up to 8 chunks of 8 rows in
+    registers."""
+    tiles.block_gemm(xl, mpad, m, ptr, cols, vals, _NOCOMP, scale, bias, xscale, y, tile, act, 8)
 
 
 @njit(parallel=True, cache=_CACHE)
@@ -281,77 +192,19 @@ def block_gemm_pp(xl, mpad, m, ptr, c1, c2, w4, scale, bias, xscale, y, tile, ac
                 c += 2
             if c < nch:
                 _ppdot1(xl, w4, c1, c2, s, e, xo + c * 32, rs, buf, o + c * 16)
-        _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0, act)
+        store8(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0, act)
 
 
-@njit(parallel=True, cache=_CACHE)
+@njit(cache=_CACHE)
 def block_gemm_slab(xl, mpad, m, sp, cols, vals, scale, bias, xscale, y, tile, act=0):
-    """``block_gemm`` with K walked in slabs (``sp`` from ``vnni.slab_pointers``): one slab of
-    the activation panel stays in L1 while every row of the tile uses it (dense-ish block rows,
-    e.g. unstructured 90% -> ~34% of the 1x4 groups occupied)."""
-    n_out = sp.shape[0]
-    nslab = sp.shape[1] - 1
-    ntasks, ntiles, panel = _ntasks(mpad, n_out, tile)
-    rs = np.int64(mpad) * 4
-    for t in prange(ntasks):
-        p0, pr, n0, n1 = _task(t, ntiles, panel, mpad, n_out, tile)
-        nch = pr // 8
-        buf = np.zeros(tile * pr, dtype=np.int32)
-        c0 = 0
-        while c0 < nch:
-            r = 8 if c0 + 8 <= nch else (4 if c0 + 4 <= nch else (2 if c0 + 2 <= nch else 1))
-            xo = np.int64(p0) * 4 + c0 * 32
-            for s_ in range(nslab):
-                for n in range(n0, n1):
-                    o = np.int64(n - n0) * pr + c0 * 8
-                    s, e = sp[n, s_], sp[n, s_ + 1]
-                    if e > s:
-                        if r == 8:
-                            _rowacc8(xl, vals, cols, s, e, xo, rs, buf, o)
-                        elif r == 4:
-                            _rowacc4(xl, vals, cols, s, e, xo, rs, buf, o)
-                        elif r == 2:
-                            _rowacc2(xl, vals, cols, s, e, xo, rs, buf, o)
-                        else:
-                            _rowacc1(xl, vals, cols, s, e, xo, rs, buf, o)
-            c0 += r
-        _store_tile(buf, pr, min(pr, m - p0), n0, n1, tile, scale, bias, xscale, y, p0, act)
+    """``tiles.block_gemm_slab`` on 8 lanes (K in L1 slabs, ``tiles.slab_pointers``)."""
+    tiles.block_gemm_slab(xl, mpad, m, sp, cols, vals, _NOCOMP, scale, bias, xscale, y, tile,
+                          act, 8)
 
 
-@njit(parallel=True, cache=_CACHE)
+@njit(cache=_CACHE)
 def block_gemm_dense(xl, mpad, m, wd, groups, n_out, scale, bias, xscale, y, tile, act=0):
-    """Full block rows (``dense_blocks``, rows padded to a multiple of ``tile``): 4 rows x 4
-    chunks of 8 activation rows per register tile (measured: 4x4 > 2x4 > 4x2 at 768x3072)."""
-    ntiles = (n_out + tile - 1) // tile
-    nch = mpad // 8
-    rs = np.int64(mpad) * 4
-    g64 = np.int64(groups)
-    for t in prange(ntiles):
-        n0 = t * tile
-        n1 = min(n_out, n0 + tile)
-        buf = np.empty(tile * mpad, dtype=np.int32)
-        c0 = 0
-        while c0 < nch:
-            r = 4 if c0 + 4 <= nch else (2 if c0 + 2 <= nch else 1)
-            xo = np.int64(c0 * 32)
-            for r0 in range(0, tile, 4):
-                w0 = np.int64(n0 + r0) * g64
-                oo = np.int64(r0) * mpad + c0 * 8
-                if r == 4:
-                    _multirow44(xl, wd, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
-                elif r == 2:
-                    _multirow42(xl, wd, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
-                else:
-                    _multirow41(xl, wd, g64, w0, g64, xo, rs, buf, oo, np.int64(mpad))
-            c0 += r
-        _store_tile(buf, mpad, m, n0, n1, tile, scale, bias, xscale, y, 0, act)
-
-
-# ----------------------------------------------------------------------------- weight forms
-def dense_blocks(ptr, cols, vals, n_out: int, groups: int, tile: int = 16) -> np.ndarray:
-    """Zero-filled [ceil(N / tile) * tile, groups] int32 block matrix (flattened)."""
-    npad = (n_out + tile - 1) // tile * tile
-    wd = np.zeros((npad, groups), dtype=np.int32)
-    wd[np.repeat(np.arange(n_out), np.diff(ptr)), cols] = vals
-    return wd.ravel()
-
+    """``tiles.block_gemm_dense`` on 8 lanes: full block rows (``dense_blocks``), 4 rows x 4
+    chunks of 8 activation rows per register tile."""
+    tiles.block_gemm_dense(xl, mpad, m, wd, groups, n_out, _NOCOMP, scale, bias, xscale, y,
+                           tile, act, 8)

@@ -1,8 +1,9 @@
 """llvmlite IR building blocks of the AVX2 / AVX-VNNI kernels (see ``kernels.avx2``).
 
-Vector types, the exact int8 4-way dot step (sign trick, or ``vpdpbusd`` on AVX-VNNI), and the
-register-blocked intrinsics of the batched kernels: sparse block rows (``_make_rowdot``), full
-block rows (``_make_multirow``) and the 8x8 transposing epilogue (``_epilogue8``). Import only where ``cpu.kernel_path()`` allows it.
+Vector types, the exact int8 4-way dot step (sign trick, or ``vpdpbusd`` on AVX-VNNI), the
+pair-block intrinsic (``_make_pairpair``), the 8x8 transposing epilogue (``_epilogue8``) and the
+in-register quantize + layout (``_make_quant8``); the block-row intrinsics shared with the VNNI
+path are in ``tile_intrinsics``. Import only where ``cpu.kernel_path()`` allows it.
 """
 
 from __future__ import annotations
@@ -81,48 +82,6 @@ def _c(v):
     return ir.Constant(_I64, v)
 
 
-# ----------------------------------------------------------------------------- sparse block rows
-def _make_rowdot(nchunks: int, accumulate: bool = False):
-    """out[ooff + 8i + l] (+)= sum over blocks b in [start, end) of dot4(x[cols[b]*rs + xoff + 32i
-    + 4l : +4], vals[b]) for i < nchunks (chunk i = activation rows 8i..8i+7 after xoff)."""
-
-    @intrinsic
-    def rowdot(typingctx, xl, vals, cols, start, end, xoff, rowstride, out, ooff):
-        sig = types.void(xl, vals, cols, start, end, xoff, rowstride, out, ooff)
-
-        def codegen(context, builder, signature, args):
-            xa, va, ca, s_, e_, xoff_, rs_, oa, ooff_ = args
-            t = signature.args
-            xp, vp = _data(context, builder, t[0], xa, _I8), _data(context, builder, t[1], va, _I32)
-            cp, op = _data(context, builder, t[2], ca, _I32), _data(context, builder, t[7], oa, _I32)
-            accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8, None))
-                    for _ in range(nchunks)]
-            if accumulate:
-                for i in range(nchunks):
-                    builder.store(_loadv(builder, op, builder.add(ooff_, _c(8 * i)), _V8), accs[i])
-            with cgutils.for_range_slice(builder, _i64(builder, s_), _i64(builder, e_), _c(1),
-                                         intp=_I64) as (b, _):
-                col = builder.sext(builder.load(builder.gep(cp, [b])), _I64)
-                aw, sw = _weights(builder, _bcast(builder, builder.load(builder.gep(vp, [b]))))
-                base = builder.add(builder.mul(col, rs_), xoff_)
-                for i in range(nchunks):
-                    xv = _loadv(builder, xp, builder.add(base, _c(32 * i)), _VB)
-                    acc = builder.load(accs[i])
-                    acc = _dot_acc(builder, acc, xv, aw, sw)
-                    builder.store(acc, accs[i])
-            for i in range(nchunks):
-                _storev(builder, builder.load(accs[i]), op, builder.add(ooff_, _c(8 * i)))
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return rowdot
-
-
-_rowdot8, _rowdot4, _rowdot2, _rowdot1 = (_make_rowdot(c) for c in (8, 4, 2, 1))
-_rowacc8, _rowacc4, _rowacc2, _rowacc1 = (_make_rowdot(c, True) for c in (8, 4, 2, 1))
-
-
 # ----------------------------------------------------------------------------- pairs of pairs
 _UNPCKL = ir.Constant(ir.VectorType(_I32, 16), [0, 16, 1, 17, 2, 18, 3, 19, 8, 24, 9, 25, 10, 26, 11, 27])
 _UNPCKH = ir.Constant(ir.VectorType(_I32, 16), [4, 20, 5, 21, 6, 22, 7, 23, 12, 28, 13, 29, 14, 30, 15, 31])
@@ -178,46 +137,6 @@ def _make_pairpair(nchunks: int):
 
 
 _ppdot4, _ppdot2, _ppdot1 = (_make_pairpair(c) for c in (4, 2, 1))
-
-
-# ----------------------------------------------------------------------------- full block rows
-def _make_multirow(nrows: int, nchunks: int):
-    """Full (zero-filled) block rows: for g < ngroups, r < nrows, c < nchunks:
-    acc[r][c] += dot4(x[g*rs + xoff + 32c], w[wrow0 + r*wstride + g]); then
-    out[ooff + r*ostride + 8c : +8] = acc[r][c]. One activation load feeds nrows rows."""
-
-    @intrinsic
-    def multirow(typingctx, xl, wv, ngroups, wrow0, wstride, xoff, rowstride, out, ooff, ostride):
-        sig = types.void(xl, wv, ngroups, wrow0, wstride, xoff, rowstride, out, ooff, ostride)
-
-        def codegen(context, builder, signature, args):
-            xa, wa, ng_, w0_, ws_, xoff_, rs_, oa, ooff_, os_ = args
-            t = signature.args
-            xp, wp = _data(context, builder, t[0], xa, _I8), _data(context, builder, t[1], wa, _I32)
-            op = _data(context, builder, t[7], oa, _I32)
-            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V8, None))
-                     for _ in range(nchunks)] for _ in range(nrows)]
-            with cgutils.for_range_slice(builder, _c(0), ng_, _c(1), intp=_I64) as (g, _):
-                base = builder.add(builder.mul(g, rs_), xoff_)
-                xs = [_loadv(builder, xp, builder.add(base, _c(32 * c)), _VB) for c in range(nchunks)]
-                for r in range(nrows):
-                    widx = builder.add(builder.add(w0_, builder.mul(ws_, _c(r))), g)
-                    aw, sw = _weights(builder, _bcast(builder, builder.load(builder.gep(wp, [widx]))))
-                    for c in range(nchunks):
-                        slot = accs[r][c]
-                        builder.store(_dot_acc(builder, builder.load(slot), xs[c], aw, sw), slot)
-            for r in range(nrows):
-                for c in range(nchunks):
-                    idx = builder.add(builder.add(ooff_, builder.mul(os_, _c(r))), _c(8 * c))
-                    _storev(builder, builder.load(accs[r][c]), op, idx)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return multirow
-
-
-_multirow44, _multirow42, _multirow41 = (_make_multirow(4, c) for c in (4, 2, 1))
 
 
 # ----------------------------------------------------------------------------- epilogue

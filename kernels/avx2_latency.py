@@ -266,20 +266,21 @@ def _gemv1_window(typingctx, xq, off, sel, wv, s0, s1, out, ooff):
 
 
 @njit(cache=_CACHE)
-def _schedule(ptr, cols, vals, n_out, last):
-    """Greedy steps of ``_gemv1_window``: per group of 8 rows (one lane each, blocks in column
-    order), a step's window of 8 quads starts at the smallest next column of the group's lanes
-    (clamped to ``last``) and every lane whose next block falls inside takes it."""
-    ngroups = (n_out + 7) // 8
+def _schedule(ptr, cols, vals, n_out, last, lanes):
+    """Greedy steps of the window kernels: per group of ``lanes`` rows (one lane each, blocks
+    in column order), a step's window of ``lanes`` quads starts at the smallest next column of
+    the group's lanes (clamped to ``last``) and every lane whose next block falls inside takes
+    it."""
+    ngroups = (n_out + lanes - 1) // lanes
     cap = cols.size + ngroups
     gptr = np.zeros(ngroups + 1, np.int64)
     off = np.empty(cap, np.int32)
-    sel = np.zeros((cap, 8), np.int8)
-    wv = np.zeros((cap, 8), np.int32)
-    pos = np.empty(8, np.int64)
+    sel = np.zeros((cap, lanes), np.int8)
+    wv = np.zeros((cap, lanes), np.int32)
+    pos = np.empty(lanes, np.int64)
     s = 0
     for g in range(ngroups):
-        r0, r1 = g * 8, min(n_out, g * 8 + 8)
+        r0, r1 = g * lanes, min(n_out, g * lanes + lanes)
         for r in range(r0, r1):
             pos[r - r0] = ptr[r]
         while True:
@@ -293,7 +294,7 @@ def _schedule(ptr, cols, vals, n_out, last):
             off[s] = o
             for r in range(r0, r1):
                 b = pos[r - r0]
-                if b < ptr[r + 1] and cols[b] < o + 8:
+                if b < ptr[r + 1] and cols[b] < o + lanes:
                     sel[s, r - r0] = cols[b] - o
                     wv[s, r - r0] = vals[b]
                     pos[r - r0] = b + 1
@@ -302,15 +303,18 @@ def _schedule(ptr, cols, vals, n_out, last):
     return gptr, off[:s].copy(), sel[:s].copy().ravel(), wv[:s].copy().ravel()
 
 
-def window_form(ptr, cols, vals, n_out: int, groups: int):
-    """Sparse block rows for ``gemv1_window``: rows in groups of 8 (one lane each), each group's
-    blocks packed greedily into steps over a sliding window of 8 activation quads: ~0.49 of the
-    lanes busy at 90% block1x4 (windows fixed at multiples of 8 quads: ~0.38, 1.3-1.6x slower;
-    a 16-quad window, two ``vpermd`` + ``vblendvps``: 0.62 busy, no faster on Zen 3). Returns
-    (gptr int64 [groups + 1], off int32 [steps], sel int8 [steps * 8], wv int32 [steps * 8])."""
-    g8 = (groups + 7) // 8 * 8
+def window_form(ptr, cols, vals, n_out: int, groups: int, lanes: int = 8):
+    """Sparse block rows for the window kernels (``gemv1_window``: 8 lanes, ymm; the VNNI
+    path's ``vnni_latency.gemv1_window16``: 16): rows in groups of ``lanes`` (one lane each),
+    each group's blocks packed greedily into steps over a sliding window of ``lanes``
+    activation quads: ~0.49 of the lanes busy at 90% block1x4 with 8 (windows fixed at
+    multiples of 8 quads: ~0.38, 1.3-1.6x slower; a 16-quad window on 8 lanes, two ``vpermd``
+    + ``vblendvps``: 0.62 busy, no faster on Zen 3). Returns (gptr int64 [groups + 1], off
+    int32 [steps], sel int8 [steps * lanes], wv int32 [steps * lanes]); the activations must
+    hold ceil(groups / lanes) * lanes quads."""
+    gpad = (groups + lanes - 1) // lanes * lanes
     return _schedule(np.asarray(ptr, np.int64), np.asarray(cols, np.int32),
-                     np.asarray(vals, np.int32), n_out, g8 - 8)
+                     np.asarray(vals, np.int32), n_out, gpad - lanes, lanes)
 
 
 @njit(parallel=True, cache=_CACHE)

@@ -55,6 +55,11 @@ def model_name() -> str:
     return platform.processor() or "unknown"
 
 
+def machine_label() -> str:
+    """Short name of this machine for result rows: "<CPU model> (<LLVM CPU name>)"."""
+    return f"{model_name()} ({cpu_name()})"
+
+
 def cpu_flags_string() -> str:
     """Compact, stable description recorded with every benchmark figure."""
     flags = cpuinfo_flags() or llvm_host_features()
@@ -68,8 +73,10 @@ def jit_disabled() -> bool:
     return bool(numba.config.DISABLE_JIT)
 
 
-PATHS = ("avx512_vnni", "avx_vnni", "avx2", "portable")  # best first
+PATHS = ("amx_int8", "avx512_vnni", "avx_vnni", "avx2", "portable")  # best first
 _NEED = {  # (LLVM feature names, /proc/cpuinfo flag names)
+    "amx_int8": ({"avx512f", "avx512bw", "avx512vnni", "amx-tile", "amx-int8"},
+                 {"avx512f", "avx512bw", "avx512_vnni", "amx_tile", "amx_int8"}),
     "avx512_vnni": ({"avx512f", "avx512bw", "avx512vnni"}, {"avx512f", "avx512bw", "avx512_vnni"}),
     "avx_vnni": ({"avx2", "avxvnni"}, {"avx2", "avx_vnni"}),
     "avx2": ({"avx2"}, {"avx2"}),
@@ -88,7 +95,23 @@ def path_supported(path: str) -> bool:
     if not llvm <= llvm_host_features():
         return False
     flags = cpuinfo_flags()
-    return not flags or info <= flags
+    if flags and not info <= flags:
+        return False
+    return path != "amx_int8" or amx_permitted()
+
+
+@functools.lru_cache(maxsize=1)
+def amx_permitted() -> bool:
+    """Linux gives a process the AMX tile data state only after
+    ``arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`` (asked for here, once; without it the
+    first tile instruction is a SIGILL)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(158, 0x1023, 18) == 0  # x86-64 arch_prctl(0x1023, 18)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return False
 
 
 def supported_paths() -> list[str]:
@@ -98,26 +121,44 @@ def supported_paths() -> list[str]:
 _PATH_MEMO: dict = {}
 
 
-def kernel_path() -> str:
-    """Memoised on the two environment switches (called on every kernel call)."""
+def _path_state() -> tuple[str, bool]:
+    """(kernel path, forced?) memoised on the two environment switches (called on every
+    kernel call)."""
     data = getattr(os.environ, "_data", None)  # raw dict: os.environ.get costs ~2-3 us
     if isinstance(data, dict) and os.name == "posix":
         key = (data.get(b"SPARQ_KERNEL_ISA"), data.get(b"SPARQ_KERNELS_PORTABLE"))
     else:  # pragma: no cover
         key = (os.environ.get("SPARQ_KERNEL_ISA"), os.environ.get("SPARQ_KERNELS_PORTABLE"))
     if key not in _PATH_MEMO:
-        _PATH_MEMO[key] = _kernel_path()
+        _PATH_MEMO[key] = (_kernel_path(), bool(_forced_name()))
     return _PATH_MEMO[key]
 
 
-def _kernel_path() -> str:
-    """The kernel path ops.linear runs: the best one this CPU and LLVM support
-    (avx512_vnni > avx_vnni > avx2 > portable), or the one forced by ``SPARQ_KERNEL_ISA``
-    (a lower one, e.g. avx2 on an AVX-512 machine; an unsupported one is an error).
-    ``SPARQ_KERNELS_PORTABLE=1`` (older switch) means ``SPARQ_KERNEL_ISA=portable``."""
+def kernel_path() -> str:
+    """The forced path, else the best supported one (see ``_kernel_path``)."""
+    return _path_state()[0]
+
+
+def forced_path() -> str | None:
+    """The path ``SPARQ_KERNEL_ISA`` forces (``SPARQ_KERNELS_PORTABLE=1``: portable), or None."""
+    path, forced = _path_state()
+    return path if forced else None
+
+
+def _forced_name() -> str:
     forced = os.environ.get("SPARQ_KERNEL_ISA", "").strip().lower()
     if not forced and os.environ.get("SPARQ_KERNELS_PORTABLE", "0") not in ("", "0"):
         forced = "portable"
+    return forced
+
+
+def _kernel_path() -> str:
+    """The forced path (``SPARQ_KERNEL_ISA``: a lower one, e.g. avx2 on an AVX-512 machine; an
+    unsupported one is an error), else the best one this CPU and LLVM support (amx_int8 >
+    avx512_vnni > avx_vnni > avx2 > portable): the default of ``ops.linear``, whose autotuned
+    dispatch (``kernels.dispatch``) may pick another supported path per layer shape and M.
+    ``SPARQ_KERNELS_PORTABLE=1`` (older switch) means ``SPARQ_KERNEL_ISA=portable``."""
+    forced = _forced_name()
     if forced:
         if forced not in PATHS:
             raise ValueError(f"SPARQ_KERNEL_ISA={forced!r}: choose one of {', '.join(PATHS)}")
@@ -130,8 +171,9 @@ def _kernel_path() -> str:
 
 
 def has_vnni512() -> bool:
-    """True when the AVX-512 VNNI kernels run (``kernel_path() == "avx512_vnni"``)."""
-    return kernel_path() == "avx512_vnni"
+    """True when the AVX-512 VNNI kernels run (``kernel_path()`` is avx512_vnni, or amx_int8,
+    whose layers without full block rows run them)."""
+    return kernel_path() in ("amx_int8", "avx512_vnni")
 
 
 def worker_threads(fn, min_ticks: int = 2) -> set[str]:
@@ -157,3 +199,30 @@ def worker_threads(fn, min_ticks: int = 2) -> set[str]:
     fn()
     after = ticks()
     return {t for t, v in after.items() if t != me and v - before.get(t, 0) >= min_ticks}
+
+
+def _cpu_ticks() -> tuple[int, int, int] | None:
+    """(all CPU ticks, busy ticks of the machine, ticks of this process) from /proc."""
+    try:
+        with open("/proc/stat") as fh:
+            v = [int(a) for a in fh.readline().split()[1:]]
+        with open("/proc/self/stat") as fh:
+            f = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return sum(v), sum(v) - v[3] - (v[4] if len(v) > 4 else 0), int(f[11]) + int(f[12])
+
+
+class OtherLoad:
+    """Share of the machine's CPU time that *other* processes used between ``OtherLoad()`` and
+    ``share()`` (0..1; None off Linux): what the timing window could not keep away."""
+
+    def __init__(self):
+        self.start = _cpu_ticks()
+
+    def share(self) -> float | str:
+        end = _cpu_ticks()
+        if self.start is None or end is None or end[0] == self.start[0]:
+            return ""
+        other = (end[1] - self.start[1]) - (end[2] - self.start[2])
+        return round(max(0.0, other / (end[0] - self.start[0])), 3)

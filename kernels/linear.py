@@ -252,3 +252,17 @@ def fuse_shared_input(model: nn.Module, siblings=SIBLINGS) -> int:
                 setattr(parent, n, FusedSliceLinear(group, i, m))
             fused += 1
     return fused
+
+
+def kernel_paths(model: nn.Module, m: int | None = None) -> str:
+    """The kernel paths the model's packed layers ran (``ops.chosen_path``: forced, autotuned or
+    static) for ``m`` rows, or for any M seen; '+'-joined in ``cpu.PATHS`` order, e.g.
+    "amx_int8+avx2" ("" before any call)."""
+    from .cpu import PATHS
+
+    used = set()
+    for mod in model.modules():
+        if isinstance(mod, SparseInt8Linear):
+            paths = mod.packed._cache.get("paths", {})
+            used |= set(paths.values()) if m is None else {ops.chosen_path(mod.packed, m)}
+    return "+".join(p for p in PATHS if p in used)

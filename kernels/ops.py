@@ -2,14 +2,15 @@
 
 ``linear(x, packed, act_scale=None)``: x float32 [M, K] -> float32 [M, N]. Per-tensor dynamic
 activation scale (max|x| / 127) unless a static ``act_scale`` is given. Runs the path
-``cpu.kernel_path()`` picks (avx512_vnni > avx_vnni > avx2 > portable, or ``SPARQ_KERNEL_ISA``).
+``SPARQ_KERNEL_ISA`` forces, else the one ``dispatch.choose`` found fastest for the layer's
+shape, format and M bucket (timed once, cached per CPU), else ``cpu.kernel_path()``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import cpu, portable
+from . import cpu, dispatch, portable
 from .epilogue import EPILOGUES, gelu_
 from .formats import PackedLinear, unpack_2bit
 
@@ -21,6 +22,7 @@ SLAB_MIN_DENSITY = 0.2
 AVX2_SLAB_MIN_GROUPS = 512  # AVX2: K slabs only for long K (>= 2048)
 DENSE_MIN_DENSITY = 0.75  # block density from which full zero-filled block rows win (2:4, dense)
 NM_TILE = 4  # AVX2 2:4: blocks of 8 output rows per parallel task
+WINDOW16_SERIAL_STEPS = 2000  # VNNI M = 1: window steps up to which one thread runs the layer
 PAIRPAIR_MAX_RATIO = 0.8  # AVX2: blocks of two input pairs when #blocks < this x #(1x4 blocks);
 # unstructured 90% (~0.56) measured 1.05-1.4x faster than int16 1x2 blocks at M=128
 
@@ -93,14 +95,15 @@ def linear(x: np.ndarray, p: PackedLinear, act_scale: float | None = None,
     m, k = x.shape
     if k != p.in_features:
         raise ValueError(f"input has {k} features, layer expects {p.in_features}")
-    kind = resolve_path(path)
+    if path is not None:
+        resolve_path(path)
     y = np.empty((m, p.out_features), dtype=np.float32)
     if m == 0:
         act_range(act_qmax)
         act_scale_of(x, act_scale)
         _epilogue_code(epilogue)
         return y
-    runner(p, m, act_scale, kind, act_qmax, epilogue)(x, y)
+    runner(p, m, act_scale, path, act_qmax, epilogue)(x, y)
     return y
 
 
@@ -114,14 +117,50 @@ def runner(p: PackedLinear, m: int, act_scale: float | None = None, path: str | 
            act_qmax: int | None = None, epilogue: str | None = None):
     """The cached ``run(x, y)`` that ``linear`` calls for ``m`` (> 0) rows: built and validated
     once per (path, size class, activation quantization); x float32 [m, K] C-contiguous, y
-    float32 [m, N]. ``SparseInt8Linear.forward`` calls it directly (batch-1 latency)."""
-    kind = resolve_path(path)
+    float32 [m, N]. ``SparseInt8Linear.forward`` calls it directly (batch-1 latency).
+    ``path`` None: the forced path, or the autotuned one of ``m``'s bucket (``dispatch``)."""
+    if path is None:
+        key = ("auto", cpu._path_state(), dispatch.bucket(m), act_scale, act_qmax, epilogue)
+        run = p._cache.get(key)
+        if run is None:
+            _epilogue_code(epilogue)
+            kind = _own(p, dispatch.choose(p, m, lambda q: _build(p, q, m), _candidates(p)))
+            run = p._cache[key] = _build(p, kind, m, act_scale, act_qmax, epilogue)
+            p._cache.setdefault("paths", {})[dispatch.bucket(m)] = kind
+        return run
+    kind = _own(p, resolve_path(path))
     key = ("run", kind, m <= GEMV_MAX_M, act_scale, act_qmax, epilogue)
     run = p._cache.get(key)
     if run is None:
-        run = p._cache[key] = _RUNNERS[kind](p, m <= GEMV_MAX_M, act_scale, act_qmax,
-                                             _epilogue_code(epilogue))
+        run = p._cache[key] = _build(p, kind, m, act_scale, act_qmax, epilogue)
     return run
+
+
+def _build(p: PackedLinear, kind: str, m: int, act_scale=None, act_qmax=None, epilogue=None):
+    return _RUNNERS[kind](p, m <= GEMV_MAX_M, act_scale, act_qmax, _epilogue_code(epilogue))
+
+
+def chosen_path(p: PackedLinear, m: int) -> str | None:
+    """The path the last ``runner(p, m)`` without an explicit path runs (None before one)."""
+    return p._cache.get("paths", {}).get(dispatch.bucket(m))
+
+
+def _full_rows(p: PackedLinear) -> bool:
+    """Block density >= DENSE_MIN_DENSITY (2:4, dense): the layers the AMX kernel takes."""
+    if "full_rows" not in p._cache:
+        ptr, cols, _, _ = p.blocks()
+        groups = (p.in_features + 3) // 4
+        p._cache["full_rows"] = cols.size / max(1, p.out_features * groups) >= DENSE_MIN_DENSITY
+    return p._cache["full_rows"]
+
+
+def _own(p: PackedLinear, kind: str) -> str:
+    """The path whose kernels run: amx_int8 runs the avx512_vnni kernels on sparse rows."""
+    return "avx512_vnni" if kind == "amx_int8" and not _full_rows(p) else kind
+
+
+def _candidates(p: PackedLinear) -> list[str]:
+    return list(dict.fromkeys(_own(p, q) for q in dispatch.tunable_paths()))
 
 
 def _portable_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
@@ -138,17 +177,34 @@ def _portable_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
 
 
 def _vnni_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
-    run = _vnni_gemm_runner(p, act_scale, act_qmax)
-    if not act:
+    run = _vnni_gemm_runner(p, act_scale, act_qmax, act)
+    if not small:
         return run
+    from . import vnni_latency as vl
+    from .avx2_latency import window_form
 
-    def run_act(x, y):  # GELU as a second (vectorized) pass on this path
-        run(x, y)
-        gelu_(y)
-    return run_act
+    qlo, qhi = act_range(act_qmax)
+    static = act_scale_of(None, act_scale) if act_scale is not None else 0.0
+    ptr, cols, vals, comp = p.blocks()
+    if "window16" not in p._cache:
+        p._cache["window16"] = window_form(ptr, cols, vals, p.out_features,
+                                           (p.in_features + 3) // 4, vl.LANES)
+    gptr, off, sel, wv = p._cache["window16"]
+    serial = off.size <= WINDOW16_SERIAL_STEPS
+    kernel = vl.gemv1_window16_serial if serial else vl.gemv1_window16
+    scale, bias, batched = p.scale, _bias(p), run
+
+    def run1(x, y):
+        if x.shape[0] > 1:  # M = 2..8: the batched kernels
+            batched(x, y)
+            return
+        if kernel(x, static, act_scale is None, qlo, qhi, gptr, off, sel, wv, comp, scale, bias,
+                  y, 1, act) == -1.0:
+            raise ValueError("input contains inf/nan")
+    return run1
 
 
-def _vnni_gemm_runner(p: PackedLinear, act_scale, act_qmax):
+def _vnni_gemm_runner(p: PackedLinear, act_scale, act_qmax, act=0):
     from . import vnni
 
     qlo, qhi = act_range(act_qmax)
@@ -175,16 +231,16 @@ def _vnni_gemm_runner(p: PackedLinear, act_scale, act_qmax):
             if "dense" not in p._cache:
                 p._cache["dense"] = vnni.dense_blocks(ptr, cols, vals, p.out_features, groups, 16)
             vnni.block_gemm_dense(xl, mpad, m, p._cache["dense"], groups, p.out_features, comp,
-                                  p.scale, bias, sx, y, 16)
+                                  p.scale, bias, sx, y, 16, act)
         elif mpad >= 64 and density >= SLAB_MIN_DENSITY and groups > SLAB_GROUPS:
             # dense-ish block rows (e.g. unstructured 90% -> ~34% of 1x4 groups): walk K in
             # L1-sized slabs; measured 20-25% faster there, slower for sparse block rows.
             if "slabs" not in p._cache:
                 p._cache["slabs"] = vnni.slab_pointers(ptr, cols, SLAB_GROUPS)
             vnni.block_gemm_slab(xl, mpad, m, p._cache["slabs"], cols, vals, comp, p.scale,
-                                 bias, sx, y, 16)
+                                 bias, sx, y, 16, act)
         else:
-            vnni.block_gemm(xl, mpad, m, ptr, cols, vals, comp, p.scale, bias, sx, y, 16)
+            vnni.block_gemm(xl, mpad, m, ptr, cols, vals, comp, p.scale, bias, sx, y, 16, act)
     return run
 
 
@@ -265,7 +321,7 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
         # dense-ish 1x4 block rows over a long K (e.g. block1x4 at 50-70%, K = 3072): L1 slabs
         # of K, measured +17% at 3072x768 M=128; at K = 768 it was within noise or slower
         if "slabs8" not in p._cache:
-            from .vnni import slab_pointers
+            from .tiles import slab_pointers
 
             p._cache["slabs8"] = slab_pointers(ptr, cols, SLAB_GROUPS)
         slabs = p._cache["slabs8"]
@@ -299,8 +355,34 @@ def _avx2_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
     return run
 
 
+def _amx_runner(p: PackedLinear, small, act_scale, act_qmax, act=0):
+    """AMX tiles (``amx.py``) for full block rows (2:4, dense); other layers: the VNNI kernels."""
+    if not _full_rows(p):
+        return _vnni_runner(p, small, act_scale, act_qmax, act)
+    from . import amx
+
+    qlo, qhi = act_range(act_qmax)
+    static = act_scale_of(None, act_scale) if act_scale is not None else 0.0
+    if "amx" not in p._cache:
+        p._cache["amx"] = amx.amx_form(p.int_weight())
+    wt, nk = p._cache["amx"]
+    cfg, bias, kpad = amx.tile_config(), _bias(p), nk * amx.KSTEP
+
+    def run(x, y):
+        mpad = (x.shape[0] + 15) // 16 * 16
+        if act_scale is None:  # scale and quantization in one call
+            xq, sx = amx.quantize_rows_dynamic(x, mpad, kpad, qlo, qhi)
+            if sx < 0:
+                raise ValueError("input contains inf/nan")
+        else:
+            sx = static
+            xq = amx.quantize_rows(x, np.float32(1.0 / sx), mpad, kpad, qlo, qhi)
+        amx.gemm(cfg, xq, x.shape[0], wt, nk, p.out_features, p.scale, bias, sx, y, act)
+    return run
+
+
 _RUNNERS = {"portable": _portable_runner, "avx512_vnni": _vnni_runner, "avx2": _avx2_runner,
-            "avx_vnni": _avx2_runner}
+            "avx_vnni": _avx2_runner, "amx_int8": _amx_runner}
 
 
 def _portable(p: PackedLinear, xt, sx, y) -> None:

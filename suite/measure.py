@@ -273,6 +273,9 @@ def measure(cfg, model: nn.Module, metrics: dict[str, float], task_kind, eval_ds
     if do_lat:
         with timing_window() as quiet:  # other sparq loops on this machine pause; wait for idle CPUs
             _time_backends(out, tags, mc, fmt, fp32, packed, threads, quiet, bundle)
+        from kernels import kernel_paths  # the paths the timed layers ran (autotuned per layer)
+
+        tags["kernel_path"] = kernel_paths(packed) or tags.get("kernel_path", "")
     return out, tags
 
 

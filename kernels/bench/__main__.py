@@ -23,6 +23,7 @@ from .common import (
     log_mlflow,
     measure_bandwidth_gbs,
     measure_int8_peak_gmacs,
+    path_line,
     quiet_columns,
     quiet_window,
     set_threads,
@@ -35,7 +36,7 @@ FORMAT_OF = {"unstructured": "csr", "block1x4": "block1x4", "nm": "nm"}
 COLUMNS = ["k", "n", "m", "sparsity", "pattern", "backend", "median_ms", "min_ms", "max_ms",
            "speedup_vs_fp32", "speedup_vs_onednn", "roofline_ms", "roofline_frac", "packed_bytes",
            "threads", "kernel_path", "cpu_flags", "loadavg", "cpu_busy", "quiet", "others_busy",
-           "round"]
+           "round", "machine", "isa"]
 
 
 def parse(argv=None):
@@ -46,8 +47,9 @@ def parse(argv=None):
     ap.add_argument("--pattern", help="unstructured,block1x4 (2:4 always uses nm)")
     ap.add_argument("--backends", help="comma list; default all")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--csv", default=os.path.join(REPO, "runs", "kernels", "bench.csv"),
-                    help="where to write (default runs/kernels/, git-ignored; results/kernels/ to publish)")
+    ap.add_argument("--csv", default=None,
+                    help="the CSV to write, exactly this path (default runs/kernels/bench.csv, or "
+                         "bench_model.csv with --model; git-ignored; results/kernels/ to publish)")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=1,
                     help="time the whole grid (or, with --model, each batch size) this many "
@@ -64,6 +66,8 @@ def parse(argv=None):
     ap.add_argument("--settle", type=float, default=None,
                     help="seconds to wait for idle CPUs in the timing window (default suite.quiet's)")
     a = ap.parse_args(argv)
+    a.csv = a.csv or os.path.join(REPO, "runs", "kernels",
+                                  "bench_model.csv" if a.model else "bench.csv")
     shapes = a.shapes or ",".join(SHAPES["bert-base"] + (SHAPES["minilm"] if a.full else []))
     a.shape_list = [_ints(s, "--shapes", "KxN, e.g. 768x3072", "x", 2) for s in shapes.split(",")]
     a.m_list = [_ints(v, "--m", "a positive integer")[0] for v in (a.m or ("1,16,128,512" if a.full else "1,128")).split(",")]
@@ -117,7 +121,7 @@ def main(argv=None):
         return run_model_bench(a)
     flags = cpu.cpu_flags_string()
     path = cpu.kernel_path()
-    print(f"cpu: {flags}\nthreads: {a.threads}  kernel path: {path}")
+    print(f"cpu: {flags}\nthreads: {a.threads}  {path_line()}")
     rows = []
     with quiet_window(a.settle) as q:  # other sparq loops pause; every row records q
         load0 = check_load(a.threads)
@@ -162,6 +166,7 @@ def _measure_layers(a, flags, path, quiet, bw, peak):
     the measured bandwidth ``bw`` GB/s and int8 ``peak`` GMAC/s)."""
     import torch
 
+    from .. import ops
     from ..linear import SparseInt8Linear
     from .baselines import BASELINES
 
@@ -199,6 +204,7 @@ def _measure_layers(a, flags, path, quiet, bw, peak):
                     xt = torch.from_numpy(x)
                     ours = f"sparq_{fmt}"
                     res[ours] = timeit(lambda layer=layer, xt=xt: layer(xt), a.repeats)
+                    ran = ops.chosen_path(layer.packed, m) or path  # autotuned, forced or static
                     nnz = int((w != 0).sum())
                     nbytes = layer.packed_bytes + 4 * m * k + 4 * m * n
                     roof = max(nbytes / (bw * 1e9), nnz * m / (peak * 1e9)) * 1e3
@@ -214,17 +220,19 @@ def _measure_layers(a, flags, path, quiet, bw, peak):
                                      "roofline_frac": roof / med if be == ours else "",
                                      "packed_bytes": layer.packed_bytes if be == ours else "",
                                      "threads": a.threads,
-                                     "kernel_path": path if be.startswith("sparq") else "",
+                                     "kernel_path": ran if be.startswith("sparq") else "",
                                      "cpu_flags": flags,
                                      "loadavg": round(os.getloadavg()[0], 2), **quiet,
-                                     "others_busy": others.share()})
-                    _print_block(k, n, m, sp, pat, res, ours, roof)
+                                     "others_busy": others.share(),
+                                     "machine": cpu.machine_label(),
+                                     "isa": cpu.forced_path() or "auto"})
+                    _print_block(k, n, m, sp, pat, res, ours, roof, ran)
     return rows
 
 
-def _print_block(k, n, m, sp, pat, res, ours, roof):
+def _print_block(k, n, m, sp, pat, res, ours, roof, ran):
     fp = res["torch_fp32"][0]
-    print(f"\n{k}x{n} M={m} sparsity={sp} pattern={pat}")
+    print(f"\n{k}x{n} M={m} sparsity={sp} pattern={pat} (sparq kernel path: {ran})")
     for be, (med, lo, hi) in sorted(res.items(), key=lambda kv: kv[1][0]):
         extra = f"  roofline {roof:.3f} ms -> {roof / med:.0%} of bound" if be == ours else ""
         print(f"  {be:20s} {med:8.3f} ms [{lo:.3f}-{hi:.3f}]  x{fp / med:5.2f} vs fp32{extra}")

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from ..cpu import OtherLoad  # noqa: F401  (re-exported: the benches' per-block load column)
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -38,6 +40,18 @@ def timeit(fn, repeats: int = 20, warmup: int = 3, min_time: float = 0.0):
     return statistics.median(ts), min(ts), max(ts)
 
 
+def path_line() -> str:
+    """How the sparq layers pick their kernel path in this run (printed in the bench header)."""
+    from .. import cpu, dispatch
+
+    if cpu.forced_path():
+        return f"kernel path: {cpu.forced_path()} (forced, SPARQ_KERNEL_ISA)"
+    if dispatch.enabled() and len(dispatch.tunable_paths()) > 1:
+        return (f"kernel path: autotuned per layer among {', '.join(dispatch.tunable_paths())} "
+                f"(static default {cpu.kernel_path()}; choices in {dispatch.cache_file()})")
+    return f"kernel path: {cpu.kernel_path()}"
+
+
 def check_load(threads: int) -> float:
     """1-minute load average; warns when other processes compete for the cores (figures taken
     then are not comparable: OpenMP barriers degrade badly under oversubscription)."""
@@ -64,33 +78,6 @@ def quiet_window(settle_s: float | None = None):
 
 def quiet_columns(q) -> dict:
     return {"cpu_busy": "" if q.busy is None else round(q.busy, 3), "quiet": q.quiet}
-
-
-def _cpu_ticks() -> tuple[int, int, int] | None:
-    """(all CPU ticks, busy ticks of the machine, ticks of this process) from /proc."""
-    try:
-        with open("/proc/stat") as fh:
-            v = [int(a) for a in fh.readline().split()[1:]]
-        with open("/proc/self/stat") as fh:
-            f = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return sum(v), sum(v) - v[3] - (v[4] if len(v) > 4 else 0), int(f[11]) + int(f[12])
-
-
-class OtherLoad:
-    """Share of the machine's CPU time that *other* processes used between ``OtherLoad()`` and
-    ``share()`` (0..1; None off Linux): what the timing window could not keep away."""
-
-    def __init__(self):
-        self.start = _cpu_ticks()
-
-    def share(self) -> float | str:
-        end = _cpu_ticks()
-        if self.start is None or end is None or end[0] == self.start[0]:
-            return ""
-        other = (end[1] - self.start[1]) - (end[2] - self.start[2])
-        return round(max(0.0, other / (end[0] - self.start[0])), 3)
 
 
 def measure_bandwidth_gbs() -> float:

@@ -205,7 +205,7 @@ def _render_files(report: Report, store: Store, out: Path, published: bool = Fal
     else:
         figs = plots.render_compression(plots.compression_series(report.groups), plot_dir)
         figs += plots.render_latency(plots.latency_series(report.groups), plot_dir)
-        figs += plots.render_kernels(plots.kernel_series(store.kernel_rows), plot_dir, store.kernel_source)
+        figs += plots.render_kernels(plots.kernel_panels(store.kernel_rows), plot_dir, store.kernel_source)
     index = ["# Plots", ""] + [f"- `{f.name}.png` / `.svg`: {f.title}. {f.caption}" for f in figs]
     index += [f"- `leaderboard_<view>{SCREENSHOT_SUFFIX}`: a screenshot of each view of leaderboard.html "
               "(`python -m suite.report.screenshots`, run by `--publish` where a headless Chromium is installed)."]

@@ -177,8 +177,19 @@ def _csv_artifacts(client, run_id: str, prefix: str = "") -> list[str]:
     return sorted(out, key=lambda p: (Path(p).name != "bench.csv", p))
 
 
+def kernel_machine(row: dict) -> str:
+    """The machine of a kernel bench row: its ``machine`` column, else from ``cpu_flags``
+    ("AMD EPYC | llvm:znver3 | ..." -> "AMD EPYC (znver3)")."""
+    if row.get("machine"):
+        return str(row["machine"])
+    parts = [p.strip() for p in str(row.get("cpu_flags") or "").split("|")]
+    llvm = next((p[5:] for p in parts if p.startswith("llvm:")), "")
+    return f"{parts[0] or 'unknown CPU'}" + (f" ({llvm})" if llvm else "")
+
+
 def parse_kernel_csv(text: str) -> list[dict]:
-    """Kernel bench rows with numbers parsed; rows lacking the contract columns are dropped."""
+    """Kernel bench rows with numbers parsed (``machine`` filled in from ``cpu_flags`` where the
+    column is missing); rows lacking the contract columns are dropped."""
     rows = []
     for raw in csv.DictReader(io.StringIO(text)):
         if not {"backend", "sparsity", "speedup_vs_fp32"} <= raw.keys():
@@ -190,6 +201,7 @@ def parse_kernel_csv(text: str) -> list[dict]:
             except ValueError:
                 row[k] = None
         row["sparsity_value"] = kernel_sparsity(raw.get("sparsity", ""))
+        row["machine"] = kernel_machine(row)
         rows.append(row)
     return rows
 

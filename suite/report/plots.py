@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from suite.report.load import kernel_machine
 from suite.report.records import PROFILE_ORDER, Group
 
 MARKERS = {"fp32": "o", "ptq": "s", "qat": "^"}
@@ -258,56 +259,75 @@ def render_latency(series: dict[tuple[str, str, str], list[Point]], out: Path,
     return figs
 
 
-def kernel_panels(rows: Sequence[dict]) -> dict[float | None, dict[str, list[tuple[float, float]]]]:
-    """M (activation rows of the bench: 1 is batch-1 latency, 128 a batch of tokens) -> kernel_series."""
-    ms = sorted({r.get("m") for r in rows}, key=lambda m: (m is None, m or 0))
-    panels = {m: kernel_series([r for r in rows if r.get("m") == m]) for m in ms}
-    return {m: s for m, s in panels.items() if s}
-
-
-def _m_title(m: float | None) -> str:
-    if m is None:
-        return "M not recorded"
-    return f"M = {m:g} activation row{'' if m == 1 else 's'}" + (" (batch-1 latency)" if m == 1 else " (a batch)")
+def kernel_panels(rows: Sequence[dict]) -> dict[tuple[str, int | None], dict[str, list[tuple[float, float]]]]:
+    """(machine, M) -> series -> [(sparsity, median speedup over shapes and rounds)]: one panel
+    per machine and activation-row count. sparq rows of a run that forced a kernel path
+    (``isa`` column) are series of their own ("... [avx2]"); the baselines come from the
+    machine's unforced runs when it has any."""
+    auto = {kernel_machine(r) for r in rows if (r.get("isa") or "auto") == "auto"}
+    acc: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        s, v = r.get("sparsity_value"), r.get("speedup_vs_fp32")
+        if s is None or v is None or not math.isfinite(v):
+            continue
+        machine, isa = kernel_machine(r), r.get("isa") or "auto"
+        backend, pattern = str(r.get("backend", "")), r.get("pattern") or ""
+        if backend.startswith("sparq"):
+            backend = f"{backend} ({pattern})" if pattern and pattern not in backend else backend
+            backend += f" [{isa}]" if isa != "auto" else ""
+        elif isa != "auto" and machine in auto:
+            continue
+        m = int(r["m"]) if r.get("m") is not None else None
+        acc[(machine, m, backend, s)].append(v)
+    out: dict[tuple, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for (machine, m, backend, s), vs in sorted(acc.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2], kv[0][3])):
+        out[(machine, m)][backend].append((s, statistics.median(vs)))
+    return {k: dict(v) for k, v in out.items()}
 
 
 def render_kernels(panels: dict, out: Path, source: str) -> list[Figure]:
-    """One panel per M (`kernel_panels`); a bare `kernel_series` is drawn as one panel."""
-    if panels and all(isinstance(v, list) for v in panels.values()):
-        panels = {None: panels}
-    panels = {m: s for m, s in panels.items() if s}
+    """One panel per (machine, M): speedup over torch fp32 vs sparsity, one line per backend."""
     if not panels:
         return []
     plt = _plt()
-    from matplotlib import ticker
-
-    backends = sorted({b for s in panels.values() for b in s})
-    style = {b: "osD^v<>p*"[i % 9] for i, b in enumerate(backends)}
-    colours = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(backends)}
-    fig, axs = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 1.6, 4.2), squeeze=False)
-    for ax, (m, series) in zip(axs[0], panels.items(), strict=True):
-        for backend, pts in sorted(series.items()):
-            pts = sorted(pts)
-            ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], marker=style[backend], color=colours[backend],
-                    linestyle="-" if len(pts) > 1 else "none", label=backend.replace("$", r"\$"))
-        ax.axhline(1.0, color="k", lw=0.8, ls=":")
-        ax.set_xlabel("weight sparsity (%; N:M as 1 − N/M)")
-        ax.set_ylabel("speedup over torch fp32 (×, median over layer shapes)")
-        ax.set_yscale("log", base=2)  # a ratio: 0.5x and 2x equally far from 1x
-        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.set_title(_m_title(m))
-        ax.grid(True, which="both", alpha=0.3)
-    handles, labels = axs[0][0].get_legend_handles_labels()
-    seen = dict(zip(labels, handles, strict=True))
-    for ax in axs[0][1:]:
-        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            seen.setdefault(label, h)
-    fig.legend(list(seen.values()), list(seen), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.suptitle("Kernel speedup vs sparsity, per backend")
+    machines = sorted({k[0] for k in panels})
+    ms = sorted({k[1] for k in panels}, key=lambda m: -1 if m is None else m)
+    fig, axes = plt.subplots(len(machines), len(ms), figsize=(5.2 * len(ms), 3.9 * len(machines)),
+                             squeeze=False)
+    names = sorted({b for series in panels.values() for b in series})
+    style = {b: ("osD^v<>p*hX"[i % 11], "--" if "[" in b else "-") for i, b in enumerate(names)}
+    for i, machine in enumerate(machines):
+        for j, m in enumerate(ms):
+            ax = axes[i][j]
+            series = panels.get((machine, m), {})
+            for b, pts in sorted(series.items()):
+                pts = sorted(pts)
+                mk, ls = style[b]
+                ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], marker=mk,
+                        linestyle=ls if len(pts) > 1 else "none", label=b.replace("$", r"\$"))
+            ax.axhline(1.0, color="k", lw=0.8, ls=":")
+            ys = [p[1] for pts in series.values() for p in pts if p[1] > 0]
+            if ys and max(ys) / min(ys) > 20:
+                ax.set_yscale("log")
+            elif ys:
+                ax.set_ylim(bottom=0)
+            ax.set_title(f"{machine}" + (f", M = {m} activation row{'' if m == 1 else 's'}"
+                                         + (" (batch-1 latency)" if m == 1 else " (a batch)") if m is not None else ""),
+                         fontsize=9)
+            ax.set_xlabel("weight sparsity (%) (2:4 = 50)", fontsize=8)
+            ax.set_ylabel("speedup over torch fp32 (x)", fontsize=8)
+            ax.tick_params(labelsize=8)
+            ax.grid(True, which="both", alpha=0.3)
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="center left",
+               bbox_to_anchor=(1.0, 0.5), title="backend (median over shapes)", title_fontsize=7)
+    fig.suptitle("kernel speedup vs sparsity, per machine and activation rows M", fontsize=10)
     fig.tight_layout()
-    return [_save(fig, out, "kernel_speedup_vs_sparsity", "Kernel speedup vs sparsity, per backend",
-                  f"From {source}; one panel per M (activation rows): batch-1 latency apart from a batch.")]
+    return [_save(fig, out, "kernel_speedup_vs_sparsity", "Kernel speedup vs sparsity, per machine and M",
+                  f"From {source}; dashed: sparq with a forced kernel path ([isa]).")]
 
 
 # ------------------------------------------------------------------ curves (sparsity, budget)

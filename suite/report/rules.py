@@ -218,7 +218,8 @@ def latency_ratio(spec, groups, kernels, limits) -> list[Outcome]:
     for row in kernels:
         b, s = str(row.get("backend", "")), row.get("speedup_vs_fp32")
         if prefixes and b.startswith(prefixes) and s is not None and math.isfinite(s):
-            shape = (row.get("k"), row.get("n"), row.get("m"), row.get("model"), row.get("batch"))
+            shape = (row.get("machine"), row.get("k"), row.get("n"), row.get("m"), row.get("model"),
+                     row.get("batch"))
             best[shape] = max(best.get(shape, 0.0), s)
     if not best:
         return [Outcome(NOT_RUN, "no latency_ms_* on the selected cells and no kernel bench rows")]

@@ -15,7 +15,7 @@ def test_layer_bench_records_kernel_path(tmp_path, monkeypatch):
     rows = list(csv.DictReader(out.open()))
     sparq = [r for r in rows if r["backend"].startswith("sparq")]
     assert len(sparq) == 4 and {r["backend"] for r in sparq} == {"sparq_block1x4", "sparq_nm"}
-    assert all(r["kernel_path"] == cpu.kernel_path() for r in sparq)
+    assert all(r["kernel_path"] in cpu.supported_paths() for r in sparq)  # the path that ran
     assert all(r["kernel_path"] == "" for r in rows if not r["backend"].startswith("sparq"))
     assert all(r["cpu_flags"] == cpu.cpu_flags_string() for r in rows)
     assert all(r["quiet"] in ("True", "False") and r["cpu_busy"] != "" for r in rows)
@@ -74,7 +74,8 @@ def test_profile_self_times_split_the_forward_by_module_class():
 
 def test_model_bench_rounds_on_a_tiny_encoder(tmp_path, monkeypatch, capsys):
     """``--model --rounds 2`` on a 1-layer encoder: every backend (sparq csr and block1x4,
-    torch, ONNX Runtime when it exports) timed in both rounds, ratios within each round."""
+    torch, ONNX Runtime when it exports) timed in both rounds, ratios within each round;
+    ``--csv PATH`` writes exactly PATH."""
     import kernels.bench.model as model_bench
 
     monkeypatch.setenv("SPARQ_TIMING_DIR", str(tmp_path))
@@ -82,9 +83,10 @@ def test_model_bench_rounds_on_a_tiny_encoder(tmp_path, monkeypatch, capsys):
                                                           num_attention_heads=2,
                                                           intermediate_size=64))
     monkeypatch.setattr(model_bench, "SEQ", 16)
-    out = tmp_path / "bench_model.csv"
+    out = tmp_path / "e2e.csv"  # written exactly there, whatever its name
     bench.main(["--model", "--models", "tiny", "--batches", "1", "--threads", "1", "--repeats",
                 "1", "--rounds", "2", "--no-mlflow", "--settle", "0", "--csv", str(out)])
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == ["e2e.csv"]
     rows = list(csv.DictReader(out.open()))
     backends = {r["backend"] for r in rows}
     assert {"torch_fp32", "sparq_csr", "sparq_block1x4"} <= backends
@@ -94,3 +96,27 @@ def test_model_bench_rounds_on_a_tiny_encoder(tmp_path, monkeypatch, capsys):
     for r in rows:  # each ratio against the fp32 time of its own round
         assert abs(float(r["speedup_vs_fp32"]) - fp[r["round"]] / float(r["median_ms"])) < 1e-9
     assert "ratios over 2 rounds" in capsys.readouterr().out
+
+
+def test_publish_keeps_every_machines_rows(tmp_path):
+    """``kernels.bench.publish``: a run replaces the published rows of its own (machine, isa,
+    threads) only; rows written before the ``machine`` column get it from ``cpu_flags``."""
+    from kernels.bench.publish import main as publish
+
+    zen = "AMD EPYC | llvm:znver3 | cores:2 | avx2 fma"
+    xeon = "Intel Xeon | llvm:rocketlake | cores:2 | avx512_vnni amx_int8"
+    pub = tmp_path / "bench.csv"
+    pub.write_text("k,backend,median_ms,threads,cpu_flags\n768,sparq_csr,1.0,2," + zen + "\n")
+
+    def run(name, isa, ms):
+        p = tmp_path / name
+        p.write_text("k,backend,median_ms,threads,cpu_flags,machine,isa\n" + "".join(
+            f"768,sparq_csr,{t},2,{xeon},Intel Xeon (rocketlake),{isa}\n" for t in ms))
+        return str(p)
+
+    publish([run("a.csv", "auto", [0.5]), run("b.csv", "avx2", [0.7]), "--into", str(pub)])
+    publish([run("c.csv", "auto", [0.4, 0.45]), "--into", str(pub)])  # a rerun replaces "auto"
+    rows = list(csv.DictReader(pub.open()))
+    got = sorted((r["machine"], r["isa"], r["median_ms"]) for r in rows)
+    assert got == [("AMD EPYC (znver3)", "auto", "1.0"), ("Intel Xeon (rocketlake)", "auto", "0.4"),
+                   ("Intel Xeon (rocketlake)", "auto", "0.45"), ("Intel Xeon (rocketlake)", "avx2", "0.7")]
