@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if report.smoke_left_out:
         print(f"[sparq] left out {report.smoke_left_out} profile=smoke records (never published)", file=sys.stderr)
     say_changes(report.changes, f"published to {out}")
-    skipped = f"; {len(report.skipped)} invalid records skipped (named above)" if report.skipped else ""
+    skipped = f"; {_records(len(report.skipped))} skipped as invalid (named above)" if report.skipped else ""
     print(f"wrote {len(written)} files under {out}: {len(report.board['records'])} records from "
           f"{', '.join(report.board['sources']) or 'nothing'}{skipped}", file=sys.stderr)
     if args.publish:
@@ -78,9 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.publish:
             text = text.rsplit("\n", 1)[0] + f"\n[sparq] published: {out}/leaderboard.html"
         if report.skipped:
-            text += f"\n[sparq] {len(report.skipped)} invalid records skipped (named above and in the page's notes)"
+            text += f"\n[sparq] {_records(len(report.skipped))} skipped as invalid (named above and at the top of the page)"
         print(text)
     return 0
+
+
+def _records(n: int) -> str:
+    return f"{n} record{'' if n == 1 else 's'}"
 
 
 def say_changes(changes, headline: str) -> None:
