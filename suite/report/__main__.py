@@ -12,6 +12,7 @@ with records unless --replace. Invalid records are skipped, each named in one li
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="print a terminal summary of these MLflow experiments (glob; none: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from suite.paths import HTTP_DEFAULTS
+
+    for key, value in HTTP_DEFAULTS.items():  # an unreachable tracking server: seconds, not minutes
+        os.environ.setdefault(key, value)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retries; the error says it once
 
     if args.publish and args.out is not None and args.out.resolve() != RESULTS_DIR.resolve():
         parser.error("--publish writes results/; leave out --out")

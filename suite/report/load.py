@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from suite.errors import SparqError
 from suite.report.records import Cell
 from suite.report.validate import InvalidRecord, Skipped, check_record, parse_record
 
@@ -101,9 +102,28 @@ def load_store(uri: str, kernel_csvs: tuple[Path, ...] = (), environment: bool =
     """Records of every FINISHED run (grid cells become `Cell`s); `environment` is kept for the CLI
     (the record carries its environment). A record that is not valid is skipped, named in one
     warning line (run id, experiment, why) and listed in `Store.skipped`."""
-    from mlflow.tracking import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     del environment
+    try:
+        return _load_store(uri, kernel_csvs, kernel_experiment)
+    except MlflowException as e:  # an unreachable server, a store MLflow cannot read
+        raise SparqError(f"MLflow store {uri}: {str(e).splitlines()[0][:300]}") from None
+
+
+def check_store(uri: str) -> None:
+    """SparqError when `uri` names an SQLite store that does not exist (MLflow would create an empty
+    one there, and the report would say nothing was ever recorded)."""
+    if uri.startswith("sqlite:///") and not uri.endswith(":memory:"):
+        path = Path(uri.split(":///", 1)[1])
+        if not path.is_file():
+            raise SparqError(f"tracking URI {uri}: no MLflow store at {path}; run a cell first, or point "
+                             "MLFLOW_TRACKING_URI (or --tracking-uri) at your store")
+
+
+def _load_store(uri: str, kernel_csvs: tuple[Path, ...], kernel_experiment: str) -> Store:
+    from mlflow.tracking import MlflowClient
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(uri)  # bound to `uri`, never mlflow.set_tracking_uri (process-wide)
     store = Store(uri)
