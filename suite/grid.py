@@ -31,7 +31,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from suite.errors import SparqError, cli_errors
+from suite.errors import Parser, SparqError, cli_errors
 from suite.lifecycle import Modifier
 from suite.sweep import expand_sweep
 
@@ -333,7 +333,7 @@ def debug_modifiers(debug: Any) -> list[Modifier]:
 def parser():
     import argparse
 
-    p = argparse.ArgumentParser(
+    p = Parser(  # a usage error is one `sparq: error:` line (suite.errors)
         prog="python -m suite.grid",
         description="Summaries of Hydra grid sweeps (suite.run -m), or the time of grids before they run.",
         epilog="examples:\n  python -m suite.grid multirun/prune_ofa-quick/<time>\n"

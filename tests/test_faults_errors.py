@@ -67,7 +67,7 @@ def test_label_range_is_checked_as_config():
 def _report_main(tmp_path, *extra):
     from suite.report.__main__ import main
 
-    board = write_board(tmp_path / "b" / "leaderboard.json", grid())
+    board = write_board(tmp_path / "b" / "leaderboard.json", grid()[:2])
     return main(["--merge", str(board), "--out", str(tmp_path / "out"), *extra])
 
 
@@ -101,6 +101,17 @@ def test_report_on_a_full_disk_is_one_line_and_keeps_the_old_report(tmp_path, ca
     assert err[-1].startswith("sparq: error: No space left on device: ") and "Traceback" not in "\n".join(err)
     monkeypatch.undo()
     assert (tmp_path / "out" / "leaderboard.html").read_text() == before
+
+
+def test_report_of_a_store_that_does_not_exist_is_one_line_and_creates_none(tmp_path, capsys):
+    from suite.report.__main__ import main
+
+    db = tmp_path / "none" / "mlflow.db"
+    assert main(["--tracking-uri", f"sqlite:///{db}", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"sparq: error: tracking URI sqlite:///{db}: no MLflow store at {db}; run a cell first, or "
+                   "point MLFLOW_TRACKING_URI (or --tracking-uri) at your store"]
+    assert not db.parent.exists() and not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------ the other entry points

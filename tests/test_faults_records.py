@@ -83,7 +83,7 @@ def test_cli_names_and_counts_the_skipped_records(mixed_store, tmp_path, capsys)
     uri, ids = mixed_store
     assert main(["--tracking-uri", uri, "--out", str(tmp_path / "out"), "--summary"]) == 0
     err = capsys.readouterr().err
-    assert "5 records from mlflow; 2 invalid records skipped" in err
+    assert "5 records from mlflow; 2 records skipped as invalid" in err
 
 
 def test_a_report_of_nothing_never_replaces_a_report_of_something_unasked(mixed_store, tmp_path):
@@ -114,6 +114,16 @@ def test_every_view_tolerates_a_missing_metric(tmp_path):
     assert len(report.board["records"]) == 9 and written
     assert any("–" in t for t in report.tables.values())
     assert summary.text(report.groups, report.verdicts, [], tmp_path)
+
+
+def test_claims_tolerate_a_missing_metric_in_their_evidence(tmp_path):
+    """A null eval_primary on a cell every paper's claims compare (one seed each, no outcomes)."""
+    from test_report_support import RECORDS
+
+    records = [dict(r, metrics={**r["metrics"], "eval_primary": None, "eval_accuracy": None})
+               if r["experiment"] != "default-quick" and r["axes"]["quant_method"] != "fp32" else r for r in RECORDS]
+    report, _ = build_report(tmp_path / "out", boards=(write_board(tmp_path / "in" / "leaderboard.json", records),))
+    assert {v.verdict for v in report.verdicts} <= {"holds", "does not hold", "inconclusive", "not run"}
 
 
 # ------------------------------------------------------------------ --merge of foreign boards

@@ -58,11 +58,12 @@ def collect(uri: str | None, boards: tuple[Path, ...] = (), environment: bool = 
     merged boards, one per cell id + machine. Returns (store, sources, duplicates dropped)."""
     from suite.paths import tracking_uri
     from suite.report import leaderboard
-    from suite.report.load import load_store, parse_kernel_csv
+    from suite.report.load import check_store, load_store, parse_kernel_csv
 
     lists, sources = [], []
     store = Store(uri="")
     if uri is not None or not boards:
+        check_store(uri or tracking_uri())  # a report never reads (and so creates) an empty store by mistake
         store = load_store(uri or tracking_uri(), kernel_csvs, environment=environment)
         lists.append([c.record for c in store.cells])
         sources.append("mlflow")

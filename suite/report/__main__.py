@@ -12,6 +12,7 @@ with records unless --replace. Invalid records are skipped, each named in one li
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="print a terminal summary of these MLflow experiments (glob; none: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from suite.paths import HTTP_DEFAULTS
+
+    for key, value in HTTP_DEFAULTS.items():  # an unreachable tracking server: seconds, not minutes
+        os.environ.setdefault(key, value)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retries; the error says it once
 
     if args.publish and args.out is not None and args.out.resolve() != RESULTS_DIR.resolve():
         parser.error("--publish writes results/; leave out --out")
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if report.smoke_left_out:
         print(f"[sparq] left out {report.smoke_left_out} profile=smoke records (never published)", file=sys.stderr)
     say_changes(report.changes, f"published to {out}")
-    skipped = f"; {len(report.skipped)} invalid records skipped (named above)" if report.skipped else ""
+    skipped = f"; {_records(len(report.skipped))} skipped as invalid (named above)" if report.skipped else ""
     print(f"wrote {len(written)} files under {out}: {len(report.board['records'])} records from "
           f"{', '.join(report.board['sources']) or 'nothing'}{skipped}", file=sys.stderr)
     if args.publish:
@@ -78,9 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.publish:
             text = text.rsplit("\n", 1)[0] + f"\n[sparq] published: {out}/leaderboard.html"
         if report.skipped:
-            text += f"\n[sparq] {len(report.skipped)} invalid records skipped (named above and in the page's notes)"
+            text += f"\n[sparq] {_records(len(report.skipped))} skipped as invalid (named above and at the top of the page)"
         print(text)
     return 0
+
+
+def _records(n: int) -> str:
+    return f"{n} record{'' if n == 1 else 's'}"
 
 
 def say_changes(changes, headline: str) -> None:

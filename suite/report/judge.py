@@ -171,11 +171,14 @@ def budget_needs(cell: Group, ref: Group, groups: Sequence[Group], why: str) -> 
 def precision_needs(cell: Group, ref: Group, iv: Interval, line: float) -> tuple[str, list[Need]]:
     """How many more seeds (or eval examples) would shrink the interval off the line (width ~ 1/sqrt)."""
     margin = abs(iv.value - line)
+    seeds = max(len(cell.seeds), len(ref.seeds))
+    if not (math.isfinite(margin) and math.isfinite(iv.half_width)):  # a metric missing, or one seed and no outcomes
+        return f"{iv.text()}: a metric is missing, or one seed each and no per-example outcomes", [
+            Need("seeds", g.cell_ids[0], count=seeds + 1, text=f"{desc(g)}: {seeds + 1} seeds") for g in (cell, ref)]
     if margin < 1e-6:
         return f"interval {iv.text()} sits on the line {line:+.2f}", [
             Need("unavailable", cell.cell_ids[0], text="the difference equals the line: no sample size decides it")]
     ratio = (iv.half_width / margin) ** 2
-    seeds = max(len(cell.seeds), len(ref.seeds))
     want_seeds = max(seeds + 1, math.ceil(seeds * ratio))
     want_n = math.ceil(iv.n * ratio) if iv.n else None
     text = (f"interval {iv.text()} straddles {line:+.2f}: ~{want_seeds} seeds"

@@ -1,5 +1,6 @@
 """The only part of the report that reads: `result.json` records (CellRecord) from MLflow, kernel
-benchmarks from MLflow or CSV. A run without a record is not a result (it is counted, not guessed).
+benchmarks from MLflow or CSV. A run without a record is not a result (it is counted, not guessed);
+a record that does not validate (suite/report/validate.py) is skipped and named, never guessed either.
 
 Everything downstream (tables, claims, plots, leaderboard) is a pure function of what this returns.
 """
@@ -14,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from suite.errors import SparqError, one_line
 from suite.report.records import Cell
 from suite.report.validate import InvalidRecord, Skipped, check_record, parse_record
 
@@ -58,15 +60,6 @@ def _using(uri: str):
             os.environ["MLFLOW_TRACKING_URI"] = before
 
 
-def load_record(uri: str, artifact_uri: str) -> dict | None:
-    """The run's result.json as a dict (None when it has none or it is not JSON); unvalidated."""
-    try:
-        return parse_record(_record_text(uri, artifact_uri))
-    except Exception as e:  # noqa: BLE001 - a run without the artifact, or a corrupt one
-        log.debug("no readable %s under %s: %s", RECORD_ARTIFACT, artifact_uri, e)
-        return None
-
-
 def _record_text(uri: str, artifact_uri: str) -> str:
     import mlflow.artifacts
 
@@ -82,7 +75,7 @@ def read_run_record(client, uri: str, run) -> dict | None:
     except Exception as e:  # noqa: BLE001 - missing, or there but unreadable: which one, asked below
         if not _has_record(client, run.info.run_id):
             return None
-        raise InvalidRecord(f"{RECORD_ARTIFACT} unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
+        raise InvalidRecord(f"{RECORD_ARTIFACT} unreadable ({type(e).__name__}: {one_line(e)[:200]})") from None
     data = parse_record(text)
     if isinstance(data, dict) and data.get("run_id") is None:
         data["run_id"] = run.info.run_id
@@ -101,9 +94,28 @@ def load_store(uri: str, kernel_csvs: tuple[Path, ...] = (), environment: bool =
     """Records of every FINISHED run (grid cells become `Cell`s); `environment` is kept for the CLI
     (the record carries its environment). A record that is not valid is skipped, named in one
     warning line (run id, experiment, why) and listed in `Store.skipped`."""
-    from mlflow.tracking import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     del environment
+    try:
+        return _load_store(uri, kernel_csvs, kernel_experiment)
+    except MlflowException as e:  # an unreachable server, a store MLflow cannot read
+        raise SparqError(f"MLflow store {uri}: {str(e).splitlines()[0][:300]}") from None
+
+
+def check_store(uri: str) -> None:
+    """SparqError when `uri` names an SQLite store that does not exist (MLflow would create an empty
+    one there, and the report would say nothing was ever recorded)."""
+    if uri.startswith("sqlite:///") and not uri.endswith(":memory:"):
+        path = Path(uri.split(":///", 1)[1])
+        if not path.is_file():
+            raise SparqError(f"tracking URI {uri}: no MLflow store at {path}; run a cell first, or point "
+                             "MLFLOW_TRACKING_URI (or --tracking-uri) at your store")
+
+
+def _load_store(uri: str, kernel_csvs: tuple[Path, ...], kernel_experiment: str) -> Store:
+    from mlflow.tracking import MlflowClient
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(uri)  # bound to `uri`, never mlflow.set_tracking_uri (process-wide)
     store = Store(uri)
