@@ -24,6 +24,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .avx2_gemm import dynamic_scale
+from .avx2_intrinsics import _quant8_rows
 from .epilogue import gelu_block
 
 _I8, _I64 = ir.IntType(8), ir.IntType(64)
@@ -32,6 +33,7 @@ _VOID = ir.VoidType()
 ROWS = 32  # activation rows per task (two A tiles; a last panel of 16 rows takes one)
 COLS = 32  # outputs per task (two B tiles)
 KSTEP = 64  # inputs per tile step
+PANELS = 8  # panels of ROWS activation rows per task
 
 
 def tile_config() -> np.ndarray:
@@ -58,7 +60,8 @@ def _c64(v):
 def _make_tiles(arows: int):
     """Intrinsic: buf[16 * arows rows x 32 int32] = the activation rows at xq[xoff + r * lda]
     (``arows`` A tiles of 16 rows) times the weight tiles from wt[woff] (per K step two B tiles,
-    1 KiB each, outputs 0-15 then 16-31), over ``nk`` steps of 64 inputs."""
+    1 KiB each, outputs 0-15 then 16-31), over ``nk`` steps of 64 inputs. The tiles must be
+    configured (``_configure``) on this thread; ``cfg`` is unused (kept for the signature)."""
 
     @intrinsic
     def tiles(typingctx, cfg, xq, xoff, lda, wt, woff, nk, buf):
@@ -71,8 +74,7 @@ def _make_tiles(arows: int):
             def ptr(i, v):
                 return builder.bitcast(context.make_array(t[i])(context, builder, v).data, _P8)
 
-            cp, xp, wp, bp = ptr(0, cfg_), ptr(1, xq_), ptr(4, wt_), ptr(7, buf_)
-            builder.call(_fn(builder, "llvm.x86.ldtilecfg", [_P8]), [cp])
+            xp, wp, bp = ptr(1, xq_), ptr(4, wt_), ptr(7, buf_)
             zero = _fn(builder, "llvm.x86.tilezero", [_I8])
             ctiles = [(a, b) for a in range(arows) for b in range(2)]  # C tile 2a + b
             for a, b in ctiles:
@@ -96,7 +98,6 @@ def _make_tiles(arows: int):
             for a, b in ctiles:  # buf rows of 32 int32 (128 bytes)
                 builder.call(store, [_c8(2 * a + b), builder.gep(bp, [_c64(16 * 128 * a + 64 * b)]),
                                      _c64(128)])
-            builder.call(_fn(builder, "llvm.x86.tilerelease", []), [])
             return context.get_dummy_value()
 
         return sig, codegen
@@ -105,6 +106,31 @@ def _make_tiles(arows: int):
 
 
 _tiles2, _tiles1 = _make_tiles(2), _make_tiles(1)
+
+
+@intrinsic
+def _configure(typingctx, cfg):
+    """ldtilecfg: this thread's tiles as ``tile_config()`` describes them."""
+    sig = types.void(cfg)
+
+    def codegen(context, builder, signature, args):
+        p = builder.bitcast(context.make_array(signature.args[0])(context, builder, args[0]).data, _P8)
+        builder.call(_fn(builder, "llvm.x86.ldtilecfg", [_P8]), [p])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _release(typingctx):
+    """tilerelease: back to the init state (the OS then saves no tile data for this thread)."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        builder.call(_fn(builder, "llvm.x86.tilerelease", []), [])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 # ----------------------------------------------------------------------------- weight form
@@ -123,19 +149,27 @@ def amx_form(q: np.ndarray):
 @njit(parallel=True, cache=True)
 def quantize_rows(x, inv, mpad, kpad, qlo, qhi):
     """float32 [M, K] -> int8 [mpad, kpad] row-major: clamp(rint(x * inv), qlo, qhi), zero
-    padded (the A operand)."""
+    padded (the A operand). Blocks of 8 rows: 8 rows x 8 inputs at a time in registers
+    (``avx2_intrinsics._quant8_rows``), scalar code for the K % 8 tail and a block past the last
+    row (``mpad``: a multiple of 8)."""
     m, k = x.shape
     out = np.empty((mpad, kpad), np.int8)
-    for i in prange(mpad):
-        row = out[i]
-        if i < m:
-            xr = x[i]
-            for j in range(k):
-                row[j] = np.int8(min(max(np.rint(xr[j] * inv), qlo), qhi))
-            for j in range(k, kpad):
-                row[j] = 0
-        else:
-            for j in range(kpad):
+    flat = out.reshape(-1)
+    for blk in prange(mpad // 8):
+        base = blk * 8
+        kv = k // 8 if base + 8 <= m else 0
+        if kv > 0:
+            _quant8_rows(x, np.int64(base) * k, np.int64(k), np.int64(kv), inv, qlo, qhi, flat,
+                         np.int64(base) * kpad, np.int64(kpad))
+        for r in range(8):
+            i = base + r
+            row = out[i]
+            j0 = kv * 8
+            if i < m:
+                for j in range(j0, k):
+                    row[j] = np.int8(np.int32(min(max(np.rint(x[i, j] * inv), qlo), qhi)))
+                j0 = k
+            for j in range(j0, kpad):
                 row[j] = 0
     return out
 
@@ -153,33 +187,39 @@ def quantize_rows_dynamic(x, mpad, kpad, qlo, qhi):
 # ----------------------------------------------------------------------------- kernel
 @njit(parallel=True, cache=True)
 def gemm(cfg, xq, m, wt, nk, n_out, scale, bias, xscale, y, act=0):
-    """y[:m] = dequant(xq @ W.T) (+ GELU when ``act`` is 1). Tasks: (32 outputs) x (32
-    activation rows), output-block major, so a block of weights stays in L1/L2 while the
-    activation panels (in L2) pass."""
+    """y[:m] = dequant(xq @ W.T) (+ GELU when ``act`` is 1). A task: 32 outputs x up to
+    PANELS panels of 32 activation rows (the weight tiles stay in L1/L2 while the panels pass),
+    one tile configuration per task."""
     mpad, kpad = xq.shape
     nb = (n_out + COLS - 1) // COLS
     mb = (mpad + ROWS - 1) // ROWS
+    chunks = (mb + PANELS - 1) // PANELS
     lda = np.int64(kpad)
     xf = xq.reshape(-1)
-    for t in prange(nb * mb):
-        b, i0 = t // mb, (t % mb) * ROWS
+    for t in prange(nb * chunks):
+        b, c = t // chunks, t % chunks
         n0 = b * COLS
         nt = min(COLS, n_out - n0)
-        rows = min(ROWS, m - i0)
-        buf = np.empty((ROWS, COLS), np.int32)
         woff = np.int64(b) * nk * 2 * 1024
-        if i0 + ROWS <= mpad:
-            _tiles2(cfg, xf, np.int64(i0) * lda, lda, wt, woff, np.int64(nk), buf.reshape(-1))
-        else:
-            _tiles1(cfg, xf, np.int64(i0) * lda, lda, wt, woff, np.int64(nk), buf.reshape(-1))
+        buf = np.empty((ROWS, COLS), np.int32)
         sc = np.empty(COLS, np.float32)
         off = np.empty(COLS, np.float32)
         for j in range(nt):
             sc[j] = np.float32(xscale * scale[n0 + j])
             off[j] = bias[n0 + j]
-        for i in range(rows):
-            yr = y[i0 + i, n0:n0 + nt]
-            for j in range(nt):
-                yr[j] = np.float32(buf[i, j]) * sc[j] + off[j]
-        if act == 1:
-            gelu_block(y, i0, rows, n0, n0 + nt)
+        _configure(cfg)
+        for pnl in range(c * PANELS, min(mb, (c + 1) * PANELS)):
+            i0 = pnl * ROWS
+            if i0 + ROWS <= mpad:
+                _tiles2(cfg, xf, np.int64(i0) * lda, lda, wt, woff, np.int64(nk), buf.reshape(-1))
+            else:
+                _tiles1(cfg, xf, np.int64(i0) * lda, lda, wt, woff, np.int64(nk), buf.reshape(-1))
+            rows = min(ROWS, m - i0)
+            for i in range(rows):
+                yr = y[i0 + i, n0:n0 + nt]
+                br = buf[i]
+                for j in range(nt):
+                    yr[j] = np.float32(br[j]) * sc[j] + off[j]
+            if act == 1:
+                gelu_block(y, i0, rows, n0, n0 + nt)
+        _release()

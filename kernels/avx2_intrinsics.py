@@ -230,8 +230,10 @@ def _make_quant8(layout: str):
     out[ooff + g*ostride]; "u8": the same with code + 128 as unsigned bytes (the VNNI path's
     operand); "pairs" (int16 out, [K/2][Mpad]): of inputs 2p, 2p+1 at out[ooff + p*ostride];
     "signed" (int8 out, [M][K/8][16], the 2:4 lane kernel's): row r's 8 codes of inputs
-    8j..8j+7, then their negations, at out[ooff + r*ostride + 16j]. Returns the smallest code."""
-    pairs, u8, signed = layout == "pairs", layout == "u8", layout == "signed"
+    8j..8j+7, then their negations, at out[ooff + r*ostride + 16j]; "rows" (int8 out, row-major,
+    the AMX kernel's A operand): row r's 8 codes at out[ooff + r*ostride + 8j]. Returns the
+    smallest code."""
+    pairs, u8, signed, rows_ = (layout == k for k in ("pairs", "u8", "signed", "rows"))
 
     @intrinsic
     def quant8(typingctx, x, xoff, kstride, nchunks, inv, qlo, qhi, out, ooff, ostride):
@@ -241,7 +243,7 @@ def _make_quant8(layout: str):
             xa, xoff_, ks_, nc_, inv_, lo_, hi_, oa, ooff_, os_ = args
             t = signature.args
             xp = _data(context, builder, t[0], xa, _F32)
-            op = _data(context, builder, t[7], oa, _I8 if signed else _I16 if pairs else _I32)
+            op = _data(context, builder, t[7], oa, _I8 if signed or rows_ else _I16 if pairs else _I32)
 
             def splat(v):
                 w = builder.insert_element(ir.Constant(_VF8, ir.Undefined), v, ir.Constant(_I32, 0))
@@ -274,6 +276,15 @@ def _make_quant8(layout: str):
                             v = builder.shuffle_vector(b, neg, _signed_sel(r % 4))
                             _storev(builder, v, op, builder.add(builder.add(
                                 ooff_, builder.mul(os_, _c(r))), builder.mul(j, _c(16))))
+                elif rows_:  # row i of b: bytes 4i..4i+3 (inputs 0-3) and 16+4i.. (4-7)
+                    for b, rows in ((b0, range(4)), (b1, range(4, 8))):
+                        for r in rows:
+                            i = r % 4
+                            v = builder.shuffle_vector(b, b, ir.Constant(
+                                ir.VectorType(_I32, 8), [4 * i + d for d in range(4)]
+                                + [16 + 4 * i + d for d in range(4)]))
+                            _storev(builder, v, op, builder.add(builder.add(
+                                ooff_, builder.mul(os_, _c(r))), builder.mul(j, _c(8))))
                 elif pairs:
                     for p in range(4):
                         v = builder.shuffle_vector(b0, b1, _pair_sel(p))
@@ -292,5 +303,5 @@ def _make_quant8(layout: str):
     return quant8
 
 
-_quant8_quads, _quant8_pairs, _quant8_u8, _quant8_signed = (
-    _make_quant8(kind) for kind in ("quads", "pairs", "u8", "signed"))
+_quant8_quads, _quant8_pairs, _quant8_u8, _quant8_signed, _quant8_rows = (
+    _make_quant8(kind) for kind in ("quads", "pairs", "u8", "signed", "rows"))
