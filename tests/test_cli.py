@@ -67,7 +67,7 @@ def test_run_help_lists_only_the_groups_a_user_picks():
     out = result.stdout
     for group in ("model", "task", "sparsity", "quant", "distill", "train", "profile", "upstream"):
         assert f"\n  {group}: " in out
-    assert "sparsity: block, dense, gmp, nm" in out and "+experiment=NAME" in out and "prune_ofa" in out
+    assert "sparsity: block, dense, gmp, movement, nm" in out and "+experiment=NAME" in out and "prune_ofa" in out
     for internal in ("claims", "schema/", "experiment/common", "experiment/arm", "profile/grid", "cell_seconds"):
         assert internal not in out
     assert "HF_HUB_OFFLINE=1" in out and "torchrun" in out and "train.micro_batch_size" in out

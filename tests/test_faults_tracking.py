@@ -69,8 +69,8 @@ def test_server_killed_mid_cell_loses_nothing(smoke_overrides, run_cell, restore
     killed_at = []
     compute = suite.run.execute
 
-    def execute_then_crash_server(cfg, threads):
-        out = compute(cfg, threads)  # trained and evaluated; the server dies before the record
+    def execute_then_crash_server(*args):
+        out = compute(*args)  # trained and evaluated; the server dies before the record
         _stop_server(proc)
         killed_at.append(time.time())
         return out
