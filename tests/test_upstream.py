@@ -65,7 +65,7 @@ def test_transfer_masks_bit_identical(upstream, smoke_overrides, run_cell, monke
     from suite.upstream.stage import find_entry
 
     seen = {}
-    real_eval = suite.evaluation.evaluate_model
+    real_eval = suite.evaluation.evaluate_with_outcomes
 
     def spy(model, *args, **kwargs):
         prefix = model.base_model_prefix + "."
@@ -73,7 +73,7 @@ def test_transfer_masks_bit_identical(upstream, smoke_overrides, run_cell, monke
                          if n.startswith(prefix) and n[len(prefix):] in entry_masks}
         return real_eval(model, *args, **kwargs)
 
-    monkeypatch.setattr(suite.evaluation, "evaluate_model", spy)
+    monkeypatch.setattr(suite.evaluation, "evaluate_with_outcomes", spy)
     result, _ = upstream
     transfer = smoke_overrides + UPSTREAM + ["stage=transfer"]
     entry = find_entry(compose(transfer))
